@@ -1,0 +1,75 @@
+"""Class sets: names, colours and the ignore label shared by data sets, metrics and exports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+IGNORE_INDEX = 255
+
+
+@dataclass(frozen=True)
+class ClassSet:
+    """The classes a segmenter predicts, in train-id order.
+
+    `palette[i]` is the RGB colour of class `i`; label maps hold train ids and `IGNORE_INDEX`.
+    """
+
+    name: str
+    names: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+    ignore_index: int = IGNORE_INDEX
+
+    def __post_init__(self) -> None:
+        if len(self.names) != len(self.palette):
+            raise ValueError(f"class set {self.name!r}: {len(self.names)} names, {len(self.palette)} colours")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+    def colorize(self, label: np.ndarray) -> np.ndarray:
+        """(H, W) train ids -> (H, W, 3) uint8 RGB; ignored pixels are black."""
+        lut = np.zeros((256, 3), dtype=np.uint8)
+        lut[: self.num_classes] = np.asarray(self.palette, dtype=np.uint8)
+        return lut[label]
+
+
+CITYSCAPES = ClassSet(
+    name="cityscapes",
+    names=(
+        "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+        "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+        "motorcycle", "bicycle",
+    ),
+    palette=(
+        (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
+        (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
+        (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
+        (0, 80, 100), (0, 0, 230), (119, 11, 32),
+    ),
+)
+
+# Cityscapes label ids -> train ids (the official table; every other id is ignored).
+# GTAV labels use the same ids.
+CITYSCAPES_ID_TO_TRAINID: dict[int, int] = {
+    7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
+    26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
+}
+
+ISPRS = ClassSet(
+    name="isprs",
+    names=("impervious surfaces", "building", "low vegetation", "tree", "car", "clutter"),
+    palette=((255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0)),
+)
+
+CLASS_SETS: dict[str, ClassSet] = {c.name: c for c in (CITYSCAPES, ISPRS)}
+
+
+def id_lookup_table(mapping: dict[int, int], ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """A 256-entry uint8 table that maps raw label ids to train ids (`ignore_index` elsewhere)."""
+    table = np.full(256, ignore_index, dtype=np.uint8)
+    for raw_id, train_id in mapping.items():
+        table[raw_id] = train_id
+    return table

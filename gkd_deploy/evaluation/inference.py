@@ -1,0 +1,82 @@
+"""Dense prediction for images of any size: whole-image or sliding-window.
+
+Both return logits at the image's own resolution, so labels are scored at full resolution.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from gkd_deploy.errors import ConfigError
+
+Model = Callable[[torch.Tensor], torch.Tensor]  # (B, 3, H, W) -> (B, K, H, W)
+
+
+@dataclass(frozen=True)
+class InferenceMode:
+    """`whole`: the image at its resolution, padded to a multiple of `multiple`.
+    `slide`: `crop` x `crop` windows every `stride` pixels, logits averaged where they overlap
+    (the paper's setting: crop 512, stride 341)."""
+
+    mode: str = "slide"
+    crop: int = 512
+    stride: int = 341
+    multiple: int = 16
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("whole", "slide"):
+            raise ConfigError(f"inference mode must be 'whole' or 'slide', got '{self.mode}'")
+        if self.mode == "slide" and not 0 < self.stride <= self.crop:
+            raise ConfigError(f"slide inference needs 0 < stride <= crop, got stride {self.stride}, crop {self.crop}")
+        if self.crop % self.multiple:
+            raise ConfigError(f"crop {self.crop} must be a multiple of the patch size {self.multiple}")
+
+
+def predict_logits(model: Model, images: torch.Tensor, mode: InferenceMode) -> torch.Tensor:
+    """(B, 3, H, W) float images -> (B, K, H, W) logits."""
+    if mode.mode == "whole":
+        return _whole(model, images, mode.multiple)
+    return _slide(model, images, mode.crop, mode.stride)
+
+
+def _pad_to(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    return F.pad(images, (0, width - images.shape[-1], 0, height - images.shape[-2]))
+
+
+def _whole(model: Model, images: torch.Tensor, multiple: int) -> torch.Tensor:
+    height, width = images.shape[-2:]
+    padded = _pad_to(images, math.ceil(height / multiple) * multiple, math.ceil(width / multiple) * multiple)
+    return model(padded)[..., :height, :width]
+
+
+def _window_starts(length: int, crop: int, stride: int) -> list[int]:
+    """Window offsets covering 0..length; the last window is shifted back to end at the border."""
+    if length <= crop:
+        return [0]
+    starts = list(range(0, length - crop, stride))
+    starts.append(length - crop)
+    return starts
+
+
+def _slide(model: Model, images: torch.Tensor, crop: int, stride: int) -> torch.Tensor:
+    height, width = images.shape[-2:]
+    # Images smaller than a window are padded (zeros, as mmseg) and the padding cropped away after.
+    padded = _pad_to(images, max(height, crop), max(width, crop))
+    padded_height, padded_width = padded.shape[-2:]
+    logits_sum = None
+    counts = torch.zeros(1, 1, padded_height, padded_width, device=images.device)
+    for top in _window_starts(padded_height, crop, stride):
+        for left in _window_starts(padded_width, crop, stride):
+            window = padded[..., top:top + crop, left:left + crop]
+            window_logits = model(window)
+            if logits_sum is None:
+                logits_sum = images.new_zeros(images.shape[0], window_logits.shape[1], padded_height, padded_width,
+                                              dtype=window_logits.dtype)
+            logits_sum[..., top:top + crop, left:left + crop] += window_logits
+            counts[..., top:top + crop, left:left + crop] += 1
+    return (logits_sum / counts)[..., :height, :width]

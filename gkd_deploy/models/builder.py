@@ -1,0 +1,103 @@
+"""Build encoders from the zoo: name -> timm model at our patch size -> `ViTEncoder`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from gkd_deploy.errors import ModelError, WeightsError
+from gkd_deploy.models.encoder import ViTEncoder
+from gkd_deploy.models.registry import ModelSpec, get_model_spec
+from gkd_deploy.models.weights import check_weights_file, ensure_hub_weights_available
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PATCH_SIZE = 16
+DEFAULT_IMG_SIZE = 512
+
+
+def create_encoder(
+    name: str | ModelSpec,
+    *,
+    pretrained: bool = True,
+    weights: str | Path | None = None,
+    patch_size: int = DEFAULT_PATCH_SIZE,
+    img_size: int = DEFAULT_IMG_SIZE,
+    feature_blocks: Sequence[int] | None = None,
+    role: str | None = None,
+) -> ViTEncoder:
+    """A `ViTEncoder` for a zoo name (or spec).
+
+    Weights: `weights` (a local .safetensors/.pth file) wins over `pretrained` (the hub through
+    timm); configurations without published weights start random unless a file is given.
+    Whatever the weights' patch size, the model runs at `patch_size`: timm resamples the
+    patch-embedding kernel and interpolates the position embedding while loading, so a teacher
+    and a student at the same patch size share one token grid at any input size.
+    """
+    spec = name if isinstance(name, ModelSpec) else get_model_spec(name, role=role)
+    if patch_size < 1 or img_size % patch_size:
+        raise ModelError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
+    kwargs = dict(spec.overrides, patch_size=patch_size, img_size=img_size, dynamic_img_size=True, num_classes=0)
+    load_kwargs: dict = {}
+    if weights is not None:
+        path = check_weights_file(Path(weights))
+        load_kwargs = {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
+        source = str(path)
+    elif pretrained and spec.has_weights:
+        ensure_hub_weights_available(f"'{spec.name}'", spec.timm_name)
+        load_kwargs = {"pretrained": True}
+        source = f"hub ({spec.timm_name})"
+    else:
+        source = "random init"
+    backbone = _create_timm_model(spec, source, **kwargs, **load_kwargs)
+    _check_supported(spec, backbone)
+    cfg = backbone.pretrained_cfg
+    encoder = ViTEncoder(backbone, mean=cfg["mean"], std=cfg["std"], feature_blocks=feature_blocks)
+    log.info("encoder %s: %s, %d blocks, width %d, patch %d, weights from %s",
+             spec.name, spec.architecture, encoder.depth, encoder.embed_dim, patch_size, source)
+    return encoder
+
+
+def _create_timm_model(spec: ModelSpec, source: str, **kwargs) -> torch.nn.Module:
+    import timm
+
+    try:
+        return timm.create_model(spec.timm_name, **kwargs)
+    except RuntimeError as error:
+        if not kwargs.get("pretrained"):
+            raise ModelError(f"cannot build '{spec.name}' ({spec.timm_name}): {error}") from error
+        # load_state_dict's message lists missing/unexpected keys and shape mismatches.
+        first_lines = " ".join(str(error).splitlines()[:3])[:400]
+        raise WeightsError(
+            f"weights from {source} do not fit '{spec.name}' ({spec.architecture}): {first_lines}. "
+            f"Check that the file holds {spec.architecture} weights."
+        ) from error
+    except TypeError as error:
+        # Non-ViT architectures take no patch_size / img_size / dynamic_img_size.
+        raise ModelError(f"'{spec.name}' is not a plain ViT timm can build at a given patch size ({error}); "
+                         "gkd-deploy supports timm's VisionTransformer and Eva families") from None
+    except (OSError, ValueError) as error:
+        raise WeightsError(f"cannot load weights for '{spec.name}' from {source}: {error}") from error
+
+
+def _check_supported(spec: ModelSpec, backbone: torch.nn.Module) -> None:
+    needed = ("patch_embed", "blocks", "norm", "_pos_embed", "num_prefix_tokens")
+    missing = [attr for attr in needed if not hasattr(backbone, attr)]
+    if missing or getattr(backbone, "cls_token", None) is None:
+        raise ModelError(
+            f"'{spec.name}' ({type(backbone).__name__}) is not a plain ViT with a class token; "
+            "gkd-deploy supports timm's VisionTransformer and Eva families"
+        )
+
+
+def count_parameters(spec: ModelSpec, patch_size: int = DEFAULT_PATCH_SIZE, img_size: int = 224) -> int:
+    """Parameter count of a zoo model, built on the meta device (no memory, no weights)."""
+    import timm
+
+    kwargs = dict(spec.overrides, patch_size=patch_size, img_size=img_size, num_classes=0)
+    with torch.device("meta"):
+        model = timm.create_model(spec.timm_name.split(".", 1)[0], **kwargs)
+    return sum(p.numel() for p in model.parameters())

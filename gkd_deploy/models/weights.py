@@ -1,0 +1,68 @@
+"""Where a backbone's weights come from: the Hugging Face hub through timm, a local file, or none.
+
+timm does the loading in all cases, so its checkpoint filters apply: a patch-14 state dict loaded
+into a model created with `patch_size=16` gets its patch-embedding kernel resampled and its position
+embedding interpolated. Before a hub download we check, in seconds, that the file is cached or the
+hub is reachable, because an offline machine would otherwise wait on retries before failing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from gkd_deploy.errors import WeightsError
+
+log = logging.getLogger(__name__)
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def check_weights_file(path: Path) -> Path:
+    """The path, checked to exist with a known suffix; WeightsError otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} not found; give the path of a .safetensors or .pth file")
+    if path.suffix.lower() not in WEIGHT_SUFFIXES:
+        raise WeightsError(f"weights file {path} has suffix '{path.suffix}'; expected one of {', '.join(WEIGHT_SUFFIXES)}")
+    return path
+
+
+def ensure_hub_weights_available(model_label: str, timm_name: str) -> None:
+    """Raise WeightsError quickly when pretrained weights can be neither found in the cache nor downloaded."""
+    from huggingface_hub import constants, try_to_load_from_cache
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(timm_name)
+    repo_id = cfg.hf_hub_id if cfg is not None else None
+    if not repo_id:
+        # Weights hosted elsewhere (a URL in timm's table): timm downloads them itself.
+        return
+    for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+        if isinstance(try_to_load_from_cache(repo_id, filename), str):
+            return
+    fix = (f"give a local file with --weights PATH (the hub file is {repo_id}/model.safetensors), "
+           f"or use --no-pretrained for random initialisation")
+    if constants.HF_HUB_OFFLINE:
+        raise WeightsError(f"pretrained weights for {model_label} are not in the local cache and HF_HUB_OFFLINE is set: {fix}")
+    endpoint = urlparse(constants.ENDPOINT)
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT_S):
+            pass
+    except OSError as error:
+        raise WeightsError(
+            f"cannot download pretrained weights for {model_label}: {constants.ENDPOINT} is unreachable "
+            f"({error.__class__.__name__}: {error}); {fix}"
+        ) from None
+
+
+def hub_cache_dir() -> str:
+    from huggingface_hub import constants
+
+    return os.fspath(constants.HF_HUB_CACHE)

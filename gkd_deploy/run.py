@@ -1,0 +1,70 @@
+"""The run folder: everything needed to resume, evaluate or export a run, and no other state.
+
+    RUN/config.yaml                       resolved configuration
+    RUN/checkpoints/segmenter.safetensors the latest complete segmenter (weights + config)
+    RUN/checkpoints/...                   per-stage checkpoints (training)
+    RUN/metrics.json, RUN/eval.json       training metrics, evaluation results
+    RUN/export/                           exported models with their metadata
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gkd_deploy.errors import ConfigError, ModelError
+
+SEGMENTER_CHECKPOINT = "checkpoints/segmenter.safetensors"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def segmenter_checkpoint(self) -> Path:
+        return self.path / SEGMENTER_CHECKPOINT
+
+    @property
+    def eval_path(self) -> Path:
+        return self.path / "eval.json"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.path / "export"
+
+    def read_config(self) -> dict[str, Any]:
+        if not self.config_path.is_file():
+            return {}
+        try:
+            data = yaml.safe_load(self.config_path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{self.config_path} is not valid YAML: {error}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{self.config_path} must hold a mapping of settings")
+        return data
+
+
+def resolve_checkpoint(path: str | Path) -> tuple[Path, RunDir | None]:
+    """A run folder or a checkpoint file -> (checkpoint file, run folder or None)."""
+    path = Path(path)
+    if path.is_dir():
+        run = RunDir(path)
+        if not run.segmenter_checkpoint.is_file():
+            raise ModelError(f"{path} holds no {SEGMENTER_CHECKPOINT}: give a run folder whose task stage has "
+                             "finished, or a checkpoint file")
+        return run.segmenter_checkpoint, run
+    if not path.exists():
+        raise ModelError(f"{path} not found: give a run folder or a .safetensors checkpoint")
+    return path, None

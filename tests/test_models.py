@@ -1,0 +1,152 @@
+import socket
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from gkd_deploy.errors import ModelError, WeightsError
+from gkd_deploy.models.builder import count_parameters, create_encoder
+from gkd_deploy.models.encoder import default_feature_blocks
+from gkd_deploy.models.registry import MODELS, ModelSpec, get_model_spec, list_model_specs
+
+TINY_EVA = ModelSpec("tiny-eva", "eva02_small_patch14_224", ("teacher",), "random",
+                     overrides={"embed_dim": 48, "depth": 2, "num_heads": 2}, has_weights=False)
+
+
+def test_registry_covers_the_product_card():
+    expected = {"dinov2-s", "dinov2-b", "dinov2-l", "dinov2-g", "dinov2-s-reg", "dinov2-b-reg", "dinov2-l-reg",
+                "dinov2-g-reg", "eva02-s", "eva02-b", "eva02-l", "vit-t", "vit-s", "vit-b", "dino-s", "dino-b"}
+    assert expected <= set(MODELS)
+    assert MODELS["vit-s"].timm_name == "deit_small_patch16_224.fb_in1k"
+    assert {s.name for s in list_model_specs("student")} >= {"vit-t", "vit-s", "vit-b", "dino-s", "dino-b", "dinov2-s", "dinov2-b"}
+    assert "dinov2-g" not in {s.name for s in list_model_specs("student")}
+    for spec in MODELS.values():
+        assert timm.is_model(spec.architecture), spec.name
+
+
+def test_unknown_name_gets_did_you_mean():
+    with pytest.raises(ModelError, match="Did you mean 'dinov2-b'"):
+        get_model_spec("dinov2-bb")
+    with pytest.raises(ModelError, match="timm has no model 'vit_smal_patch16_224'.*timm:vit_small_patch16_224"):
+        get_model_spec("timm:vit_smal_patch16_224")
+    with pytest.raises(ModelError, match="not registered as a student"):
+        get_model_spec("dinov2-g", role="student")
+    assert get_model_spec("timm:vit_small_patch16_224.augreg_in21k").architecture == "vit_small_patch16_224"
+
+
+def test_parameter_counts_match_known_sizes():
+    # DeiT-S 22.1M with its head; without the 1000-class head (384*1000+1000) it is 21.67M.
+    assert count_parameters(MODELS["vit-s"]) == 21_665_664
+    assert 85e6 < count_parameters(MODELS["dinov2-b"]) < 87e6
+    assert 1.1e9 < count_parameters(MODELS["dinov2-g"]) < 1.2e9
+
+
+@pytest.mark.parametrize("depth,blocks", [(12, (3, 5, 7, 11)), (24, (7, 11, 15, 23)), (4, (0, 1, 2, 3)), (40, (12, 19, 26, 39))])
+def test_feature_blocks_spread_like_the_paper(depth, blocks):
+    assert default_feature_blocks(depth) == blocks
+
+
+@pytest.mark.parametrize("name", ["tiny-student", "tiny-teacher", TINY_EVA])
+@pytest.mark.parametrize("height,width", [(64, 128), (96, 96)])
+def test_encoder_outputs_share_one_token_grid(name, height, width):
+    encoder = create_encoder(name, img_size=128).eval()
+    images = torch.rand(2, 3, height, width) * 255
+    tokens = encoder.forward_tokens(images)
+    h, w = height // 16, width // 16
+    assert tokens.shape == (2, 1 + h * w, encoder.embed_dim)
+    maps = encoder.forward_features(images)
+    assert len(maps) == len(encoder.feature_blocks)
+    assert all(m.shape == (2, encoder.embed_dim, h, w) for m in maps)
+
+
+def test_register_tokens_are_dropped():
+    spec = ModelSpec("tiny-reg", "vit_small_patch14_reg4_dinov2", ("teacher",), "random",
+                     overrides={"embed_dim": 48, "depth": 2, "num_heads": 2}, has_weights=False)
+    encoder = create_encoder(spec, img_size=64)
+    assert encoder.num_prefix_tokens == 5
+    assert encoder.forward_tokens(torch.rand(1, 3, 64, 64) * 255).shape == (1, 1 + 16, 48)
+
+
+def test_mask_token_lands_where_the_mask_says():
+    encoder = create_encoder("tiny-student", img_size=64).eval()
+    images = torch.rand(2, 3, 64, 64) * 255
+    mask = torch.zeros(2, 16, dtype=torch.bool)
+    mask[0, [0, 5, 15]] = True
+    mask[1, [3]] = True
+    clean, _ = encoder.embed(images)
+    masked, _ = encoder.embed(images, mask)
+    pos_embed = encoder.backbone.pos_embed[0, 1:]  # DeiT: class token first, then patches row-major
+    expected = encoder.mask_token[0, 0] + pos_embed
+    for b in range(2):
+        for p in range(16):
+            if mask[b, p]:
+                torch.testing.assert_close(masked[b, 1 + p], expected[p])
+            else:
+                torch.testing.assert_close(masked[b, 1 + p], clean[b, 1 + p])
+    # The class token never changes, and masking changes the final tokens.
+    torch.testing.assert_close(masked[:, 0], clean[:, 0])
+    assert not torch.allclose(encoder.forward_tokens(images, mask), encoder.forward_tokens(images))
+
+
+def test_each_encoder_normalises_with_its_own_statistics():
+    student = create_encoder("tiny-student", img_size=64)
+    eva = create_encoder(TINY_EVA, img_size=64)
+    assert student.pixel_mean.flatten().tolist() == pytest.approx([0.485 * 255, 0.456 * 255, 0.406 * 255])
+    assert eva.pixel_mean.flatten().tolist() == pytest.approx([0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255])
+
+
+def test_patch14_weights_resampled_to_patch16(tmp_path):
+    source = timm.create_model("vit_small_patch14_dinov2", embed_dim=96, depth=4, num_heads=3, img_size=224, num_classes=0)
+    path = tmp_path / "dinov2-tiny-p14.safetensors"
+    save_file(source.state_dict(), str(path))
+    encoder = create_encoder("tiny-teacher", weights=path, img_size=256, patch_size=16)
+    assert encoder.backbone.patch_embed.proj.weight.shape == (96, 3, 16, 16)
+    assert encoder.backbone.pos_embed.shape == (1, 1 + 16 * 16, 96)
+    # Weights that do not depend on the patch size come through unchanged.
+    torch.testing.assert_close(encoder.backbone.blocks[2].mlp.fc1.weight, source.blocks[2].mlp.fc1.weight)
+    assert encoder.forward_tokens(torch.rand(1, 3, 256, 256) * 255).shape == (1, 257, 96)
+
+
+def test_pth_weights_load(tmp_path):
+    source = timm.create_model("deit_small_patch16_224", embed_dim=64, depth=4, num_heads=2, num_classes=0)
+    path = tmp_path / "student.pth"
+    torch.save({"model": source.state_dict()}, path)
+    encoder = create_encoder("tiny-student", weights=path, img_size=224)
+    torch.testing.assert_close(encoder.backbone.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path):
+    other = timm.create_model("vit_small_patch14_dinov2", embed_dim=96, depth=4, num_heads=3, num_classes=0)
+    path = tmp_path / "teacher.safetensors"
+    save_file(other.state_dict(), str(path))
+    with pytest.raises(WeightsError, match="do not fit 'tiny-student'"):
+        create_encoder("tiny-student", weights=path)
+    with pytest.raises(WeightsError, match="not found"):
+        create_encoder("tiny-student", weights=tmp_path / "missing.safetensors")
+    bad = tmp_path / "weights.txt"
+    bad.write_text("hello")
+    with pytest.raises(WeightsError, match="suffix"):
+        create_encoder("tiny-student", weights=bad)
+
+
+def test_pretrained_without_network_fails_fast_with_the_fix(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    # A closed local port: refused at once, as an offline machine refuses the hub.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(WeightsError, match="unreachable.*--weights PATH.*--no-pretrained"):
+        create_encoder("vit-s")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(WeightsError, match="HF_HUB_OFFLINE"):
+        create_encoder("dinov2-s")
+
+
+def test_non_vit_timm_model_is_refused():
+    with pytest.raises(ModelError, match="not a plain ViT"):
+        create_encoder("timm:resnet18", pretrained=False, img_size=64)
