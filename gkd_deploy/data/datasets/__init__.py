@@ -1,0 +1,1 @@
+"""Loaders for the real data sets' folder layouts; `gkd_deploy.data.registry` finds them by name."""

@@ -1,0 +1,136 @@
+"""mIoU of a segmenter on one or more domains, one confusion matrix per domain."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable, Mapping, TypeVar
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from gkd_deploy.data.classes import ClassSet
+from gkd_deploy.errors import DataError
+from gkd_deploy.evaluation.inference import InferenceMode, predict_logits
+from gkd_deploy.metrics import SegmentationMetric
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Track = Callable[[Iterable[T], str, int], Iterable[T]]
+
+
+def no_progress(items: Iterable[T], description: str, total: int) -> Iterable[T]:
+    return items
+
+
+@dataclass(frozen=True)
+class DomainResult:
+    """Scores of one domain in percent; `iou` maps class name -> IoU (NaN: class absent)."""
+
+    domain: str
+    num_images: int
+    miou: float
+    pixel_accuracy: float
+    iou: dict[str, float]
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    model: str
+    mode: InferenceMode
+    class_names: tuple[str, ...]
+    domains: tuple[DomainResult, ...]
+
+    @property
+    def mean_miou(self) -> float:
+        values = [d.miou for d in self.domains if not math.isnan(d.miou)]
+        return sum(values) / len(values) if values else math.nan
+
+    def to_dict(self) -> dict:
+        # JSON has no NaN: absent classes become null.
+        def clean(value: float) -> float | None:
+            return None if math.isnan(value) else round(value, 4)
+
+        return {
+            "model": self.model,
+            "mode": asdict(self.mode),
+            "mean_miou": clean(self.mean_miou),
+            "domains": [
+                {"domain": d.domain, "num_images": d.num_images, "miou": clean(d.miou),
+                 "pixel_accuracy": clean(d.pixel_accuracy), "iou": {k: clean(v) for k, v in d.iou.items()}}
+                for d in self.domains
+            ],
+        }
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def check_class_sets(model_classes: ClassSet, dataset_classes: ClassSet, domain: str) -> None:
+    if model_classes.names != dataset_classes.names:
+        raise DataError(
+            f"domain '{domain}' is labelled with {dataset_classes.num_classes} {dataset_classes.name} classes, but the "
+            f"model predicts {model_classes.num_classes} {model_classes.name} classes; evaluate on data of the model's class set"
+        )
+
+
+@torch.inference_mode()
+def evaluate_domain(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    *,
+    num_classes: int,
+    mode: InferenceMode,
+    device: torch.device,
+    num_workers: int = 2,
+    track: Track = no_progress,
+    description: str = "",
+) -> tuple[SegmentationMetric, int]:
+    """Run the model over a labelled dataset; return the filled metric and the image count."""
+    metric = SegmentationMetric(num_classes)
+    # Batch size 1: images of one domain may differ in size and are scored at full resolution.
+    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers,
+                        persistent_workers=False, pin_memory=device.type == "cuda")
+    count = 0
+    for batch in track(loader, description, len(dataset)):
+        images = batch["image"].to(device, non_blocking=True).float()
+        logits = predict_logits(model, images, mode)
+        metric.update(logits.argmax(dim=1).cpu(), batch["label"])
+        count += images.shape[0]
+    return metric, count
+
+
+def evaluate(
+    model: torch.nn.Module,
+    domains: Mapping[str, Dataset],
+    *,
+    class_set: ClassSet,
+    mode: InferenceMode,
+    device: str = "auto",
+    num_workers: int = 2,
+    track: Track = no_progress,
+    model_name: str = "",
+) -> EvalReport:
+    """mIoU and per-class IoU of `model` on every domain (a labelled `SegmentationDataset` each)."""
+    target_device = resolve_device(device)
+    model = model.to(target_device).eval()
+    for name, dataset in domains.items():
+        check_class_sets(class_set, dataset.class_set, name)
+        if not getattr(dataset, "labeled", True):
+            raise DataError(f"domain '{name}' has no labels; mIoU needs a labelled data set")
+    results = []
+    for name, dataset in domains.items():
+        metric, count = evaluate_domain(model, dataset, num_classes=class_set.num_classes, mode=mode,
+                                        device=target_device, num_workers=num_workers, track=track,
+                                        description=name)
+        scores = metric.compute()
+        log.info("%s: mIoU %.2f over %d images", name, scores.miou, count)
+        results.append(DomainResult(domain=name, num_images=count, miou=scores.miou,
+                                    pixel_accuracy=scores.pixel_accuracy,
+                                    iou=dict(zip(class_set.names, scores.iou))))
+    return EvalReport(model=model_name, mode=mode, class_names=class_set.names, domains=tuple(results))
