@@ -13,9 +13,11 @@ from torch import nn
 
 from gkd_deploy.errors import ConfigError
 from gkd_deploy.models.decoders.linear import LinearDecoder
+from gkd_deploy.models.decoders.semfpn import SemFPNDecoder
 
 DECODERS: dict[str, type[nn.Module]] = {
     "linear": LinearDecoder,
+    "semfpn": SemFPNDecoder,
 }
 
 
@@ -26,5 +28,5 @@ def build_decoder(name: str, *, in_channels: int, num_levels: int, num_classes: 
         raise ConfigError(f"unknown decoder '{name}'; available: {', '.join(DECODERS)}") from None
     try:
         return decoder_class(in_channels=in_channels, num_levels=num_levels, num_classes=num_classes, **options)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise ConfigError(f"decoder '{name}': {error}") from None

@@ -1,0 +1,1 @@
+"""Distillation of a frozen teacher into the student encoder (GKD stages 1 and 2)."""
