@@ -74,6 +74,17 @@ class TrainTransform:
         out = self._pipeline(image=image, mask=label)
         return out["image"], out["mask"]
 
+    def reseed(self, seed: int) -> None:
+        """Make the next call's augmentation a function of `seed` alone.
+
+        Training seeds every item from its place in the data order, so that a resumed run and a run
+        split over several processes augment each image exactly as a single uninterrupted run does.
+        """
+        self._pipeline.set_random_seed(seed)
+        worker = get_worker_info()
+        if worker is not None:
+            self._worker_seeded = (worker.id, worker.seed)
+
     def _reseed_in_worker(self) -> None:
         worker = get_worker_info()
         if worker is None or self._worker_seeded == (worker.id, worker.seed):

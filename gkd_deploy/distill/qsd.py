@@ -41,6 +41,25 @@ class QSDHead(nn.Module):
         return F.mse_loss(retrieved.to(dtype), teacher_tokens.to(dtype))
 
 
+class ProjectionMSEHead(nn.Module):
+    """Plain feature distillation (FitNets): MSE between projected student tokens and teacher tokens.
+
+    The baseline QSD is compared against (same passes, same projections, no attention).
+    """
+
+    def __init__(self, student_dim: int, teacher_dim: int) -> None:
+        super().__init__()
+        self.value = nn.Sequential(nn.LayerNorm(student_dim), nn.Linear(student_dim, teacher_dim))
+
+    def forward(self, student_tokens: torch.Tensor, teacher_tokens: torch.Tensor) -> torch.Tensor:
+        projected = self.value(student_tokens)
+        dtype = torch.promote_types(projected.dtype, torch.float32)
+        return F.mse_loss(projected.to(dtype), teacher_tokens.to(dtype))
+
+
+DISTILL_HEADS = {"qsd": QSDHead, "mse": ProjectionMSEHead}
+
+
 def reference_qsd(head: QSDHead, student_tokens: torch.Tensor, teacher_tokens: torch.Tensor) -> torch.Tensor:
     """The explicit formulation (materialises the N x N attention): for tests only."""
     query = head.query(student_tokens)

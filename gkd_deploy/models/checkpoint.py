@@ -6,6 +6,7 @@ saving leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -18,26 +19,65 @@ from safetensors.torch import save_file
 import gkd_deploy
 from gkd_deploy.errors import ConfigError, ModelError
 from gkd_deploy.fileio import atomic_path
-from gkd_deploy.models.segmenter import Segmenter, SegmenterConfig, build_segmenter
+from gkd_deploy.models.builder import create_encoder
+from gkd_deploy.models.encoder import ViTEncoder
+from gkd_deploy.models.segmenter import EncoderConfig, Segmenter, SegmenterConfig, build_segmenter
 
 FORMAT = "gkd-segmenter"
+ENCODER_FORMAT = "gkd-encoder"
 FORMAT_KEY = "gkd_format"
 CONFIG_KEY = "gkd_config"
 
 
-def save_segmenter(model: Segmenter, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write weights + config (+ `extra` JSON-able metadata, e.g. the training step) atomically."""
-    path = Path(path)
+def _save(module: torch.nn.Module, path: Path, file_format: str, config: dict[str, Any],
+          extra: dict[str, Any] | None) -> Path:
     metadata = {
-        FORMAT_KEY: FORMAT,
+        FORMAT_KEY: file_format,
         "gkd_version": gkd_deploy.__version__,
-        CONFIG_KEY: json.dumps(model.config.to_dict()),
+        CONFIG_KEY: json.dumps(config),
         "gkd_extra": json.dumps(extra or {}),
     }
-    state = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
+    state = {name: tensor.detach().contiguous().cpu() for name, tensor in module.state_dict().items()}
     with atomic_path(path) as temporary:
         save_file(state, str(temporary), metadata=metadata)
     return path
+
+
+def save_segmenter(model: Segmenter, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write weights + config (+ `extra` JSON-able metadata, e.g. the training step) atomically."""
+    return _save(model, Path(path), FORMAT, model.config.to_dict(), extra)
+
+
+def save_encoder(encoder: ViTEncoder, path: str | Path, config: EncoderConfig,
+                 extra: dict[str, Any] | None = None) -> Path:
+    """A distilled student encoder (stages 1-2) with the config that rebuilds it."""
+    return _save(encoder, Path(path), ENCODER_FORMAT, dataclasses.asdict(config), extra)
+
+
+def load_encoder(path: str | Path) -> tuple[ViTEncoder, EncoderConfig]:
+    """Rebuild an encoder saved by `save_encoder`."""
+    path = Path(path)
+    metadata = read_checkpoint_metadata(path)
+    if metadata.get(FORMAT_KEY) != ENCODER_FORMAT:
+        raise ModelError(f"{path} is not a gkd encoder checkpoint (format {metadata.get(FORMAT_KEY)!r})")
+    raw = json.loads(metadata[CONFIG_KEY])
+    config = EncoderConfig(**{**raw, "feature_blocks": tuple(raw["feature_blocks"]) if raw.get("feature_blocks") else None})
+    encoder = create_encoder(config.encoder, pretrained=False, patch_size=config.patch_size,
+                             img_size=config.img_size, feature_blocks=config.feature_blocks)
+    load_weights(encoder, path)
+    return encoder, config
+
+
+def load_weights(module: torch.nn.Module, path: str | Path) -> None:
+    """Load a checkpoint's tensors into a module of the same architecture, or say what differs."""
+    state: dict[str, torch.Tensor] = {}
+    with safe_open(str(path), framework="pt") as handle:
+        for key in handle.keys():
+            state[key] = handle.get_tensor(key)
+    problems = _state_mismatch(module, state)
+    if problems:
+        raise ModelError(f"{path} does not fit {type(module).__name__}: {problems}")
+    module.load_state_dict(state)
 
 
 def read_checkpoint_metadata(path: str | Path) -> dict[str, str]:

@@ -21,6 +21,16 @@ from gkd_deploy.models.encoder import ViTEncoder
 
 
 @dataclass(frozen=True)
+class EncoderConfig:
+    """What rebuilds an encoder: zoo name, patch and input size, decoder feature blocks."""
+
+    encoder: str
+    patch_size: int = DEFAULT_PATCH_SIZE
+    img_size: int = DEFAULT_IMG_SIZE
+    feature_blocks: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
 class SegmenterConfig:
     """Everything that defines a segmenter's architecture and outputs."""
 

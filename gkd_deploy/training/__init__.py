@@ -1,0 +1,1 @@
+"""GKD training: two distillation stages of the student encoder, then the frozen-encoder task stage."""

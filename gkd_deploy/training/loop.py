@@ -1,0 +1,121 @@
+"""The optimisation loop shared by every stage: reads top to bottom, one step per batch.
+
+What varies between stages (the loss, what is trained, the schedule) comes in as arguments;
+what every stage needs is here: the learning rate per step, bf16 autocast on CUDA, a finite-loss
+check on every rank before anything is saved, gradient clipping, EMA, averaged logs and periodic
+atomic checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Protocol
+
+import torch
+
+from gkd_deploy.errors import GKDError
+from gkd_deploy.training.distributed import Context
+from gkd_deploy.training.sampling import item_seed
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(GKDError):
+    """Training cannot go on (a non-finite loss); the last good checkpoint is kept."""
+
+
+class Callbacks(Protocol):
+    """What a progress display gets told (rank 0 only)."""
+
+    def stage_started(self, stage: int, title: str, total_steps: int, start_step: int) -> None: ...
+
+    def step_finished(self, stage: int, step: int, metrics: dict[str, float]) -> None: ...
+
+    def stage_finished(self, stage: int, summary: dict[str, Any]) -> None: ...
+
+
+class NoCallbacks:
+    def stage_started(self, stage: int, title: str, total_steps: int, start_step: int) -> None:
+        log.info("stage %d (%s): steps %d..%d", stage, title, start_step, total_steps)
+
+    def step_finished(self, stage: int, step: int, metrics: dict[str, float]) -> None:
+        log.info("stage %d step %d: %s", stage, step, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+
+    def stage_finished(self, stage: int, summary: dict[str, Any]) -> None:
+        log.info("stage %d done: %s", stage, summary)
+
+
+@dataclass
+class LoopSpec:
+    stage: int
+    total_steps: int
+    start_step: int
+    global_batch: int
+    lr_at: Callable[[int], float]
+    clip_grad: float
+    log_every: int
+    checkpoint_every: int
+    seed: int
+
+
+def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (no loss scaling needed); full fp32 on CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def run_loop(
+    spec: LoopSpec,
+    *,
+    batches: Iterable[dict[str, Any]],
+    compute_losses: Callable[[dict[str, Any], int], dict[str, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    parameters: list[torch.nn.Parameter],
+    after_step: Callable[[int], None],
+    save_state: Callable[[int], None],
+    context: Context,
+    callbacks: Callbacks,
+) -> dict[str, float]:
+    """Run steps `start_step .. total_steps - 1`; return the last averaged metrics."""
+    last_metrics: dict[str, float] = {}
+    window_start, window_steps = time.perf_counter(), 0
+    step = spec.start_step
+    for step, batch in zip(range(spec.start_step, spec.total_steps), batches):
+        # Dropout and other torch randomness are a function of the step: resumes and several
+        # processes replay exactly what one uninterrupted process does.
+        torch.manual_seed(item_seed(spec.seed, spec.stage, step * context.world_size + context.rank))
+        lr = spec.lr_at(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        with autocast_for(context.device):
+            losses = compute_losses(batch, step)
+        if not context.all_finite(losses["loss"]):
+            raise TrainingError(
+                f"stage {spec.stage}: the loss became {float(losses['loss'])} at step {step}; stopped. The last "
+                f"good checkpoint is kept: lower the learning rate or check the data, then resume"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(parameters, spec.clip_grad) if spec.clip_grad > 0 else None
+        optimizer.step()
+        after_step(step)
+        window_steps += 1
+        done = step + 1
+        if done % spec.log_every == 0 or done == spec.total_steps:
+            elapsed = time.perf_counter() - window_start
+            values = {name: float(value.detach()) for name, value in losses.items()}
+            if grad_norm is not None:
+                values["grad_norm"] = float(grad_norm)
+            last_metrics = context.mean(values)
+            last_metrics["lr"] = lr
+            last_metrics["images_per_s"] = spec.global_batch * window_steps / max(elapsed, 1e-9)
+            if context.is_main:
+                callbacks.step_finished(spec.stage, done, last_metrics)
+            window_start, window_steps = time.perf_counter(), 0
+        if done % spec.checkpoint_every == 0 or done == spec.total_steps:
+            save_state(done)
+    return last_metrics

@@ -1,0 +1,33 @@
+"""AdamW parameter groups: which parameters get weight decay."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d, nn.SyncBatchNorm)
+# Learned embeddings and tokens: decaying them pulls positions and queries towards zero.
+_EMBEDDING_WORDS = ("pos_embed", "cls_token", "mask_token", "reg_token", "query_embed", "level_embed")
+
+
+def param_groups(module: nn.Module, weight_decay: float, decay_biases: bool = False) -> list[dict]:
+    """Two AdamW groups: with decay, and without (norm layers, embeddings, tokens, and biases
+    unless `decay_biases`). Frozen parameters are left out."""
+    no_decay_ids = set()
+    for module_name, child in module.named_modules():
+        if isinstance(child, _NORMS):
+            no_decay_ids.update(id(p) for p in child.parameters(recurse=False))
+    decay, no_decay = [], []
+    for name, parameter in module.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        is_bias = name.endswith(".bias") and not decay_biases
+        if id(parameter) in no_decay_ids or is_bias or any(word in name for word in _EMBEDDING_WORDS):
+            no_decay.append(parameter)
+        else:
+            decay.append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def adamw(module: nn.Module, lr: float, weight_decay: float, decay_biases: bool = False) -> torch.optim.AdamW:
+    return torch.optim.AdamW(param_groups(module, weight_decay, decay_biases), lr=lr, betas=(0.9, 0.999))

@@ -1,0 +1,140 @@
+"""`gkd train` as a library call: a config and a run folder in, distilled segmenter and scores out.
+
+    train(config, "runs/exp1")              # a new run
+    train(None, "runs/exp1", resume=True)   # continue where it stopped, with its own config
+
+A stage whose result file exists is done and skipped on resume; a stage with a state file
+continues from its last saved step with the same optimizer, EMA, schedule and data order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from gkd_deploy.errors import ConfigError
+from gkd_deploy.evaluation.evaluator import Track, no_progress
+from gkd_deploy.evaluation.runner import EvalOutcome, evaluate_model
+from gkd_deploy.fileio import write_json, write_yaml
+from gkd_deploy.run import RunDir
+from gkd_deploy.training.config import TrainConfig
+from gkd_deploy.training.distributed import Context, free_port, init_context, shutdown
+from gkd_deploy.training.loop import Callbacks, NoCallbacks
+from gkd_deploy.training.stages import StageResult, distill_stage, stage_result_path, task_stage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run: RunDir
+    stages: tuple[StageResult, ...]
+    evaluation: EvalOutcome | None
+
+
+def prepare_run(config: TrainConfig | None, run_path: str | Path, resume: bool) -> tuple[TrainConfig, RunDir]:
+    """Check the run folder and settle the config: a new run writes it, a resumed run reads it."""
+    run = RunDir(Path(run_path))
+    if resume:
+        if not run.config_path.is_file():
+            raise ConfigError(f"cannot resume {run.path}: no config.yaml there (is it a run folder?)")
+        stored = TrainConfig.from_dict(run.read_config())
+        return stored, run
+    if config is None:
+        raise ConfigError("no training config given")
+    if run.config_path.exists():
+        raise ConfigError(f"{run.path} already holds a run: continue it with --resume {run.path}, or choose another --out")
+    run.path.mkdir(parents=True, exist_ok=True)
+    write_yaml(run.config_path, config.to_dict())
+    return config, run
+
+
+def train(config: TrainConfig | None, run_path: str | Path, *, resume: bool = False,
+          callbacks: Callbacks | None = None, track: Track = no_progress) -> TrainResult:
+    """Run the configured stages in this process (one of several under torchrun)."""
+    context = init_context(config.device if config is not None else "auto")
+    try:
+        if context.is_main:
+            config, run = prepare_run(config, run_path, resume)
+        context.barrier()
+        if not context.is_main:
+            config, run = prepare_run(None, run_path, resume=True)
+        return _train_stages(config, run, context, callbacks or NoCallbacks(), track)
+    finally:
+        shutdown(context)
+
+
+def _train_stages(config: TrainConfig, run: RunDir, context: Context, callbacks: Callbacks,
+                  track: Track) -> TrainResult:
+    handler = _log_to_file(run) if context.is_main else None
+    try:
+        results: list[StageResult] = []
+        previous: Path | None = None
+        for stage in config.stages:
+            done = stage_result_path(run, stage)
+            if done.is_file():
+                log.info("stage %d already finished (%s); skipping", stage, done)
+                if context.is_main:
+                    callbacks.stage_finished(stage, {"skipped": True, "result": str(done)})
+            else:
+                result = (task_stage(config, run, context, previous, callbacks) if stage == 3 else
+                          distill_stage(stage, config, run, context, previous, callbacks))
+                results.append(result)
+                if context.is_main:
+                    _record_stage(run, result)
+                    callbacks.stage_finished(stage, {"result": str(result.path), **result.metrics})
+            previous = done
+        evaluation = None
+        if context.is_main and 3 in config.stages and config.targets:
+            evaluation = evaluate_model(run.path, list(config.targets), device=str(context.device),
+                                        num_workers=min(config.workers, 2), track=track)
+        context.barrier()
+        return TrainResult(run=run, stages=tuple(results), evaluation=evaluation)
+    finally:
+        if handler is not None:
+            logging.getLogger("gkd_deploy").removeHandler(handler)
+            handler.close()
+
+
+def _record_stage(run: RunDir, result: StageResult) -> None:
+    path = run.path / "metrics.json"
+    import json
+
+    metrics: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    metrics[f"stage{result.stage}"] = {"steps": result.steps, "result": str(result.path.relative_to(run.path)),
+                                       **{k: round(v, 6) for k, v in result.metrics.items()}}
+    write_json(path, metrics)
+
+
+def _log_to_file(run: RunDir) -> logging.Handler:
+    handler = logging.FileHandler(run.path / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    library_log = logging.getLogger("gkd_deploy")
+    library_log.addHandler(handler)
+    if library_log.getEffectiveLevel() > logging.INFO:
+        library_log.setLevel(logging.INFO)
+    return handler
+
+
+def _spawned(local_rank: int, world_size: int, port: int, config: TrainConfig | None, run_path: str,
+             resume: bool, make_callbacks: Callable[[], Callbacks] | None) -> None:
+    os.environ.update(RANK=str(local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(world_size),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    callbacks = make_callbacks() if make_callbacks is not None and local_rank == 0 else None
+    train(config, run_path, resume=resume, callbacks=callbacks)
+
+
+def launch(config: TrainConfig | None, run_path: str | Path, devices: int, *, resume: bool = False,
+           make_callbacks: Callable[[], Callbacks] | None = None) -> RunDir:
+    """`gkd train --devices N`: N processes on this machine, as `torchrun --nproc-per-node N` would."""
+    import torch.multiprocessing as mp
+
+    if devices < 2:
+        raise ConfigError(f"launch needs at least 2 devices, got {devices}; run train() directly for one")
+    mp.start_processes(_spawned, args=(devices, free_port(), config, str(run_path), resume, make_callbacks),
+                       nprocs=devices, start_method="spawn", join=True)
+    return RunDir(Path(run_path))

@@ -1,0 +1,211 @@
+"""GKD training on the synthetic domains with tiny models: what trains, losses, resume, DDP."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from gkd_deploy.errors import ConfigError
+from gkd_deploy.models.checkpoint import load_segmenter
+from gkd_deploy.models.builder import create_encoder
+from gkd_deploy.distill.gkd import GKDDistiller
+from gkd_deploy.distill.masking import random_patch_mask
+from gkd_deploy.training.config import DistillSettings, TaskSettings, TrainConfig
+from gkd_deploy.training.sampling import GlobalBatchSampler
+from gkd_deploy.training.stages import FrozenEncoderTask, labelled_subset
+from gkd_deploy.training.trainer import train
+from gkd_deploy.models.segmenter import SegmenterConfig, build_segmenter
+
+SMALL_FPN = {"neck_channels": 32, "head_channels": 16, "groups": 4}
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory):
+    from gkd_deploy.data.synthetic import write_synthetic
+
+    return write_synthetic(tmp_path_factory.mktemp("synthetic"), train=16, val=4, target=4, size=(256, 128),
+                           seed=3, workers=1)
+
+
+def tiny_config(synthetic, **overrides) -> TrainConfig:
+    distill = DistillSettings(steps=6, batch_size=4, img_size=64, warmup_steps=1, base_lr=0.5, ema_decay=0.9,
+                              scale_range=(0.5, 1.0))
+    config = TrainConfig(
+        teacher="tiny-teacher", student="tiny-student", pretrained=False,
+        proxy=f"images={synthetic.cityscapes / 'leftImg8bit' / 'train'}", source=f"cityscapes={synthetic.cityscapes}",
+        targets=(f"acdc={synthetic.acdc}",), stages=(1, 2, 3), stage1=distill, stage2=distill,
+        stage3=TaskSettings(steps=6, batch_size=4, crop_size=64, lr=1e-3, decoder_options=SMALL_FPN,
+                            scale_range=(0.5, 1.0)),
+        workers=0, checkpoint_every=3, log_every=1,
+    )
+    return dataclasses.replace(config, **overrides)
+
+
+class Recorder:
+    def __init__(self, stop_after: tuple[int, int] | None = None):
+        self.steps: dict[int, list[dict]] = {}
+        self.stop_after = stop_after
+
+    def stage_started(self, stage, title, total_steps, start_step):
+        self.steps.setdefault(stage, [])
+
+    def step_finished(self, stage, step, metrics):
+        self.steps[stage].append(dict(metrics, step=step))
+        if self.stop_after == (stage, step):
+            raise KeyboardInterrupt
+
+    def stage_finished(self, stage, summary):
+        pass
+
+
+# --- pieces -------------------------------------------------------------------------------------
+
+def test_masks_have_the_configured_shares():
+    generator = torch.Generator().manual_seed(0)
+    mask = random_patch_mask(2000, 64, mask_prob=0.5, mask_ratio=0.5, generator=generator)
+    masked_images = mask.any(dim=1)
+    assert 0.45 < masked_images.float().mean() < 0.55
+    assert (mask[masked_images].sum(dim=1) == 32).all()
+    assert not mask[~masked_images].any()
+
+
+def test_global_batches_split_across_processes_and_resume_in_place():
+    one = GlobalBatchSampler(10, 4, seed=1, steps=7)
+    halves = [GlobalBatchSampler(10, 4, seed=1, steps=7, rank=r, world_size=2) for r in range(2)]
+    for step, batch in enumerate(one):
+        assert halves[0].batch_at(step) + halves[1].batch_at(step) == batch
+    resumed = list(GlobalBatchSampler(10, 4, seed=1, steps=7, start_step=4))
+    assert resumed == list(one)[4:]
+    # An epoch is a permutation: two batches of one epoch never repeat an index.
+    first_epoch = [i for step in range(2) for i, _ in one.batch_at(step)]
+    assert len(set(first_epoch)) == 8
+
+
+def test_teacher_gets_no_gradient_and_student_and_heads_do():
+    student = create_encoder("tiny-student", img_size=64)
+    teacher = create_encoder("tiny-teacher", img_size=64)
+    distiller = GKDDistiller(student, teacher).train()
+    assert not teacher.training
+    images = torch.rand(2, 3, 64, 64) * 255
+    mask = random_patch_mask(2, 16, 1.0, 0.5, torch.Generator().manual_seed(0))
+    losses = distiller(images, mask)
+    losses["loss"].backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert student.mask_token.grad is not None and student.mask_token.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in distiller.heads.parameters())
+    assert set(losses) == {"feature", "patch", "token", "loss"}
+
+
+def test_task_stage_trains_the_decoder_only():
+    segmenter = build_segmenter(SegmenterConfig("tiny-student", decoder="semfpn", img_size=64,
+                                                decoder_options=SMALL_FPN))
+    task = FrozenEncoderTask(segmenter).train()
+    assert not segmenter.encoder.training and segmenter.decoder.training
+    labels = torch.randint(0, 19, (2, 64, 64))
+    task(torch.rand(2, 3, 64, 64) * 255, labels)["loss"].backward()
+    assert all(p.grad is None for p in segmenter.encoder.parameters())
+    assert all(p.grad is not None for p in segmenter.decoder.parameters())
+
+
+def test_label_fraction_is_a_fixed_subset(synthetic):
+    from gkd_deploy.training.data import load_training_set
+
+    dataset = load_training_set(f"cityscapes={synthetic.cityscapes}", labeled=True)
+    eighth = labelled_subset(dataset, 1 / 8, seed=0)
+    assert len(eighth) == 2
+    assert eighth.samples == labelled_subset(dataset, 1 / 8, seed=0).samples
+    assert eighth.samples != labelled_subset(dataset, 1 / 8, seed=5).samples or len(dataset) < 4
+
+
+def test_config_errors_name_the_field(synthetic):
+    with pytest.raises(ConfigError, match="stage3.label_fraction"):
+        TrainConfig.from_dict({"source": "cityscapes=/x", "stages": [2, 3], "stage3": {"label_fraction": 0.3}})
+    with pytest.raises(ConfigError, match="--proxy"):
+        TrainConfig.from_dict({"source": "cityscapes=/x"})
+    with pytest.raises(ConfigError, match="did you mean 'stage2.steps'"):
+        TrainConfig.from_dict({"source": "cityscapes=/x", "stages": "2,3", "stage2": {"step": 3}})
+    config = tiny_config(synthetic)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+# --- whole stages -------------------------------------------------------------------------------
+
+def test_every_stage_lowers_its_loss_and_the_run_folder_is_complete(synthetic, tmp_path):
+    config = tiny_config(synthetic, stage1=dataclasses.replace(tiny_config(synthetic).stage1, steps=30),
+                         stage2=dataclasses.replace(tiny_config(synthetic).stage2, steps=30),
+                         stage3=dataclasses.replace(tiny_config(synthetic).stage3, steps=30), checkpoint_every=30)
+    recorder = Recorder()
+    result = train(config, tmp_path / "run", callbacks=recorder)
+    for stage in (1, 2, 3):
+        losses = [m["loss"] for m in recorder.steps[stage]]
+        first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+        assert last < 0.9 * first, (stage, losses)
+    run = result.run
+    assert (run.path / "config.yaml").is_file() and (run.path / "metrics.json").is_file()
+    assert (run.path / "train.log").is_file()
+    for name in ("stage1-student.safetensors", "stage2-student.safetensors", "segmenter.safetensors"):
+        assert (run.checkpoint_dir / name).is_file()
+    model = load_segmenter(run.segmenter_checkpoint)
+    assert model.config.decoder == "semfpn"
+    assert [d.domain for d in result.evaluation.report.domains] == ["acdc-fog", "acdc-night", "acdc-rain", "acdc-snow"]
+    assert (run.path / "eval.json").is_file()
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def test_resume_continues_exactly_where_the_run_stopped(synthetic, tmp_path):
+    config = tiny_config(synthetic, stages=(2, 3))
+    reference = train(config, tmp_path / "whole", callbacks=Recorder())
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "cut", callbacks=Recorder(stop_after=(3, 5)))  # after the step-3 state
+    assert (tmp_path / "cut" / "checkpoints" / "stage3-state.pt").is_file()
+    recorder = Recorder()
+    train(None, tmp_path / "cut", resume=True, callbacks=recorder)
+    assert 2 not in recorder.steps, "a finished stage is not run again"
+    assert [m["step"] for m in recorder.steps[3]] == [4, 5, 6]
+    for name in ("stage2-student.safetensors", "segmenter.safetensors"):
+        want = _weights(reference.run.checkpoint_dir / name)
+        got = _weights(tmp_path / "cut" / "checkpoints" / name)
+        assert want.keys() == got.keys()
+        for key in want:
+            torch.testing.assert_close(got[key], want[key], rtol=0, atol=0)
+
+
+def test_a_run_folder_is_not_overwritten(synthetic, tmp_path):
+    config = tiny_config(synthetic, stages=(3,))
+    train(config, tmp_path / "run", callbacks=Recorder())
+    with pytest.raises(ConfigError, match="--resume"):
+        train(config, tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_on_the_same_global_batch(synthetic, tmp_path):
+    from gkd_deploy.training.trainer import launch
+
+    # Dropout masks are drawn per process (as in any DDP run), so the comparison turns dropout off.
+    base = tiny_config(synthetic)
+    config = tiny_config(synthetic, stages=(2, 3), targets=(), stage3=dataclasses.replace(
+        base.stage3, decoder_options={**SMALL_FPN, "dropout": 0.0}))
+    train(config, tmp_path / "one", callbacks=Recorder())
+    launch(config, tmp_path / "two", devices=2)
+    import json
+
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    for stage in ("stage2", "stage3"):  # the last step's losses, averaged over the two ranks
+        for term in ("loss", "grad_norm") if stage == "stage2" else ("loss",):
+            assert two[stage][term] == pytest.approx(one[stage][term], rel=1e-4), (stage, term)
+    for name in ("stage2-student.safetensors", "segmenter.safetensors"):
+        want = _weights(tmp_path / "one" / "checkpoints" / name)
+        got = _weights(tmp_path / "two" / "checkpoints" / name)
+        for key in want:
+            # Float sums in another order; AdamW turns near-zero gradient noise into steps of up
+            # to lr (here 4e-3) in rare elements, so single elements get a looser bound than the mean.
+            difference = (got[key] - want[key]).abs()
+            assert difference.max() < 2e-3 and difference.mean() < 2e-5, (name, key, difference.max())
