@@ -209,3 +209,31 @@ def test_two_processes_match_one_on_the_same_global_batch(synthetic, tmp_path):
             # to lr (here 4e-3) in rare elements, so single elements get a looser bound than the mean.
             difference = (got[key] - want[key]).abs()
             assert difference.max() < 2e-3 and difference.mean() < 2e-5, (name, key, difference.max())
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(synthetic, tmp_path, monkeypatch):
+    from gkd_deploy.training.loop import TrainingError
+    from gkd_deploy.training import stages
+
+    original = stages.FrozenEncoderTask.forward
+    calls = {"n": 0}
+
+    def poisoned(self, images, labels):
+        calls["n"] += 1
+        losses = original(self, images, labels)
+        if calls["n"] == 5:  # step 4: after the state saved at step 3
+            losses["loss"] = losses["loss"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(stages.FrozenEncoderTask, "forward", poisoned)
+    config = tiny_config(synthetic, stages=(3,))
+    with pytest.raises(TrainingError, match="stage 3: the loss became nan at step 4"):
+        train(config, tmp_path / "run", callbacks=Recorder())
+    state = torch.load(tmp_path / "run" / "checkpoints" / "stage3-state.pt", weights_only=True)
+    assert state["step"] == 3
+    assert all(torch.isfinite(t).all() for t in state["trained"].values())
+    assert not (tmp_path / "run" / "checkpoints" / "segmenter.safetensors").exists()
+    monkeypatch.setattr(stages.FrozenEncoderTask, "forward", original)
+    recorder = Recorder()
+    train(None, tmp_path / "run", resume=True, callbacks=recorder)
+    assert [m["step"] for m in recorder.steps[3]] == [4, 5, 6]

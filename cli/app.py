@@ -1,0 +1,68 @@
+"""The `gkd` application: commands are registered here; errors become one line and exit code 1."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from typing import Annotated, Optional
+
+import typer
+
+import gkd_deploy
+from gkd_deploy.cli import data, demo, evaluate, models, train
+from gkd_deploy.cli.console import error_console
+from gkd_deploy.errors import GKDError
+
+app = typer.Typer(
+    name="gkd",
+    help="Distil a vision foundation model into an edge-ready ViT segmenter, evaluate it on unseen domains.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"gkd-deploy {gkd_deploy.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what the library does.")] = False,
+) -> None:
+    """gkd-deploy: GKD distillation, evaluation and deployment of ViT segmenters."""
+    # The terminal shows warnings (all library logs with -v); a run's own log file gets INFO regardless.
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.INFO if verbose else logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root_logger = logging.getLogger()
+    root_logger.handlers[:] = [handler]
+    root_logger.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+app.command("models")(models.models)
+app.command("train")(train.train)
+app.command("eval")(evaluate.evaluate)
+app.command("demo")(demo.demo)
+app.add_typer(data.app, name="data")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `gkd` script. GKD_DEBUG=1 shows the traceback of a handled error."""
+    try:
+        app(args=argv, prog_name="gkd")
+    except GKDError as error:
+        if os.environ.get("GKD_DEBUG"):
+            traceback.print_exc()
+        error_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

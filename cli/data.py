@@ -1,0 +1,45 @@
+"""`gkd data ...`: data set utilities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gkd_deploy.cli.console import console, next_step, track
+from gkd_deploy.data.synthetic import write_synthetic
+from gkd_deploy.errors import ConfigError
+
+app = typer.Typer(help="Data set utilities: the built-in synthetic domains.", no_args_is_help=True)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'512x256' -> (512, 256) as (width, height)."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"size '{text}' is not WIDTHxHEIGHT (e.g. 512x256)") from None
+    return width, height
+
+
+@app.command("synthetic")
+def synthetic(
+    out: Annotated[Path, typer.Argument(help="Folder to write cityscapes-synth/ and acdc-synth/ into.")],
+    train: Annotated[int, typer.Option(help="Source-style training images.")] = 200,
+    val: Annotated[int, typer.Option(help="Source-style validation images.")] = 50,
+    target: Annotated[int, typer.Option(help="Validation images per target condition (fog, night, rain, snow).")] = 50,
+    size: Annotated[str, typer.Option(help="Image size WIDTHxHEIGHT.")] = "512x256",
+    seed: Annotated[int, typer.Option(help="Scenes are a pure function of the seed.")] = 0,
+    video: Annotated[bool, typer.Option("--video", help="Also write a short driving clip (mp4) in a target style.")] = False,
+    video_style: Annotated[str, typer.Option(help="Style of the clip: fog, night, rain or snow.")] = "fog",
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores).")] = None,
+) -> None:
+    """Write the built-in synthetic street scenes in the Cityscapes and ACDC layouts."""
+    summary = write_synthetic(out, train=train, val=val, target=target, size=parse_size(size), seed=seed,
+                              video=video, video_style=video_style, workers=workers, track=track)
+    console.print(f"source (Cityscapes layout): {summary.cityscapes}")
+    console.print(f"targets (ACDC layout):      {summary.acdc}")
+    if summary.video is not None:
+        console.print(f"video:                      {summary.video}")
+    next_step(f"gkd eval CHECKPOINT --targets cityscapes={summary.cityscapes},acdc={summary.acdc}")

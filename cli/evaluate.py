@@ -1,0 +1,32 @@
+"""`gkd eval`: mIoU of a run or checkpoint on unseen domains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gkd_deploy.cli.console import console, track
+from gkd_deploy.cli.tables import miou_table
+from gkd_deploy.evaluation.runner import evaluate_model
+
+
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="A run folder or a segmenter checkpoint (.safetensors).")],
+    targets: Annotated[Optional[str], typer.Option(
+        help="Comma-separated NAME=PATH data sets, e.g. cityscapes=/data/cs,acdc=/data/acdc (default: the run's targets).")] = None,
+    split: Annotated[str, typer.Option(help="Split to score: val or train.")] = "val",
+    mode: Annotated[str, typer.Option(help="Inference: 'slide' (crop windows) or 'whole' (the full image).")] = "slide",
+    crop: Annotated[Optional[int], typer.Option(help="Sliding-window size (default: the model's input size).")] = None,
+    stride: Annotated[Optional[int], typer.Option(help="Sliding-window stride (default: 2/3 of the crop).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    workers: Annotated[int, typer.Option(help="Data loader worker processes.")] = 2,
+    per_class: Annotated[bool, typer.Option("--per-class", help="Show IoU of every class.")] = False,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Where to write the JSON report.")] = None,
+) -> None:
+    """Score a segmenter: mIoU per domain and per class, from one confusion matrix per split."""
+    outcome = evaluate_model(model, targets, split=split, mode=mode, crop=crop, stride=stride, device=device,
+                             num_workers=workers, json_path=json_path, track=track)
+    console.print(miou_table(outcome.report, per_class=per_class))
+    console.print(f"checkpoint: {outcome.checkpoint}\nreport:     {outcome.json_path}")

@@ -1,0 +1,68 @@
+"""`gkd eval` as a library call: a run folder or checkpoint + target data sets -> report + JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from gkd_deploy.data.registry import DatasetSpec, build_domains, parse_dataset_list
+from gkd_deploy.errors import ConfigError
+from gkd_deploy.evaluation.evaluator import EvalReport, Track, evaluate, no_progress
+from gkd_deploy.evaluation.inference import InferenceMode
+from gkd_deploy.fileio import write_json
+from gkd_deploy.models.checkpoint import load_segmenter
+from gkd_deploy.run import resolve_checkpoint
+
+
+@dataclass(frozen=True)
+class EvalOutcome:
+    report: EvalReport
+    checkpoint: Path
+    json_path: Path
+
+
+def default_inference_mode(img_size: int, patch_size: int, mode: str = "slide",
+                           crop: int | None = None, stride: int | None = None) -> InferenceMode:
+    """Slide with the training crop and a 2/3 stride (512 -> 341), as the paper evaluates."""
+    crop = crop or img_size
+    return InferenceMode(mode=mode, crop=crop, stride=stride or max(patch_size, (crop * 2) // 3), multiple=patch_size)
+
+
+def evaluate_model(
+    source: str | Path,
+    targets: Sequence[DatasetSpec | str] | str | None = None,
+    *,
+    split: str = "val",
+    mode: str = "slide",
+    crop: int | None = None,
+    stride: int | None = None,
+    device: str = "auto",
+    num_workers: int = 2,
+    json_path: str | Path | None = None,
+    track: Track = no_progress,
+) -> EvalOutcome:
+    """Evaluate a checkpoint (or a run folder's segmenter) on every domain of `targets`.
+
+    Without `targets`, a run folder's configured targets are used. The JSON report goes to
+    `json_path`, else the run's `eval.json`, else `<checkpoint>.eval.json` beside the file.
+    """
+    checkpoint, run = resolve_checkpoint(source)
+    if targets:
+        targets = parse_dataset_list(targets)
+    if not targets and run is not None and run.read_config().get("targets"):
+        targets = parse_dataset_list(run.read_config()["targets"])
+    if not targets:
+        raise ConfigError("no target data sets: pass --targets NAME=PATH[,NAME=PATH...] "
+                          "(e.g. cityscapes=data/cityscapes-synth,acdc=data/acdc-synth)")
+    model = load_segmenter(checkpoint)
+    inference = default_inference_mode(model.config.img_size, model.config.patch_size, mode, crop, stride)
+    domains = {}
+    for spec in targets:
+        domains.update(build_domains(spec, split=split))
+    report = evaluate(model, domains, class_set=model.class_set, mode=inference, device=device,
+                      num_workers=num_workers, track=track, model_name=str(checkpoint))
+    if json_path is None:
+        json_path = run.eval_path if run is not None else checkpoint.with_name(checkpoint.stem + ".eval.json")
+    write_json(json_path, report.to_dict())
+    return EvalOutcome(report=report, checkpoint=checkpoint, json_path=Path(json_path))

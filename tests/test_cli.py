@@ -1,0 +1,162 @@
+"""Command tests: what each command passed to the library, and how errors reach the user."""
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+import gkd_deploy
+from gkd_deploy.cli import app as app_module
+from gkd_deploy.cli.app import app, main
+
+runner = CliRunner()
+
+
+def test_version_and_help_on_every_command():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and gkd_deploy.__version__ in result.stdout
+    for command in (["models"], ["train"], ["eval"], ["demo"], ["data"], ["data", "synthetic"]):
+        result = runner.invoke(app, [*command, "--help"])
+        assert result.exit_code == 0, (command, result.stdout)
+        assert "Usage" in result.stdout
+
+
+def test_models_lists_the_zoo(monkeypatch):
+    from gkd_deploy.cli.console import console
+
+    monkeypatch.setattr(console, "width", 200)
+    result = runner.invoke(app, ["models", "--role", "student"])
+    assert result.exit_code == 0
+    assert "vit-s" in result.stdout and "deit_small_patch16_224" in result.stdout and "21.7" in result.stdout
+    assert "dinov2-g" not in result.stdout
+
+
+def test_library_error_is_one_red_line_and_exit_1(capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("GKD_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", str(tmp_path / "nope")])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "error:" in err and "nope not found" in err
+    assert "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("GKD_DEBUG", "1")
+    with pytest.raises(SystemExit):
+        main(["eval", str(tmp_path / "nope")])
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_eval_passes_its_options_to_the_library(monkeypatch, tmp_path):
+    calls = {}
+
+    def fake_evaluate_model(source, targets, **kwargs):
+        calls.update(source=source, targets=targets, **kwargs)
+        raise app_module.GKDError("stop here")
+
+    monkeypatch.setattr("gkd_deploy.cli.evaluate.evaluate_model", fake_evaluate_model)
+    result = runner.invoke(app, ["eval", str(tmp_path), "--targets", "cityscapes=/a,acdc=/b", "--mode", "whole",
+                                 "--crop", "256", "--split", "train", "--workers", "0"])
+    assert result.exit_code != 0
+    assert calls["source"] == tmp_path and calls["targets"] == "cityscapes=/a,acdc=/b"
+    assert calls["mode"] == "whole" and calls["crop"] == 256 and calls["split"] == "train" and calls["num_workers"] == 0
+
+
+def test_gkd_script_is_installed():
+    result = subprocess.run([sys.executable, "-m", "gkd_deploy.cli.app", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and gkd_deploy.__version__ in result.stdout
+
+
+@pytest.fixture(scope="module")
+def synthetic_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli-data")
+    result = runner.invoke(app, ["data", "synthetic", str(out), "--train", "4", "--val", "3", "--target", "2",
+                                 "--size", "128x64", "--workers", "1"])
+    assert result.exit_code == 0, result.stdout
+    return out
+
+
+def test_data_synthetic_writes_both_layouts(synthetic_data):
+    images = sorted((synthetic_data / "cityscapes-synth" / "leftImg8bit" / "val").rglob("*_leftImg8bit.png"))
+    labels = sorted((synthetic_data / "cityscapes-synth" / "gtFine" / "val").rglob("*_gtFine_labelTrainIds.png"))
+    assert len(images) == len(labels) == 3
+    for condition in ("fog", "night", "rain", "snow"):
+        assert len(list((synthetic_data / "acdc-synth" / "rgb_anon" / condition / "val").rglob("*_rgb_anon.png"))) == 2
+
+
+def test_eval_scores_a_checkpoint_on_every_domain(synthetic_data, tmp_path):
+    import json
+
+    from gkd_deploy.models.checkpoint import save_segmenter
+    from gkd_deploy.models.segmenter import SegmenterConfig, build_segmenter
+
+    checkpoint = save_segmenter(build_segmenter(SegmenterConfig("tiny-student", img_size=64)),
+                                tmp_path / "model.safetensors")
+    targets = f"cityscapes={synthetic_data / 'cityscapes-synth'},acdc={synthetic_data / 'acdc-synth'}"
+    result = runner.invoke(app, ["eval", str(checkpoint), "--targets", targets, "--workers", "0", "--per-class"])
+    assert result.exit_code == 0, result.stdout
+    report = json.loads((tmp_path / "model.eval.json").read_text())
+    assert [d["domain"] for d in report["domains"]] == ["cityscapes", "acdc-fog", "acdc-night", "acdc-rain", "acdc-snow"]
+    assert [d["num_images"] for d in report["domains"]] == [3, 2, 2, 2, 2]
+    assert all(0 <= d["miou"] <= 100 for d in report["domains"])
+    assert report["mode"]["crop"] == 64 and report["mode"]["stride"] == 42
+
+
+def test_eval_refuses_a_data_set_of_another_class_set(synthetic_data, tmp_path):
+    from gkd_deploy.data.classes import ISPRS
+    from gkd_deploy.models.checkpoint import save_segmenter
+    from gkd_deploy.models.segmenter import SegmenterConfig, build_segmenter
+
+    checkpoint = save_segmenter(build_segmenter(SegmenterConfig("tiny-student", img_size=64, class_set=ISPRS)),
+                                tmp_path / "isprs.safetensors")
+    result = runner.invoke(app, ["eval", str(checkpoint), "--targets", f"acdc={synthetic_data / 'acdc-synth'}"])
+    assert result.exit_code != 0
+    assert "19 cityscapes classes" in str(result.exception)
+
+
+def test_train_passes_options_and_config_file_to_the_library(monkeypatch, tmp_path):
+    captured = {}
+
+    def fake_train(config, run_path, **kwargs):
+        captured.update(config=config, run_path=run_path, **kwargs)
+        raise app_module.GKDError("stop here")
+
+    monkeypatch.setattr("gkd_deploy.cli.train.train_run", fake_train)
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("teacher: dinov2-l\nstudent: vit-b\nsource: gtav=/data/gta\nstages: [2, 3]\n"
+                           "stage3: {steps: 123, decoder: linear}\n")
+    result = runner.invoke(app, ["train", "--config", str(config_file), "--student", "vit-s", "--out", str(tmp_path / "run"),
+                                 "--label-fraction", "1/8", "--no-pretrained", "--targets", "cityscapes=/a,acdc=/b"])
+    assert "stop here" in str(result.exception)
+    config = captured["config"]
+    assert config.teacher == "dinov2-l" and config.student == "vit-s"  # the option overrides the file
+    assert config.stages == (2, 3) and config.source == "gtav=/data/gta"
+    assert config.stage3.steps == 123 and config.stage3.decoder == "linear" and config.stage3.label_fraction == 0.125
+    assert config.pretrained is False and config.targets == ("cityscapes=/a", "acdc=/b")
+    assert captured["run_path"] == tmp_path / "run" and captured["resume"] is False
+
+
+def test_train_needs_a_run_folder():
+    result = runner.invoke(app, ["train", "--source", "gtav=/x", "--stages", "2,3"])
+    assert result.exit_code == 2 and "--out" in result.output
+
+
+def test_demo_runs_the_whole_path_in_miniature(tmp_path):
+    from gkd_deploy.demo import DemoSettings, run_demo
+
+    settings = DemoSettings(train=8, val=2, target=2, size=(128, 64), distill_steps=3, task_steps=3, crop=64,
+                            workers=0)
+    result = run_demo(tmp_path / "demo", settings)
+    assert [d.domain for d in result.evaluation.report.domains] == [
+        "cityscapes", "acdc-fog", "acdc-night", "acdc-rain", "acdc-snow"]
+    for name in ("stage1-student.safetensors", "stage2-student.safetensors", "segmenter.safetensors"):
+        assert (result.run.checkpoint_dir / name).is_file()
+    assert result.data.video is not None and result.data.video.is_file()
+    # Safe to run twice: the demo rewrites its own folder.
+    run_demo(tmp_path / "demo", settings)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("mine")
+    with pytest.raises(app_module.GKDError, match="not written by `gkd demo`"):
+        run_demo(tmp_path / "other", settings)
