@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -56,33 +57,45 @@ def tile_windows(height: int, width: int, size: int, stride: int) -> list[tuple[
 class ISPRSDataset(SegmentationDataset):
     """Windows of ISPRS tiles; labels are RGB colours of the 6 `ISPRS` classes.
 
-    `tiles` lists `(key, image, label or None)`; tiles whose key ("2_10", "1") is in `val_tiles`
-    form the val split, the others train. Black label pixels (the boundary colour of eroded
-    labels) become 255; any other colour that is not a class is an error.
+    A subclass names its layout: the image and label folders, the image-name pattern whose first
+    group is the tile key ("2_10", "1"), the label file stem of a tile, and the val tiles (the
+    others are train). Black label pixels (the boundary colour of eroded labels) become 255; any
+    other colour that is not a class is an error.
     """
 
     label_format = "rgb"
+    default_name: ClassVar[str]
+    image_folder: ClassVar[str]
+    label_folder: ClassVar[str]
+    image_pattern: ClassVar[re.Pattern[str]]
+    label_stem: ClassVar[str]  # format with {key} (the tile key) and {stem} (the image's stem)
+    val_tiles: ClassVar[frozenset[str]]
 
     def __init__(
         self,
-        name: str,
-        tiles: list[tuple[str, Path, Path | None]],
-        val_tiles: frozenset[str],
-        split: str,
-        transform: Transform | None,
-        window: int,
-        stride: int | None,
-        source: Path,
+        root: Path | str,
+        split: str = "val",
+        transform: Transform | None = None,
+        window: int = 512,
+        stride: int | None = None,
+        name: str | None = None,
     ) -> None:
+        name = name or self.default_name
         stride = window if stride is None else stride
         if window < 1 or stride < 1:
             raise ConfigError(f"{name}: window {window} and stride {stride} must be positive numbers of pixels")
         if split not in ("train", "val"):
             raise ConfigError(f"{name}: unknown split {split!r}; use 'train' or 'val'")
+        root = Path(root)
+        listing.require_dir(root, name, self.layout)
+        image_dir = listing.require_dir(root / self.image_folder, name, self.layout)
+        labels = _labels_by_stem(listing.require_dir(root / self.label_folder, name, self.layout))
         samples, unlabeled = [], 0
-        for key, image, label in tiles:
-            if (key in val_tiles) != (split == "val"):
+        for image_name in listing.files(image_dir, TILE_SUFFIXES):
+            match = self.image_pattern.match(Path(image_name).stem)
+            if match is None or (match.group(1) in self.val_tiles) != (split == "val"):
                 continue
+            image, label = image_dir / image_name, labels.get(self.label_stem.format(key=match.group(1), stem=match.group(0)))
             if label is None:
                 unlabeled += 1
                 continue
@@ -91,7 +104,7 @@ class ISPRSDataset(SegmentationDataset):
                 samples.append(Sample(image, label, f"{image.stem}_x{x}_y{y}", (x, y, w, h)))
         self.window, self.stride = window, stride
         skipped = {"tile without label": unlabeled}
-        super().__init__(name, ISPRS, samples, skipped=skipped, transform=transform, source=source)
+        super().__init__(name, ISPRS, samples, skipped=skipped, transform=transform, source=root)
 
     def convert_label(self, raw: np.ndarray, sample: Sample) -> np.ndarray:
         # One 24-bit key per pixel, so each class is a single comparison over the tile.
@@ -125,28 +138,12 @@ class PotsdamDataset(ISPRSDataset):
         "the ISPRS Potsdam layout 2_Ortho_RGB/top_potsdam_<id>_RGB.tif with labels "
         "5_Labels_all/top_potsdam_<id>_label.tif"
     )
-    _pattern = re.compile(r"^top_potsdam_(\d+_\d+)_RGB$", re.IGNORECASE)
+    default_name = "potsdam"
+    image_folder, label_folder = "2_Ortho_RGB", "5_Labels_all"
+    image_pattern = re.compile(r"^top_potsdam_(\d+_\d+)_RGB$", re.IGNORECASE)
+    val_tiles = POTSDAM_VAL_TILES
 
-    def __init__(
-        self,
-        root: Path | str,
-        split: str = "val",
-        transform: Transform | None = None,
-        window: int = 512,
-        stride: int | None = None,
-        name: str = "potsdam",
-    ) -> None:
-        root = Path(root)
-        listing.require_dir(root, name, self.layout)
-        image_dir = listing.require_dir(root / "2_Ortho_RGB", name, self.layout)
-        labels = _labels_by_stem(listing.require_dir(root / "5_Labels_all", name, self.layout))
-        tiles = []
-        for image_name in listing.files(image_dir, TILE_SUFFIXES):
-            match = self._pattern.match(Path(image_name).stem)
-            if match:
-                key = match.group(1)
-                tiles.append((key, image_dir / image_name, labels.get(f"top_potsdam_{key}_label")))
-        super().__init__(name, tiles, POTSDAM_VAL_TILES, split, transform, window, stride, root)
+    label_stem = "top_potsdam_{key}_label"
 
 
 class VaihingenDataset(ISPRSDataset):
@@ -156,25 +153,9 @@ class VaihingenDataset(ISPRSDataset):
         "the ISPRS Vaihingen layout top/top_mosaic_09cm_area<n>.tif with labels "
         "gts_for_participants/top_mosaic_09cm_area<n>.tif"
     )
-    _pattern = re.compile(r"^top_mosaic_09cm_area(\d+)$", re.IGNORECASE)
+    default_name = "vaihingen"
+    image_folder, label_folder = "top", "gts_for_participants"
+    image_pattern = re.compile(r"^top_mosaic_09cm_area(\d+)$", re.IGNORECASE)
+    val_tiles = VAIHINGEN_VAL_AREAS
 
-    def __init__(
-        self,
-        root: Path | str,
-        split: str = "val",
-        transform: Transform | None = None,
-        window: int = 512,
-        stride: int | None = None,
-        name: str = "vaihingen",
-    ) -> None:
-        root = Path(root)
-        listing.require_dir(root, name, self.layout)
-        image_dir = listing.require_dir(root / "top", name, self.layout)
-        labels = _labels_by_stem(listing.require_dir(root / "gts_for_participants", name, self.layout))
-        tiles = []
-        for image_name in listing.files(image_dir, TILE_SUFFIXES):
-            stem = Path(image_name).stem
-            match = self._pattern.match(stem)
-            if match:
-                tiles.append((match.group(1), image_dir / image_name, labels.get(stem)))
-        super().__init__(name, tiles, VAIHINGEN_VAL_AREAS, split, transform, window, stride, root)
+    label_stem = "{stem}"  # the same file name in the label folder
