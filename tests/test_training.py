@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gkd_deploy.errors import ConfigError
-from gkd_deploy.models.checkpoint import load_segmenter
+from gkd_deploy.models.checkpoint import load_encoder, load_segmenter
 from gkd_deploy.models.builder import create_encoder
 from gkd_deploy.distill.gkd import GKDDistiller
 from gkd_deploy.distill.masking import random_patch_mask
@@ -149,6 +149,11 @@ def test_every_stage_lowers_its_loss_and_the_run_folder_is_complete(synthetic, t
         assert (run.checkpoint_dir / name).is_file()
     model = load_segmenter(run.segmenter_checkpoint)
     assert model.config.decoder == "semfpn"
+    encoder, encoder_config = load_encoder(run.checkpoint_dir / "stage2-student.safetensors")
+    assert encoder_config.encoder == "tiny-student" and encoder_config.img_size == 64
+    # Stage 3 froze the stage-2 encoder: the segmenter carries exactly those weights.
+    for key, value in encoder.state_dict().items():
+        torch.testing.assert_close(model.encoder.state_dict()[key], value, rtol=0, atol=0)
     assert [d.domain for d in result.evaluation.report.domains] == ["acdc-fog", "acdc-night", "acdc-rain", "acdc-snow"]
     assert (run.path / "eval.json").is_file()
 

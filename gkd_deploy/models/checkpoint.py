@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 import gkd_deploy
 from gkd_deploy.errors import ConfigError, ModelError
@@ -70,13 +70,13 @@ def load_encoder(path: str | Path) -> tuple[ViTEncoder, EncoderConfig]:
 
 def load_weights(module: torch.nn.Module, path: str | Path) -> None:
     """Load a checkpoint's tensors into a module of the same architecture, or say what differs."""
-    state: dict[str, torch.Tensor] = {}
-    with safe_open(str(path), framework="pt") as handle:
-        for key in handle.keys():
-            state[key] = handle.get_tensor(key)
+    state = load_file(str(path))
     problems = _state_mismatch(module, state)
     if problems:
-        raise ModelError(f"{path} does not fit {type(module).__name__}: {problems}")
+        config = getattr(module, "config", None)
+        described = f"the architecture its config describes ({config.encoder} + {config.decoder})" if config else \
+            type(module).__name__
+        raise ModelError(f"{path} does not match {described}: {problems}")
     module.load_state_dict(state)
 
 
@@ -102,15 +102,7 @@ def load_segmenter(path: str | Path, map_location: str | torch.device = "cpu") -
     except (json.JSONDecodeError, ConfigError) as error:
         raise ModelError(f"{path}: the stored config cannot be read ({error})") from None
     model = build_segmenter(config, pretrained=False)
-    state: dict[str, torch.Tensor] = {}
-    with safe_open(str(path), framework="pt", device=str(map_location)) as handle:
-        for key in handle.keys():
-            state[key] = handle.get_tensor(key)
-    problems = _state_mismatch(model, state)
-    if problems:
-        raise ModelError(f"{path} does not match the architecture its config describes ({config.encoder} + "
-                         f"{config.decoder}): {problems}")
-    model.load_state_dict(state)
+    load_weights(model, path)
     return model.to(map_location)
 
 

@@ -9,7 +9,6 @@ hub is reachable, because an offline machine would otherwise wait on retries bef
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -60,9 +59,3 @@ def ensure_hub_weights_available(model_label: str, timm_name: str) -> None:
             f"cannot download pretrained weights for {model_label}: {constants.ENDPOINT} is unreachable "
             f"({error.__class__.__name__}: {error}); {fix}"
         ) from None
-
-
-def hub_cache_dir() -> str:
-    from huggingface_hub import constants
-
-    return os.fspath(constants.HF_HUB_CACHE)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from timm.layers import resample_abs_pos_embed
 from timm.utils import ModelEmaV3
 from torch import nn
@@ -28,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from gkd_deploy.data.base import SegmentationDataset
 from gkd_deploy.distill.gkd import GKDDistiller, LossWeights
 from gkd_deploy.distill.masking import random_patch_mask
+from gkd_deploy.errors import ModelError
 from gkd_deploy.models.builder import create_encoder
 from gkd_deploy.models.checkpoint import save_encoder, save_segmenter
 from gkd_deploy.models.encoder import ViTEncoder
@@ -77,10 +79,7 @@ def student_encoder(config: TrainConfig, previous: Path | None, img_size: int) -
 def load_resized(encoder: ViTEncoder, path: Path) -> None:
     """Load an encoder checkpoint saved at another input size: the position embedding is
     interpolated to this encoder's grid (stage 1 trains at 224 px, stage 2 at 512 px)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        state = {key: handle.get_tensor(key) for key in handle.keys()}
+    state = load_file(str(path))
     key = "backbone.pos_embed"
     target = encoder.state_dict().get(key)
     if key in state and target is not None and state[key].shape != target.shape:
@@ -89,10 +88,7 @@ def load_resized(encoder: ViTEncoder, path: Path) -> None:
         state[key] = resample_abs_pos_embed(state[key], new_size=list(grid), num_prefix_tokens=prefix)
     missing, unexpected = encoder.load_state_dict(state, strict=False)
     if missing or unexpected:
-        from gkd_deploy.errors import ModelError
-
-        raise ModelError(f"{path} does not fit the student '{encoder.backbone.default_cfg.get('architecture')}': "
-                         f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise ModelError(f"{path} does not fit the student encoder: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
 
 def _ema(module: nn.Module, decay: float, device: torch.device) -> ModelEmaV3:

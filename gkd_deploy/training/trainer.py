@@ -9,6 +9,7 @@ continues from its last saved step with the same optimizer, EMA, schedule and da
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -101,8 +102,6 @@ def _train_stages(config: TrainConfig, run: RunDir, context: Context, callbacks:
 
 def _record_stage(run: RunDir, result: StageResult) -> None:
     path = run.path / "metrics.json"
-    import json
-
     metrics: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
     metrics[f"stage{result.stage}"] = {"steps": result.steps, "result": str(result.path.relative_to(run.path)),
                                        **{k: round(v, 6) for k, v in result.metrics.items()}}
