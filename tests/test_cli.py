@@ -154,6 +154,10 @@ def test_demo_runs_the_whole_path_in_miniature(tmp_path):
     for name in ("stage1-student.safetensors", "stage2-student.safetensors", "segmenter.safetensors"):
         assert (result.run.checkpoint_dir / name).is_file()
     assert result.data.video is not None and result.data.video.is_file()
+    # `gkd eval RUN` scores a finished run on the targets in its config.
+    evaluated = runner.invoke(app, ["eval", str(result.run.path), "--workers", "0"])
+    assert evaluated.exit_code == 0, evaluated.stdout
+    assert "acdc-snow" in evaluated.stdout
     # Safe to run twice: the demo rewrites its own folder.
     run_demo(tmp_path / "demo", settings)
     (tmp_path / "other").mkdir()

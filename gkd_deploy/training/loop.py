@@ -95,7 +95,7 @@ def run_loop(
             losses = compute_losses(batch, step)
         if not context.all_finite(losses["loss"]):
             raise TrainingError(
-                f"stage {spec.stage}: the loss became {float(losses['loss'])} at step {step}; stopped. The last "
+                f"stage {spec.stage}: the loss became {float(losses['loss'].detach())} at step {step}; stopped. The last "
                 f"good checkpoint is kept: lower the learning rate or check the data, then resume"
             )
         optimizer.zero_grad(set_to_none=True)

@@ -56,7 +56,8 @@ def prepare_run(config: TrainConfig | None, run_path: str | Path, resume: bool) 
 def train(config: TrainConfig | None, run_path: str | Path, *, resume: bool = False,
           callbacks: Callbacks | None = None, track: Track = no_progress) -> TrainResult:
     """Run the configured stages in this process (one of several under torchrun)."""
-    context = init_context(config.device if config is not None else "auto")
+    device = config.device if config is not None else RunDir(Path(run_path)).read_config().get("device", "auto")
+    context = init_context(device)
     try:
         if context.is_main:
             config, run = prepare_run(config, run_path, resume)
