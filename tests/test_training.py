@@ -44,9 +44,10 @@ def tiny_config(synthetic, **overrides) -> TrainConfig:
 
 
 class Recorder:
-    def __init__(self, stop_after: tuple[int, int] | None = None):
+    def __init__(self, stop_after: tuple[int, int] | None = None, stop_with: type[BaseException] = KeyboardInterrupt):
         self.steps: dict[int, list[dict]] = {}
         self.stop_after = stop_after
+        self.stop_with = stop_with
 
     def stage_started(self, stage, title, total_steps, start_step):
         self.steps.setdefault(stage, [])
@@ -54,7 +55,7 @@ class Recorder:
     def step_finished(self, stage, step, metrics):
         self.steps[stage].append(dict(metrics, step=step))
         if self.stop_after == (stage, step):
-            raise KeyboardInterrupt
+            raise self.stop_with
 
     def stage_finished(self, stage, summary):
         pass
@@ -164,16 +165,22 @@ def _weights(path):
     return load_file(str(path))
 
 
-def test_resume_continues_exactly_where_the_run_stopped(synthetic, tmp_path):
+class Killed(Exception):
+    """Stands for a process killed without a chance to save (the periodic checkpoint is all there is)."""
+
+
+@pytest.mark.parametrize("stop_with,saved_step,replayed", [(KeyboardInterrupt, 5, [6]), (Killed, 3, [4, 5, 6])])
+def test_resume_continues_exactly_where_the_run_stopped(synthetic, tmp_path, stop_with, saved_step, replayed):
     config = tiny_config(synthetic, stages=(2, 3))
     reference = train(config, tmp_path / "whole", callbacks=Recorder())
-    with pytest.raises(KeyboardInterrupt):
-        train(config, tmp_path / "cut", callbacks=Recorder(stop_after=(3, 5)))  # after the step-3 state
-    assert (tmp_path / "cut" / "checkpoints" / "stage3-state.pt").is_file()
+    with pytest.raises(stop_with):
+        train(config, tmp_path / "cut", callbacks=Recorder(stop_after=(3, 5), stop_with=stop_with))
+    state = torch.load(tmp_path / "cut" / "checkpoints" / "stage3-state.pt", weights_only=True)
+    assert state["step"] == saved_step  # Ctrl-C saves the last finished step; a kill keeps step 3's
     recorder = Recorder()
     train(None, tmp_path / "cut", resume=True, callbacks=recorder)
     assert 2 not in recorder.steps, "a finished stage is not run again"
-    assert [m["step"] for m in recorder.steps[3]] == [4, 5, 6]
+    assert [m["step"] for m in recorder.steps[3]] == replayed
     for name in ("stage2-student.safetensors", "segmenter.safetensors"):
         want = _weights(reference.run.checkpoint_dir / name)
         got = _weights(tmp_path / "cut" / "checkpoints" / name)

@@ -80,10 +80,27 @@ def run_loop(
     context: Context,
     callbacks: Callbacks,
 ) -> dict[str, float]:
-    """Run steps `start_step .. total_steps - 1`; return the last averaged metrics."""
+    """Run steps `start_step .. total_steps - 1`; return the last averaged metrics.
+
+    Ctrl-C (KeyboardInterrupt) in a single process saves the state of the last finished step
+    before it propagates, so an interrupted run loses nothing; an interrupt in the middle of a
+    weight update falls back to the last periodic checkpoint.
+    """
+    progress = {"done": spec.start_step, "updating": False}
+    try:
+        return _steps(spec, batches, compute_losses, optimizer, parameters, after_step, save_state, context,
+                      callbacks, progress)
+    except KeyboardInterrupt:
+        if not context.distributed and not progress["updating"] and progress["done"] > spec.start_step:
+            log.warning("stage %d interrupted: saving the state of step %d", spec.stage, progress["done"])
+            save_state(progress["done"])
+        raise
+
+
+def _steps(spec, batches, compute_losses, optimizer, parameters, after_step, save_state, context, callbacks,
+           progress) -> dict[str, float]:
     last_metrics: dict[str, float] = {}
     window_start, window_steps = time.perf_counter(), 0
-    step = spec.start_step
     for step, batch in zip(range(spec.start_step, spec.total_steps), batches):
         # Dropout and other torch randomness are a function of the step: resumes and several
         # processes replay exactly what one uninterrupted process does.
@@ -101,10 +118,12 @@ def run_loop(
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(parameters, spec.clip_grad) if spec.clip_grad > 0 else None
+        progress["updating"] = True
         optimizer.step()
         after_step(step)
-        window_steps += 1
         done = step + 1
+        progress.update(done=done, updating=False)
+        window_steps += 1
         if done % spec.log_every == 0 or done == spec.total_steps:
             elapsed = time.perf_counter() - window_start
             values = {name: float(value.detach()) for name, value in losses.items()}

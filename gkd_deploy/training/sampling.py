@@ -14,6 +14,8 @@ from typing import Iterator
 import numpy as np
 from torch.utils.data import Sampler
 
+from gkd_deploy.errors import ConfigError
+
 
 def item_seed(seed: int, epoch: int, position: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, position]).generate_state(1)[0])
@@ -29,7 +31,8 @@ class GlobalBatchSampler(Sampler[list[tuple[int, int]]]):
     def __init__(self, dataset_size: int, global_batch: int, *, seed: int, steps: int, start_step: int = 0,
                  rank: int = 0, world_size: int = 1) -> None:
         if global_batch % world_size:
-            raise ValueError(f"global batch {global_batch} is not divisible by {world_size} processes")
+            raise ConfigError(f"the batch size {global_batch} is global and must divide evenly over {world_size} "
+                              f"processes; choose a multiple of {world_size}")
         self.dataset_size = dataset_size
         self.global_batch = global_batch
         self.local_batch = global_batch // world_size

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file
 from timm.layers import resample_abs_pos_embed
 from timm.utils import ModelEmaV3
@@ -160,7 +159,7 @@ def distill_stage(stage: int, config: TrainConfig, run: RunDir, context: Context
 # --- stage 3 ------------------------------------------------------------------------------------
 
 class FrozenEncoderTask(nn.Module):
-    """Cross-entropy of the decoder on features of the frozen encoder (eval mode, no gradients)."""
+    """The decoder's own loss on features of the frozen encoder (eval mode, no gradients)."""
 
     def __init__(self, segmenter: Segmenter) -> None:
         super().__init__()
@@ -173,13 +172,11 @@ class FrozenEncoderTask(nn.Module):
         return self
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """images (B, 3, H, W) float 0..255, labels (B, H, W) int64 train ids / 255."""
+        """images (B, 3, H, W) float 0..255, labels (B, H, W) int64 train ids / 255 -> the decoder's losses."""
         with torch.no_grad():
             features = self.segmenter.encoder.forward_features(images)
-        logits = self.segmenter.decoder(features)
-        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
-        loss = F.cross_entropy(logits.float(), labels, ignore_index=self.segmenter.class_set.ignore_index)
-        return {"loss": loss, "ce": loss.detach()}
+        decoder = self.segmenter.decoder
+        return decoder.loss(decoder.forward_train(features), labels)
 
 
 def labelled_subset(dataset: SegmentationDataset, fraction: float, seed: int) -> SegmentationDataset:

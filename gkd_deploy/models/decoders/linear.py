@@ -10,8 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gkd_deploy.models.decoders.base import DenseDecoder
 
-class LinearDecoder(nn.Module):
+
+class LinearDecoder(DenseDecoder):
     def __init__(self, in_channels: int, num_levels: int, num_classes: int) -> None:
         super().__init__()
         channels = in_channels * num_levels

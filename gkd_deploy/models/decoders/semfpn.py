@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gkd_deploy.models.decoders.base import DenseDecoder
 from gkd_deploy.models.pyramid import DEFAULT_SCALES, ViTPyramid
 
 
@@ -47,7 +48,7 @@ def _upsampling_steps(scales: Sequence[float]) -> list[int]:
     return steps
 
 
-class SemFPNDecoder(nn.Module):
+class SemFPNDecoder(DenseDecoder):
     """Feature maps of a plain ViT -> logits at stride 4 (for the default pyramid).
 
     Args:
