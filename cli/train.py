@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -72,6 +73,8 @@ def train(
             run, evaluation = result.run, result.evaluation
     finally:
         display.close()
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 reports
     console.print(f"run folder: {run.path}")
     if evaluation is not None:
         console.print(miou_table(evaluation.report))

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from gkd_deploy.evaluation.evaluator import resolve_device
 
@@ -75,3 +77,13 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def wrap(module: torch.nn.Module, context: Context) -> torch.nn.Module:
+    """The module under DistributedDataParallel when several processes train, else itself."""
+    if not context.distributed:
+        return module
+    # DDP compares gradient strides literally; 1x1 convolution kernels get arbitrary strides on
+    # their size-1 dimensions, which only costs a copy of a small tensor. Not worth a warning per step.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    return DistributedDataParallel(module)

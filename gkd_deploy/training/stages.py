@@ -23,7 +23,6 @@ from safetensors.torch import load_file
 from timm.layers import resample_abs_pos_embed
 from timm.utils import ModelEmaV3
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from gkd_deploy.data.base import SegmentationDataset
 from gkd_deploy.distill.gkd import GKDDistiller, LossWeights
@@ -37,6 +36,7 @@ from gkd_deploy.run import RunDir
 from gkd_deploy.training import state as training_state
 from gkd_deploy.training.config import TrainConfig
 from gkd_deploy.training.data import load_training_set, training_loader
+from gkd_deploy.training import distributed
 from gkd_deploy.training.distributed import Context
 from gkd_deploy.training.loop import Callbacks, LoopSpec, run_loop
 from gkd_deploy.training.optim import adamw
@@ -116,7 +116,7 @@ def distill_stage(stage: int, config: TrainConfig, run: RunDir, context: Context
     global_batch = settings.batch_size
     peak_lr = settings.lr()
     start = _restore(run, stage, config, trained, optimizer, ema, context)
-    module = DistributedDataParallel(distiller) if context.distributed else distiller
+    module = distributed.wrap(distiller, context)
     distiller.train()
     num_patches = (settings.img_size // config.patch_size) ** 2
     local_batch = global_batch // context.world_size
@@ -203,7 +203,7 @@ def task_stage(config: TrainConfig, run: RunDir, context: Context, previous: Pat
     task = FrozenEncoderTask(segmenter).to(context.device)
     optimizer = adamw(segmenter.decoder, settings.lr, settings.weight_decay, decay_biases=True)
     start = _restore(run, 3, config, segmenter.decoder, optimizer, None, context)
-    module = DistributedDataParallel(task) if context.distributed else task
+    module = distributed.wrap(task, context)
     task.train()
 
     def compute_losses(batch: dict[str, Any], step: int) -> dict[str, torch.Tensor]:
