@@ -43,7 +43,7 @@ def train(
     no_pretrained: Annotated[bool, typer.Option("--no-pretrained", help="Random initialisation, no weights download.")] = False,
     teacher_weights: Annotated[Optional[str], typer.Option(help="Local teacher weights (.safetensors/.pth), offline.")] = None,
     student_weights: Annotated[Optional[str], typer.Option(help="Local student weights (.safetensors/.pth), offline.")] = None,
-    decoder: Annotated[Optional[str], typer.Option(help="Stage-3 decoder: semfpn or linear.")] = None,
+    decoder: Annotated[Optional[str], typer.Option(help="Stage-3 decoder: mask2former (default), mask2former-edge, semfpn or linear.")] = None,
     label_fraction: Annotated[Optional[str], typer.Option(help="Share of source labels for stage 3: 1/16, 1/8, 1/4, 1/2, 1.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of weights, data order, masks, augmentation.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda.")] = None,

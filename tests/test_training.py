@@ -36,7 +36,7 @@ def tiny_config(synthetic, **overrides) -> TrainConfig:
         teacher="tiny-teacher", student="tiny-student", pretrained=False,
         proxy=f"images={synthetic.cityscapes / 'leftImg8bit' / 'train'}", source=f"cityscapes={synthetic.cityscapes}",
         targets=(f"acdc={synthetic.acdc}",), stages=(1, 2, 3), stage1=distill, stage2=distill,
-        stage3=TaskSettings(steps=6, batch_size=4, crop_size=64, lr=1e-3, decoder_options=SMALL_FPN,
+        stage3=TaskSettings(steps=6, batch_size=4, crop_size=64, lr=1e-3, decoder="semfpn", decoder_options=SMALL_FPN,
                             scale_range=(0.5, 1.0)),
         workers=0, checkpoint_every=3, log_every=1,
     )
@@ -249,3 +249,51 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(synt
     recorder = Recorder()
     train(None, tmp_path / "run", resume=True, callbacks=recorder)
     assert [m["step"] for m in recorder.steps[3]] == [4, 5, 6]
+
+
+def test_no_weight_decay_on_norms_and_query_and_level_embeddings():
+    from gkd_deploy.models.decoders import build_decoder
+    from gkd_deploy.training.optim import param_groups
+
+    decoder = build_decoder("mask2former-edge", in_channels=32, num_levels=4, num_classes=19)
+    decay, no_decay = param_groups(decoder, 0.05, decay_biases=True)
+    names = {id(p): n for n, p in decoder.named_parameters()}
+    undecayed = {names[id(p)] for p in no_decay["params"]}
+    assert {"transformer.query_feat.weight", "transformer.query_embed.weight", "transformer.level_embed.weight",
+            "pixel_decoder.level_embed"} <= undecayed
+    norm_like = (torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.Embedding)
+    exempt = {f"{m_name}.{p_name}" for m_name, module in decoder.named_modules() if isinstance(module, norm_like)
+              for p_name, _ in module.named_parameters(recurse=False)}
+    assert undecayed == exempt | {"pixel_decoder.level_embed"}
+    assert "transformer.head.class_embed.weight" not in undecayed  # linear layers are decayed
+
+
+SMALL_M2F = {"hidden_dim": 32, "num_queries": 10, "dec_layers": 2, "pixel_layers": 1, "num_heads": 2,
+             "dim_feedforward": 64, "pixel_ffn": 64, "num_points": 256, "groups": 8}
+
+
+def test_mask2former_task_stage_raises_source_miou(synthetic, tmp_path):
+    from gkd_deploy.evaluation.runner import evaluate_model
+    from gkd_deploy.models.checkpoint import save_segmenter
+    from gkd_deploy.training.stages import student_encoder
+
+    base = tiny_config(synthetic)
+    config = tiny_config(synthetic, stages=(3,), targets=(), stage3=dataclasses.replace(
+        base.stage3, decoder="mask2former", decoder_options=SMALL_M2F, steps=60, lr=3e-3, batch_size=4))
+    # The segmenter stage 3 starts from: same seed, same construction order as the stage.
+    torch.manual_seed(config.seed * 31 + 3)
+    from gkd_deploy.data.classes import CITYSCAPES
+
+    start = build_segmenter(SegmenterConfig("tiny-student", decoder="mask2former", decoder_options=SMALL_M2F,
+                                            img_size=64, class_set=CITYSCAPES))
+    start.encoder = student_encoder(config, None, 64)
+    save_segmenter(start, tmp_path / "start.safetensors")
+    source_val = f"cityscapes={synthetic.cityscapes}"
+    before = evaluate_model(tmp_path / "start.safetensors", source_val, num_workers=0).report.domains[0].miou
+    recorder = Recorder()
+    result = train(config, tmp_path / "run", callbacks=recorder)
+    after = evaluate_model(result.run.path, source_val, num_workers=0).report.domains[0].miou
+    losses = [m["loss"] for m in recorder.steps[3]]
+    assert sum(losses[-5:]) < sum(losses[:5])
+    assert after > before + 1.0, (before, after)
+    assert load_segmenter(result.run.segmenter_checkpoint).config.decoder == "mask2former"

@@ -5,17 +5,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d, nn.SyncBatchNorm)
+# Norm layers and embedding tables (Mask2Former's query features / positions / level embeddings).
+_NO_DECAY_MODULES = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d, nn.SyncBatchNorm, nn.Embedding)
 # Learned embeddings and tokens: decaying them pulls positions and queries towards zero.
 _EMBEDDING_WORDS = ("pos_embed", "cls_token", "mask_token", "reg_token", "query_embed", "level_embed")
 
 
 def param_groups(module: nn.Module, weight_decay: float, decay_biases: bool = False) -> list[dict]:
-    """Two AdamW groups: with decay, and without (norm layers, embeddings, tokens, and biases
-    unless `decay_biases`). Frozen parameters are left out."""
+    """Two AdamW groups: with decay, and without (norm layers, embedding tables and learned
+    embeddings/tokens, and biases unless `decay_biases`). Frozen parameters are left out."""
     no_decay_ids = set()
     for module_name, child in module.named_modules():
-        if isinstance(child, _NORMS):
+        if isinstance(child, _NO_DECAY_MODULES):
             no_decay_ids.update(id(p) for p in child.parameters(recurse=False))
     decay, no_decay = [], []
     for name, parameter in module.named_parameters():
