@@ -79,34 +79,44 @@ def check_class_sets(model_classes: ClassSet, dataset_classes: ClassSet, domain:
         )
 
 
+Predict = Callable[[torch.Tensor], torch.Tensor]  # (B, 3, H, W) float 0..255 -> (B, K, H, W) scores
+
+
+def domain_batches(dataset: Dataset, num_workers: int, track: Track, description: str) -> Iterable[dict]:
+    """One image at a time: images of one domain may differ in size and are scored at full resolution."""
+    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers, persistent_workers=False)
+    return track(loader, description, len(dataset))
+
+
 @torch.inference_mode()
 def evaluate_domain(
-    model: torch.nn.Module,
+    predict: Predict,
     dataset: Dataset,
     *,
     num_classes: int,
     mode: InferenceMode,
-    device: torch.device,
     num_workers: int = 2,
     track: Track = no_progress,
     description: str = "",
 ) -> tuple[SegmentationMetric, int]:
-    """Run the model over a labelled dataset; return the filled metric and the image count."""
+    """Run a predictor over a labelled dataset; return the filled metric and the image count."""
     metric = SegmentationMetric(num_classes)
-    # Batch size 1: images of one domain may differ in size and are scored at full resolution.
-    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers,
-                        persistent_workers=False, pin_memory=device.type == "cuda")
     count = 0
-    for batch in track(loader, description, len(dataset)):
-        images = batch["image"].to(device, non_blocking=True).float()
-        logits = predict_logits(model, images, mode)
+    for batch in domain_batches(dataset, num_workers, track, description):
+        images = batch["image"].float()
+        logits = predict_logits(predict, images, mode)
         metric.update(logits.argmax(dim=1).cpu(), batch["label"])
         count += images.shape[0]
     return metric, count
 
 
+def module_predictor(model: torch.nn.Module, device: torch.device) -> Predict:
+    model = model.to(device).eval()
+    return lambda images: model(images.to(device, non_blocking=True))
+
+
 def evaluate(
-    model: torch.nn.Module,
+    model: torch.nn.Module | Predict,
     domains: Mapping[str, Dataset],
     *,
     class_set: ClassSet,
@@ -116,18 +126,17 @@ def evaluate(
     track: Track = no_progress,
     model_name: str = "",
 ) -> EvalReport:
-    """mIoU and per-class IoU of `model` on every domain (a labelled `SegmentationDataset` each)."""
-    target_device = resolve_device(device)
-    model = model.to(target_device).eval()
+    """mIoU and per-class IoU of `model` (a torch module, or any predictor) on every domain
+    (a labelled `SegmentationDataset` each)."""
+    predict = module_predictor(model, resolve_device(device)) if isinstance(model, torch.nn.Module) else model
     for name, dataset in domains.items():
         check_class_sets(class_set, dataset.class_set, name)
         if not getattr(dataset, "labeled", True):
             raise DataError(f"domain '{name}' has no labels; mIoU needs a labelled data set")
     results = []
     for name, dataset in domains.items():
-        metric, count = evaluate_domain(model, dataset, num_classes=class_set.num_classes, mode=mode,
-                                        device=target_device, num_workers=num_workers, track=track,
-                                        description=name)
+        metric, count = evaluate_domain(predict, dataset, num_classes=class_set.num_classes, mode=mode,
+                                        num_workers=num_workers, track=track, description=name)
         scores = metric.compute()
         log.info("%s: mIoU %.2f over %d images", name, scores.miou, count)
         results.append(DomainResult(domain=name, num_images=count, miou=scores.miou,

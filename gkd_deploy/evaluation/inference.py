@@ -27,21 +27,27 @@ class InferenceMode:
     crop: int = 512
     stride: int = 341
     multiple: int = 16
+    crop_width: int | None = None  # for windows that are not square (a model exported at H x W)
 
     def __post_init__(self) -> None:
         if self.mode not in ("whole", "slide"):
             raise ConfigError(f"inference mode must be 'whole' or 'slide', got '{self.mode}'")
-        if self.mode == "slide" and not 0 < self.stride <= self.crop:
+        if self.mode == "slide" and not 0 < self.stride <= min(self.window):
             raise ConfigError(f"slide inference needs 0 < stride <= crop, got stride {self.stride}, crop {self.crop}")
-        if self.crop % self.multiple:
+        if any(side % self.multiple for side in self.window):
             raise ConfigError(f"crop {self.crop} must be a multiple of the patch size {self.multiple}")
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """(height, width) of a sliding window."""
+        return self.crop, self.crop_width or self.crop
 
 
 def predict_logits(model: Model, images: torch.Tensor, mode: InferenceMode) -> torch.Tensor:
     """(B, 3, H, W) float images -> (B, K, H, W) logits."""
     if mode.mode == "whole":
         return _whole(model, images, mode.multiple)
-    return _slide(model, images, mode.crop, mode.stride)
+    return _slide(model, images, mode.window, mode.stride)
 
 
 def _pad_to(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -63,20 +69,20 @@ def _window_starts(length: int, crop: int, stride: int) -> list[int]:
     return starts
 
 
-def _slide(model: Model, images: torch.Tensor, crop: int, stride: int) -> torch.Tensor:
+def _slide(model: Model, images: torch.Tensor, window: tuple[int, int], stride: int) -> torch.Tensor:
     height, width = images.shape[-2:]
+    crop_h, crop_w = window
     # Images smaller than a window are padded (zeros, as mmseg) and the padding cropped away after.
-    padded = _pad_to(images, max(height, crop), max(width, crop))
+    padded = _pad_to(images, max(height, crop_h), max(width, crop_w))
     padded_height, padded_width = padded.shape[-2:]
     logits_sum = None
-    counts = torch.zeros(1, 1, padded_height, padded_width, device=images.device)
-    for top in _window_starts(padded_height, crop, stride):
-        for left in _window_starts(padded_width, crop, stride):
-            window = padded[..., top:top + crop, left:left + crop]
-            window_logits = model(window)
+    counts = torch.zeros(1, 1, padded_height, padded_width)
+    for top in _window_starts(padded_height, crop_h, stride):
+        for left in _window_starts(padded_width, crop_w, stride):
+            window_logits = model(padded[..., top:top + crop_h, left:left + crop_w])
             if logits_sum is None:
-                logits_sum = images.new_zeros(images.shape[0], window_logits.shape[1], padded_height, padded_width,
-                                              dtype=window_logits.dtype)
-            logits_sum[..., top:top + crop, left:left + crop] += window_logits
-            counts[..., top:top + crop, left:left + crop] += 1
-    return (logits_sum / counts)[..., :height, :width]
+                logits_sum = torch.zeros(images.shape[0], window_logits.shape[1], padded_height, padded_width,
+                                         dtype=window_logits.dtype, device=window_logits.device)
+            logits_sum[..., top:top + crop_h, left:left + crop_w] += window_logits
+            counts[..., top:top + crop_h, left:left + crop_w] += 1
+    return (logits_sum / counts.to(logits_sum.device))[..., :height, :width]
