@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 import gkd_deploy
-from gkd_deploy.cli import data, demo, evaluate, models, train
+from gkd_deploy.cli import data, demo, evaluate, export, models, train, validate
 from gkd_deploy.cli.console import error_console
 from gkd_deploy.errors import GKDError
 
@@ -49,6 +49,8 @@ def root(
 app.command("models")(models.models)
 app.command("train")(train.train)
 app.command("eval")(evaluate.evaluate)
+app.command("export")(export.export)
+app.command("validate")(validate.validate)
 app.command("demo")(demo.demo)
 app.add_typer(data.app, name="data")
 

@@ -25,3 +25,7 @@ class WeightsError(ModelError):
 
 class DataError(GKDError):
     """A data set folder, image or label map is missing, unreadable or inconsistent."""
+
+
+class ExportError(ModelError):
+    """A model cannot be exported, converted, quantized or read back, or fails its parity check."""

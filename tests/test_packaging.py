@@ -27,6 +27,15 @@ def test_built_wheel_imports_every_namespace(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "gkd_deploy/cli/app.py" in names and "gkd_deploy/exporters/__init__.py" in names
     assert not any(name.startswith(("cli/", "tests/")) for name in names), "no generic top-level package"
+    # Every module of the source folders is in the wheel under its namespace.
+    folders = {"gkd_deploy": ROOT / "gkd_deploy", "gkd_deploy/cli": ROOT / "cli",
+               "gkd_deploy/exporters": ROOT / "exporters", "gkd_deploy/calib": ROOT / "calib"}
+    for prefix, folder in folders.items():
+        for source in folder.rglob("*.py"):
+            relative = source.relative_to(folder)
+            if relative.parts[0] in ("cli", "exporters", "calib") and prefix == "gkd_deploy":
+                continue
+            assert f"{prefix}/{relative.as_posix()}" in names, f"{source} is missing from the wheel"
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target), str(wheel)],
                    check=True)

@@ -1,0 +1,62 @@
+"""`gkd export`: a run or checkpoint -> ONNX (and TensorRT) files per precision, each checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from gkd_deploy.cli.console import console, next_step
+from gkd_deploy.exporters.pipeline import export_model
+from gkd_deploy.exporters.tensorrt import EngineOptions
+
+
+def _list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def export(
+    model: Annotated[Path, typer.Argument(help="A run folder or a segmenter checkpoint (.safetensors).")],
+    format: Annotated[str, typer.Option("--format", help="onnx, trt, or both (comma-separated).")] = "onnx",
+    precision: Annotated[str, typer.Option(help="fp32, fp16, int8, comma-separated (e.g. fp32,fp16,int8).")] = "fp32",
+    calib: Annotated[Optional[str], typer.Option(help="Calibration data NAME=PATH,... (default: the run's source domain).")] = None,
+    calib_count: Annotated[int, typer.Option(help="Calibration images (300 or more recommended).")] = 512,
+    calib_method: Annotated[str, typer.Option(help="minmax, entropy or percentile.")] = "minmax",
+    quantize_sensitive: Annotated[bool, typer.Option("--quantize-sensitive", help="Also quantize LayerNorm, Softmax, GELU and residual adds (less accurate).")] = False,
+    size: Annotated[Optional[str], typer.Option(help="Input HEIGHTxWIDTH (default: the model's training size).")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset (13-20).")] = 17,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the files (default: RUN/export).")] = None,
+    workspace: Annotated[float, typer.Option(help="TensorRT builder workspace in GiB.")] = 4.0,
+    opt_level: Annotated[int, typer.Option(help="TensorRT builder optimisation level 0-5.")] = 3,
+    timing_cache: Annotated[Optional[str], typer.Option(help="TensorRT timing cache file (read and updated).")] = None,
+    batch: Annotated[str, typer.Option(help="TensorRT batch range MIN,OPT,MAX.")] = "1,1,8",
+) -> None:
+    """Export the frozen encoder and decoder as one graph, fixed input size, dynamic batch; each
+    file carries its metadata and is checked against PyTorch before it counts."""
+    from gkd_deploy.cli.data import parse_size
+
+    input_size = None
+    if size:
+        width_height = parse_size(size)
+        input_size = (width_height[1], width_height[0])
+    min_batch, opt_batch, max_batch = (int(v) for v in _list(batch))
+    outcome = export_model(
+        model, precisions=_list(precision), formats=_list(format), input_size=input_size, opset=opset, calib=calib,
+        calib_count=calib_count, calib_method=calib_method, quantize_sensitive=quantize_sensitive, out_dir=out,
+        engine=EngineOptions(workspace_gib=workspace, optimization_level=opt_level, timing_cache=timing_cache,
+                             min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch))
+    table = Table(title=f"exported {outcome.checkpoint.name} (checked against PyTorch on {outcome.check_images} images)")
+    for column in ("file", "precision", "size MB", "seconds", "max |diff|", "label agreement %"):
+        table.add_column(column, justify="left" if column == "file" else "right")
+    for file in outcome.files:
+        parity = file.parity
+        table.add_row(file.path.name, file.precision, f"{file.size_bytes / 1e6:.2f}", f"{file.seconds:.1f}",
+                      f"{parity.max_abs_diff:.2e}" if parity else "-", f"{parity.pixel_agreement:.2f}" if parity else "-")
+    console.print(table)
+    console.print(f"files in {outcome.files[0].path.parent}")
+    if outcome.calibration_images:
+        console.print(f"int8 calibrated on {outcome.calibration_images} images ({calib_method})")
+    first = outcome.files[-1].path
+    next_step(f"gkd validate {first} --targets NAME=PATH,...")

@@ -1,0 +1,46 @@
+"""`gkd validate`: exported model vs PyTorch, mIoU per unseen domain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from gkd_deploy.cli.console import console, fmt, next_step, track
+from gkd_deploy.evaluation.validation import ValidationReport, validate_export
+
+
+def validation_table(report: ValidationReport) -> Table:
+    table = Table(title=f"{Path(report.model).name} ({report.backend}, {report.precision}) vs PyTorch - "
+                        f"tolerance {report.tolerance} mIoU")
+    for column in ("domain", "images", "PyTorch mIoU", "exported mIoU", "delta", "pixel agreement %"):
+        table.add_column(column, justify="left" if column == "domain" else "right")
+    for d in report.domains:
+        ok = abs(d.delta) <= report.tolerance
+        table.add_row(d.domain, str(d.num_images), fmt(d.reference_miou), fmt(d.exported_miou),
+                      f"[{'green' if ok else 'red'}]{d.delta:+.2f}[/]", fmt(d.pixel_agreement, 3))
+    return table
+
+
+def validate(
+    model: Annotated[Path, typer.Argument(help="An exported .onnx file or TensorRT engine.")],
+    targets: Annotated[str, typer.Option(help="Comma-separated NAME=PATH data sets to score on.")],
+    reference: Annotated[Optional[Path], typer.Option(help="Run folder or checkpoint to compare with (default: the one the model was exported from).")] = None,
+    tolerance: Annotated[Optional[float], typer.Option(help="Largest |delta| in mIoU points (default 0.1 for fp32/fp16, 1.0 for int8).")] = None,
+    split: Annotated[str, typer.Option(help="Split to score: val or train.")] = "val",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    workers: Annotated[int, typer.Option(help="Data loader worker processes.")] = 2,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Where to write the JSON report.")] = None,
+) -> None:
+    """Run PyTorch and the exported model over every target domain; fail when mIoU drifts."""
+    outcome = validate_export(model, targets, reference=reference, tolerance=tolerance, split=split, device=device,
+                              num_workers=workers, json_path=json_path, track=track)
+    console.print(validation_table(outcome.report))
+    console.print(f"report: {outcome.json_path}")
+    if not outcome.report.passed:
+        console.print(f"[bold red]validation failed:[/] a domain's mIoU moved by more than {outcome.report.tolerance}")
+        raise typer.Exit(code=1)
+    console.print("[green]validation passed[/]")
+    next_step(f"gkd eval {outcome.report.reference} --targets {targets}")

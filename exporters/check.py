@@ -1,0 +1,128 @@
+"""Parity of an exported file with its PyTorch segmenter on real images (onnxruntime, CPU).
+
+"It runs" is not a check: an export can load and still compute something else (a wrong
+scale, a broken Q/DQ pair). `check_parity` runs both on the same images and measures how far
+the scores and the label maps drift; `assert_parity` fails when the drift is over what the
+file's precision explains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from gkd_deploy.errors import ExportError
+from gkd_deploy.exporters.metadata import read_metadata
+from gkd_deploy.models.segmenter import Segmenter
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """Exported vs PyTorch on `images` images (`pixels` label pixels in all).
+
+    `max_abs_diff` / `mean_abs_diff`: over all class scores; `pixel_agreement`: percent of pixels
+    whose label (argmax) is the same.
+    """
+
+    precision: str
+    images: int
+    pixels: int
+    max_abs_diff: float
+    mean_abs_diff: float
+    pixel_agreement: float
+
+    def __str__(self) -> str:
+        return (f"{self.precision}: max |score difference| {self.max_abs_diff:.3g} (mean {self.mean_abs_diff:.3g}), "
+                f"labels agree on {self.pixel_agreement:.2f}% of {self.pixels} pixels ({self.images} images)")
+
+
+@dataclass(frozen=True)
+class ParityTolerance:
+    """Largest score difference (None: not checked) and smallest pixel agreement (percent)."""
+
+    max_abs_diff: float | None
+    min_pixel_agreement: float
+
+
+# Measured on the random-weight tiny test model (scores within about +-0.3, so many near-ties
+# between classes) on synthetic street scenes; trained models have larger score gaps and agree
+# more, not less.
+# fp32: ORT and PyTorch differ by kernel rounding only: max 3e-7, 100% agreement. The bound is
+#   tight enough to catch any real graph difference.
+# fp16: max 3e-4, 99.95-99.97% agreement. fp16 keeps ~3 decimal digits, so trained logits of ~10-20
+#   move by up to ~1e-2; the bound allows that with margin.
+# int8: scores move by a few percent of their range, so only labels are checked. Measured 97.4-98.5%
+#   (Conv/MatMul only, the default) and ~94% (quantize_sensitive); a copy whose activation scales
+#   were cut to a quarter (clipping) fell to 88%, under the bound.
+TOLERANCES: dict[str, ParityTolerance] = {
+    "fp32": ParityTolerance(max_abs_diff=1e-3, min_pixel_agreement=99.9),
+    "fp16": ParityTolerance(max_abs_diff=5e-2, min_pixel_agreement=99.0),
+    "int8": ParityTolerance(max_abs_diff=None, min_pixel_agreement=90.0),
+}
+
+
+def check_parity(onnx_path: str | Path, segmenter: Segmenter, images: torch.Tensor | np.ndarray,
+                 *, batch_size: int = 4) -> ParityReport:
+    """Run the ONNX file (onnxruntime CPU) and `segmenter` (on its device) on `images`.
+
+    `images`: (N, 3, H, W) RGB in 0..255, (H, W) the file's input size.
+    """
+    metadata = read_metadata(onnx_path)
+    images = torch.as_tensor(images).float().cpu()
+    expected = (3, *metadata.input_size)
+    if images.ndim != 4 or tuple(images.shape[1:]) != expected or images.shape[0] == 0:
+        raise ExportError(f"parity images must be (N, {', '.join(map(str, expected))}) to match {onnx_path}; "
+                          f"got {tuple(images.shape)}")
+    session = _session(onnx_path)
+    device = next(segmenter.parameters()).device
+    was_training = segmenter.training
+    segmenter.eval()
+    max_diff, diff_sum, agree, scores_count = 0.0, 0.0, 0, 0
+    try:
+        for start in range(0, images.shape[0], batch_size):
+            batch = images[start:start + batch_size]
+            scores, labels = session.run(None, {metadata.input_name: np.ascontiguousarray(batch.numpy())})
+            with torch.inference_mode():
+                reference = segmenter(batch.to(device)).float().cpu().numpy()
+            difference = np.abs(scores.astype(np.float64) - reference)
+            max_diff = max(max_diff, float(difference.max()))
+            diff_sum += float(difference.sum())
+            scores_count += difference.size
+            agree += int((labels == reference.argmax(axis=1)).sum())
+    finally:
+        segmenter.train(was_training)
+    pixels = images.shape[0] * images.shape[2] * images.shape[3]
+    return ParityReport(precision=metadata.precision, images=int(images.shape[0]), pixels=int(pixels),
+                        max_abs_diff=max_diff, mean_abs_diff=diff_sum / scores_count,
+                        pixel_agreement=100.0 * agree / pixels)
+
+
+def assert_parity(report: ParityReport, precision: str | None = None,
+                  tolerance: ParityTolerance | None = None) -> None:
+    """Raise `ExportError` when `report` is over the tolerance of `precision` (default: the report's)."""
+    precision = precision or report.precision
+    if tolerance is None:
+        if precision not in TOLERANCES:
+            raise ExportError(f"no parity tolerance for precision {precision!r}; known: {', '.join(TOLERANCES)}")
+        tolerance = TOLERANCES[precision]
+    problems = []
+    if tolerance.max_abs_diff is not None and report.max_abs_diff > tolerance.max_abs_diff:
+        problems.append(f"max score difference {report.max_abs_diff:.3g} > {tolerance.max_abs_diff:.3g}")
+    if report.pixel_agreement < tolerance.min_pixel_agreement:
+        problems.append(f"pixel agreement {report.pixel_agreement:.2f}% < {tolerance.min_pixel_agreement:.2f}%")
+    if problems:
+        raise ExportError(f"the {precision} export does not match PyTorch: {'; '.join(problems)} ({report}); "
+                          "the file computes something other than the checkpoint; do not deploy it")
+
+
+def _session(onnx_path: str | Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: ORT warns about unused initializers it removes itself
+    try:
+        return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    except (RuntimeError, ValueError) as error:
+        raise ExportError(f"onnxruntime cannot load {onnx_path}: {error}") from None

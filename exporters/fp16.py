@@ -1,0 +1,50 @@
+"""fp32 export -> fp16 graph with fp32 inputs/outputs and fp32 where fp16 numerics break.
+
+Uses onnxruntime's converter (`onnxruntime.transformers.float16`), which casts weights and
+activations to fp16 and puts Cast nodes around the operators it is told to keep in fp32.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+from gkd_deploy.errors import ExportError
+from gkd_deploy.exporters.graph_repair import drop_duplicate_nodes, sort_topologically
+from gkd_deploy.exporters.metadata import embed_metadata, metadata_of
+from gkd_deploy.runtime.onnx_io import load_model, save_model
+
+log = logging.getLogger(__name__)
+
+# Operators kept in fp32. Normalisations sum squares over hundreds of channels, which overflows or
+# loses the variance in fp16: LayerNormalization (opset >= 17), its decomposed form below opset
+# 17 (ReduceMean -> Pow -> ReduceMean -> Sqrt), and GroupNorm, which exports as
+# InstanceNormalization (GroupNormalization from opset 18). Softmax exponentiates attention
+# logits. The converter's own list holds operators without fp16 kernels.
+FP32_OPS = (
+    "LayerNormalization", "InstanceNormalization", "GroupNormalization", "Softmax", "ReduceMean", "Pow", "Sqrt",
+)
+
+
+def convert_fp16(fp32_onnx: str | Path, out_path: str | Path) -> Path:
+    """Write an fp16 copy of the fp32 export `fp32_onnx` to `out_path`; returns `out_path`.
+
+    Inputs and outputs stay float32 (`images` in, `scores` out; `labels` int64), so callers feed
+    and read the same arrays as for the fp32 file.
+    """
+    model = load_model(fp32_onnx)
+    metadata = metadata_of(model, str(fp32_onnx))
+    if metadata.precision != "fp32":
+        raise ExportError(f"{fp32_onnx} is a {metadata.precision} model; convert the fp32 export to fp16")
+    converted = convert_float_to_float16(
+        model, keep_io_types=True, op_block_list=sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS)),
+    )
+    drop_duplicate_nodes(converted.graph)
+    sort_topologically(converted.graph)
+    embed_metadata(converted, metadata.with_precision("fp16"))
+    save_model(converted, out_path)
+    log.info("wrote fp16 model %s (kept in fp32: %s)", out_path, ", ".join(FP32_OPS))
+    return Path(out_path)
+

@@ -1,0 +1,142 @@
+"""`gkd export` as one library call: a run (or checkpoint) -> ONNX files per precision (and
+TensorRT engines), each checked against PyTorch on real images before it counts as written.
+
+    export_model("runs/exp1", precisions=("fp32", "fp16", "int8"))   # -> runs/exp1/export/model-*.onnx
+
+The fp32 file is always written: fp16 and int8 are converted from it. Check images come from the
+calibration domains (default: the run's source domain), or, for a bare checkpoint with no data
+named, from the built-in synthetic scenes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from gkd_deploy.calib import calibration_images, quantize_int8
+from gkd_deploy.errors import ConfigError, ExportError
+from gkd_deploy.exporters.check import ParityReport, assert_parity, check_parity
+from gkd_deploy.exporters.fp16 import convert_fp16
+from gkd_deploy.exporters.onnx_export import export_onnx
+from gkd_deploy.exporters.tensorrt import EngineOptions, build_engine
+from gkd_deploy.models.checkpoint import load_segmenter
+from gkd_deploy.run import RunDir, resolve_checkpoint
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "fp16", "int8")
+FORMATS = ("onnx", "trt")
+
+
+@dataclass(frozen=True)
+class ExportedFile:
+    path: Path
+    precision: str
+    format: str
+    size_bytes: int
+    seconds: float
+    parity: ParityReport | None
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    checkpoint: Path
+    files: tuple[ExportedFile, ...]
+    check_images: int
+    calibration_images: int
+
+
+def _check(value: Sequence[str], allowed: Sequence[str], what: str) -> tuple[str, ...]:
+    unknown = [v for v in value if v not in allowed]
+    if unknown or not value:
+        raise ConfigError(f"unknown {what} {', '.join(unknown) or '(none)'}; choose from {', '.join(allowed)}")
+    return tuple(v for v in allowed if v in value)
+
+
+def synthetic_images(count: int, input_size: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """(count, 3, H, W) uint8 street scenes from the built-in generator (no data set needed)."""
+    from gkd_deploy.data.synthetic import render_scene
+
+    height, width = input_size
+    return np.stack([render_scene(seed + i, (width, height), "clear")[0].transpose(2, 0, 1) for i in range(count)])
+
+
+def export_model(
+    source: str | Path,
+    *,
+    precisions: Sequence[str] = ("fp32",),
+    formats: Sequence[str] = ("onnx",),
+    input_size: tuple[int, int] | None = None,
+    opset: int = 17,
+    calib: Sequence[str] | str | None = None,
+    calib_count: int = 512,
+    calib_method: str = "minmax",
+    quantize_sensitive: bool = False,
+    check_count: int = 8,
+    out_dir: str | Path | None = None,
+    engine: EngineOptions = EngineOptions(),
+) -> ExportOutcome:
+    precisions = _check(precisions, PRECISIONS, "precision")
+    formats = _check(formats, FORMATS, "format")
+    checkpoint, run = resolve_checkpoint(source)
+    segmenter = load_segmenter(checkpoint).eval()
+    size = input_size or (segmenter.config.img_size, segmenter.config.img_size)
+    out = Path(out_dir) if out_dir else (run.export_dir if run else checkpoint.parent / "export")
+    specs = _data_specs(calib, run)
+    check = (calibration_images(specs, check_count, size, seed=1, warn_small=False).images if specs
+             else synthetic_images(check_count, size))
+    files: list[ExportedFile] = []
+    started = time.perf_counter()
+    fp32 = export_onnx(segmenter, out / "model-fp32.onnx", input_size=size, opset=opset, source_checkpoint=checkpoint)
+    files.append(_checked(fp32, "fp32", segmenter, check, started))
+    onnx_files = {"fp32": fp32}
+    calibration_count = 0
+    if "fp16" in precisions:
+        started = time.perf_counter()
+        onnx_files["fp16"] = convert_fp16(fp32, out / "model-fp16.onnx")
+        files.append(_checked(onnx_files["fp16"], "fp16", segmenter, check, started))
+    if "int8" in precisions:
+        if not specs:
+            raise ConfigError("int8 needs calibration images: give --calib NAME=PATH (e.g. the source domain)")
+        started = time.perf_counter()
+        calibration = calibration_images(specs, calib_count, size)
+        calibration_count = len(calibration)
+        onnx_files["int8"] = quantize_int8(fp32, out / "model-int8.onnx", calibration, method=calib_method,
+                                           quantize_sensitive=quantize_sensitive, cache_dir=out / ".calib-cache")
+        files.append(_checked(onnx_files["int8"], "int8", segmenter, check, started))
+    if "onnx" not in formats or "fp32" not in precisions:
+        # fp32 was only the base of the conversions: keep it (it is small and always valid), but do
+        # not list it as a requested output.
+        files = [f for f in files if f.precision in precisions]
+    if "trt" in formats:
+        for precision in precisions:
+            started = time.perf_counter()
+            engine_path = build_engine(onnx_files[precision], out / f"model-{precision}.engine", engine)
+            files.append(ExportedFile(engine_path, precision, "trt", engine_path.stat().st_size,
+                                      time.perf_counter() - started, None))
+    return ExportOutcome(checkpoint=checkpoint, files=tuple(files), check_images=len(check),
+                         calibration_images=calibration_count)
+
+
+def _data_specs(calib: Sequence[str] | str | None, run: RunDir | None) -> list[str]:
+    if calib:
+        return [calib] if isinstance(calib, str) else list(calib)
+    source = run.read_config().get("source") if run is not None else None
+    return [source] if source else []
+
+
+def _checked(path: Path, precision: str, segmenter, images: np.ndarray, started: float) -> ExportedFile:
+    """Parity against PyTorch; a file over tolerance is removed, so nothing bad looks written."""
+    report = check_parity(path, segmenter, images)
+    try:
+        assert_parity(report, precision)
+    except ExportError:
+        path.unlink(missing_ok=True)
+        raise
+    log.info("%s", report)
+    return ExportedFile(path, precision, "onnx", path.stat().st_size, time.perf_counter() - started, report)

@@ -1,0 +1,99 @@
+"""TensorRT engines from the precision-typed ONNX files, through TensorRT's documented API.
+
+Precision lives in the ONNX file (an fp16 graph, explicit int8 Q/DQ), so the network is built
+strongly typed: the same path works on TensorRT 10 (where the INT8 calibrators are deprecated)
+and TensorRT 11 (where they and the FP16/INT8 builder flags are gone). Engines are tied to the GPU
+model and TensorRT version that built them: build on the target (on a Jetson, from the .onnx file).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from gkd_deploy.errors import ExportError
+from gkd_deploy.fileio import atomic_path
+from gkd_deploy.runtime.metadata import read_onnx_metadata, sidecar_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    workspace_gib: float = 4.0
+    optimization_level: int = 3  # TensorRT's builder optimisation level, 0-5
+    timing_cache: str | None = None
+    min_batch: int = 1
+    opt_batch: int = 1
+    max_batch: int = 8
+
+
+def trtexec_command(onnx_path: Path, engine_path: Path, options: EngineOptions) -> str:
+    """The equivalent trtexec call, for building on a machine where only trtexec exists (JetPack)."""
+    metadata = read_onnx_metadata(onnx_path)
+    height, width = metadata.input_size
+    shape = lambda batch: f"images:{batch}x3x{height}x{width}"  # noqa: E731
+    parts = [f"trtexec --onnx={onnx_path} --saveEngine={engine_path} --stronglyTyped",
+             f"--minShapes={shape(options.min_batch)} --optShapes={shape(options.opt_batch)} "
+             f"--maxShapes={shape(options.max_batch)}",
+             f"--memPoolSize=workspace:{int(options.workspace_gib * 1024)}M "
+             f"--builderOptimizationLevel={options.optimization_level}"]
+    if options.timing_cache:
+        parts.append(f"--timingCacheFile={options.timing_cache}")
+    return " ".join(parts)
+
+
+def build_engine(onnx_path: str | Path, engine_path: str | Path, options: EngineOptions = EngineOptions()) -> Path:
+    """Parse `onnx_path` as a strongly typed network and write a serialized engine + metadata sidecar."""
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    metadata = read_onnx_metadata(onnx_path)
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise ExportError(
+            "TensorRT is not installed here: pip install 'gkd-deploy[tensorrt]' (on Jetson it comes with "
+            f"JetPack), or build the engine on the target with:\n  {trtexec_command(onnx_path, engine_path, options)}"
+        ) from None
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ExportError(f"TensorRT cannot parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_gib * (1 << 30)))
+    config.builder_optimization_level = options.optimization_level
+    cache = _timing_cache(config, options.timing_cache)
+    height, width = metadata.input_size
+    profile = builder.create_optimization_profile()
+    profile.set_shape("images", (options.min_batch, 3, height, width), (options.opt_batch, 3, height, width),
+                      (options.max_batch, 3, height, width))
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ExportError(f"TensorRT could not build an engine from {onnx_path} (see the TensorRT log above)")
+    with atomic_path(engine_path) as temporary:
+        temporary.write_bytes(bytes(serialized))
+    engine_metadata = metadata.to_json()
+    sidecar = json.loads(engine_metadata)
+    sidecar["extra"] = {**sidecar.get("extra", {}), "tensorrt": trt.__version__, "built_from": onnx_path.name,
+                        "batch_range": [options.min_batch, options.max_batch]}
+    with atomic_path(sidecar_path(engine_path)) as temporary:
+        temporary.write_text(json.dumps(sidecar))
+    if cache is not None and options.timing_cache:
+        with atomic_path(options.timing_cache) as temporary:
+            temporary.write_bytes(bytes(cache.serialize()))
+    log.info("built %s with TensorRT %s", engine_path, trt.__version__)
+    return engine_path
+
+
+def _timing_cache(config, path: str | None):
+    if path is None:
+        return None
+    data = Path(path).read_bytes() if Path(path).is_file() else b""
+    cache = config.create_timing_cache(data)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    return cache

@@ -1,0 +1,67 @@
+"""The module that gets traced: a segmenter fixed to one input size, returning scores and labels.
+
+Kept apart from the training module (Segment Anything's `utils/onnx.py` habit): export-only
+changes happen on a deep copy, so the caller's model is never altered.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from timm.layers import resample_abs_pos_embed
+from torch import nn
+
+from gkd_deploy.models.segmenter import Segmenter
+
+
+class ExportWrapper(nn.Module):
+    """(B, 3, H, W) float32 RGB 0-255 -> scores (B, K, H, W) float32, labels (B, H, W) int64."""
+
+    def __init__(self, segmenter: Segmenter) -> None:
+        super().__init__()
+        self.segmenter = segmenter
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = self.segmenter(images)
+        return scores, scores.argmax(dim=1)
+
+
+def prepare_for_export(segmenter: Segmenter, input_size: tuple[int, int]) -> ExportWrapper:
+    """A CPU float32 eval-mode copy of `segmenter`, ready to trace at `input_size` (height, width)."""
+    model = copy.deepcopy(segmenter).cpu().float().eval()
+    backbone = model.encoder.backbone
+    grid = (input_size[0] // model.encoder.patch_size, input_size[1] // model.encoder.patch_size)
+    _bake_position_embedding(backbone, grid)
+    for module in model.modules():
+        # timm's fused path calls scaled_dot_product_attention, which the TorchScript exporter
+        # decomposes with its scale computed from runtime shapes (Shape -> Cast -> Sqrt, then two
+        # Sqrt nodes sharing one input per block: the fp16 converter duplicates a Cast there and
+        # writes an invalid graph). The explicit path multiplies by a constant scale and gives
+        # the MatMul-Softmax-MatMul pattern TensorRT fuses; numerically the same.
+        if hasattr(module, "fused_attn"):
+            module.fused_attn = False
+    return ExportWrapper(model)
+
+
+def _bake_position_embedding(backbone: nn.Module, grid: tuple[int, int]) -> None:
+    """Resample the position embedding to the export token grid once, in eager mode.
+
+    The backbone is built with `dynamic_img_size=True` and resamples its position embedding to
+    every input's grid (bicubic, antialiased) unless the grid is the one it was built for. The
+    TorchScript exporter cannot trace that interpolation, and a fixed-size model does not need
+    it: with the embedding stored at the export grid, the forward pass takes timm's no-resample
+    branch and only an addition is traced.
+    """
+    patch_embed = backbone.patch_embed
+    old_grid = tuple(patch_embed.grid_size)
+    if getattr(backbone, "pos_embed", None) is not None and old_grid != grid:
+        prefix = 0 if getattr(backbone, "no_embed_class", False) else backbone.num_prefix_tokens
+        with torch.no_grad():
+            resampled = resample_abs_pos_embed(backbone.pos_embed, new_size=list(grid), old_size=list(old_grid),
+                                               num_prefix_tokens=prefix)
+        backbone.pos_embed = nn.Parameter(resampled, requires_grad=False)
+    patch_size = patch_embed.patch_size
+    patch_embed.grid_size = grid
+    patch_embed.img_size = (grid[0] * patch_size[0], grid[1] * patch_size[1])
+    patch_embed.num_patches = grid[0] * grid[1]

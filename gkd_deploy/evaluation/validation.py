@@ -1,0 +1,151 @@
+"""`gkd validate`: does the exported model score what PyTorch scores, on every unseen domain?
+
+Both models run over the same images with the same sliding windows (the exported input size),
+so the only difference left is the export itself: per domain we report PyTorch mIoU, exported
+mIoU, their delta and the share of pixels whose label both agree on. A delta over the tolerance
+fails validation (MMDeploy's segmentation gate is 1 point; fp32/fp16 should be far closer).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from gkd_deploy.data.registry import DatasetSpec, build_domains, parse_dataset_list
+from gkd_deploy.errors import ConfigError
+from gkd_deploy.evaluation.evaluator import Track, check_class_sets, domain_batches, no_progress
+from gkd_deploy.evaluation.inference import InferenceMode, predict_logits
+from gkd_deploy.fileio import write_json
+from gkd_deploy.metrics import SegmentationMetric
+from gkd_deploy.models.checkpoint import file_sha256
+from gkd_deploy.run import RunDir, resolve_checkpoint
+from gkd_deploy.runtime.base import Predictor
+from gkd_deploy.runtime.loader import load_predictor
+
+# mIoU points; MMDeploy's regression gate for segmentation backends is 1 point.
+DEFAULT_TOLERANCE = {"fp32": 0.1, "fp16": 0.1, "int8": 1.0}
+
+
+@dataclass(frozen=True)
+class DomainComparison:
+    domain: str
+    num_images: int
+    reference_miou: float
+    exported_miou: float
+    pixel_agreement: float
+
+    @property
+    def delta(self) -> float:
+        return self.exported_miou - self.reference_miou
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    model: str
+    reference: str
+    precision: str
+    backend: str
+    tolerance: float
+    domains: tuple[DomainComparison, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(abs(d.delta) <= self.tolerance for d in self.domains)
+
+    def to_dict(self) -> dict:
+        def clean(value: float) -> float | None:
+            return None if math.isnan(value) else round(value, 4)
+
+        return {
+            "model": self.model, "reference": self.reference, "precision": self.precision, "backend": self.backend,
+            "tolerance": self.tolerance, "passed": self.passed,
+            "domains": [{"domain": d.domain, "num_images": d.num_images, "reference_miou": clean(d.reference_miou),
+                         "exported_miou": clean(d.exported_miou), "delta": clean(d.delta),
+                         "pixel_agreement": clean(d.pixel_agreement)} for d in self.domains],
+        }
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    report: ValidationReport
+    json_path: Path
+
+
+def find_reference(model_path: Path, source_checkpoint: str | None, source_sha256: str | None) -> Path:
+    """The checkpoint an exported file came from: recorded in its metadata, or its run folder's."""
+    candidates = []
+    if source_checkpoint:
+        candidates.append(Path(source_checkpoint))
+    if model_path.parent.name == "export":
+        candidates.append(RunDir(model_path.parent.parent).segmenter_checkpoint)
+    for candidate in candidates:
+        if candidate.is_file() and (source_sha256 is None or file_sha256(candidate) == source_sha256):
+            return candidate
+    raise ConfigError(f"cannot find the checkpoint {model_path.name} was exported from; give it with "
+                      "--reference RUN_OR_CHECKPOINT")
+
+
+@torch.inference_mode()
+def compare_domain(reference: Predictor, exported: Predictor, dataset, mode: InferenceMode, num_workers: int,
+                   track: Track, description: str) -> DomainComparison:
+    num_classes = reference.info.class_set.num_classes
+    reference_metric, exported_metric = SegmentationMetric(num_classes), SegmentationMetric(num_classes)
+    agree = total = count = 0
+    for batch in domain_batches(dataset, num_workers, track, description):
+        images = batch["image"].float()
+        reference_labels = predict_logits(reference, images, mode).argmax(1).cpu()
+        exported_labels = predict_logits(exported, images, mode).argmax(1).cpu()
+        reference_metric.update(reference_labels, batch["label"])
+        exported_metric.update(exported_labels, batch["label"])
+        agree += int((reference_labels == exported_labels).sum())
+        total += reference_labels.numel()
+        count += images.shape[0]
+    return DomainComparison(domain=description, num_images=count, reference_miou=reference_metric.compute().miou,
+                            exported_miou=exported_metric.compute().miou, pixel_agreement=agree / total * 100)
+
+
+def validate_export(
+    model_path: str | Path,
+    targets: Sequence[DatasetSpec | str] | str,
+    *,
+    reference: str | Path | None = None,
+    tolerance: float | None = None,
+    split: str = "val",
+    device: str = "auto",
+    num_workers: int = 2,
+    json_path: str | Path | None = None,
+    track: Track = no_progress,
+) -> ValidationOutcome:
+    model_path = Path(model_path)
+    exported = load_predictor(model_path, device)
+    if exported.info.input_size is None:
+        raise ConfigError(f"{model_path} is not an exported model; give the .onnx file or engine to validate")
+    if reference is None:
+        metadata = getattr(exported, "metadata", None)
+        reference_path = find_reference(model_path, getattr(metadata, "source_checkpoint", None),
+                                        getattr(metadata, "source_sha256", None))
+    else:
+        reference_path, _ = resolve_checkpoint(reference)
+    reference_model = load_predictor(reference_path, device)
+    if reference_model.info.class_set.names != exported.info.class_set.names:
+        raise ConfigError(f"{model_path} and {reference_path} predict different classes")
+    height, width = exported.info.input_size
+    stride = max(exported.info.patch_size, (min(height, width) * 2) // 3)
+    mode = InferenceMode("slide", crop=height, crop_width=width, stride=stride, multiple=exported.info.patch_size)
+    tolerance = DEFAULT_TOLERANCE.get(exported.info.precision, 1.0) if tolerance is None else tolerance
+    domains = {}
+    for spec in parse_dataset_list(targets):
+        domains.update(build_domains(spec, split=split))
+    for name, dataset in domains.items():
+        check_class_sets(exported.info.class_set, dataset.class_set, name)
+    comparisons = tuple(compare_domain(reference_model, exported, dataset, mode, num_workers, track, name)
+                        for name, dataset in domains.items())
+    report = ValidationReport(model=str(model_path), reference=str(reference_path), precision=exported.info.precision,
+                              backend=exported.info.backend, tolerance=tolerance, domains=comparisons)
+    json_path = Path(json_path) if json_path else model_path.with_name(model_path.name + ".validate.json")
+    write_json(json_path, report.to_dict())
+    return ValidationOutcome(report=report, json_path=json_path)

@@ -1,0 +1,149 @@
+"""The metadata every exported model carries, so it can be run and checked with nothing else.
+
+A deployed file must be usable without the checkpoint or the training run: class names and
+colours, the input it expects, the architecture config, its precision and where it came from all
+travel inside it (the Ultralytics habit): one JSON object under the key `gkd` in an ONNX file's
+`metadata_props`, repeated in a sidecar file (`<engine>.json`) beside a TensorRT engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+import gkd_deploy
+from gkd_deploy.data.classes import IGNORE_INDEX, ClassSet
+from gkd_deploy.errors import ConfigError, ModelError
+
+METADATA_KEY = "gkd"
+PRECISIONS = ("fp32", "fp16", "int8")
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("scores", "labels")
+LAYOUT = "NCHW RGB float32 0-255, normalisation inside the graph"
+
+
+@dataclass(frozen=True)
+class ExportMetadata:
+    """The gkd metadata of one exported file.
+
+    The input `images` is (batch, 3, height, width) with `input_size` = (height, width) fixed and
+    the batch free; the outputs are `scores` (batch, K, height, width) float32 and `labels`
+    (batch, height, width) int64. `segmenter` is the `SegmenterConfig.to_dict()` that rebuilds
+    the architecture; `source_checkpoint` / `source_sha256` name the weights it was exported
+    from. `extra` holds the pixel normalisation applied inside the graph and, for int8 files,
+    the calibration (method, image count, quantized op types).
+    """
+
+    precision: str
+    input_size: tuple[int, int]
+    class_names: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+    segmenter: dict[str, Any]
+    gkd_version: str = gkd_deploy.__version__
+    source_checkpoint: str | None = None
+    source_sha256: str | None = None
+    outputs: tuple[str, ...] = OUTPUT_NAMES
+    layout: str = LAYOUT
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_name(self) -> str:
+        return INPUT_NAME
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        return self.extra.get("calibration")
+
+    @property
+    def patch_size(self) -> int:
+        return int(self.segmenter.get("patch_size", 16))
+
+    @property
+    def class_set(self) -> ClassSet:
+        stored = self.segmenter.get("class_set") or {}
+        return ClassSet(str(stored.get("name", "custom")), self.class_names, self.palette,
+                        int(stored.get("ignore_index", IGNORE_INDEX)))
+
+    def with_precision(self, precision: str, calibration: dict[str, Any] | None = None) -> "ExportMetadata":
+        """The metadata of a converted copy of the same model (fp16, int8)."""
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        extra = {key: value for key, value in self.extra.items() if key != "calibration"}
+        if calibration is not None:
+            extra["calibration"] = calibration
+        return dataclasses.replace(self, precision=precision, extra=extra, gkd_version=gkd_deploy.__version__)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> "ExportMetadata":
+        try:
+            raw = json.loads(text)
+            return cls(
+                precision=str(raw["precision"]),
+                input_size=_pair(raw["input_size"]),
+                class_names=tuple(str(name) for name in raw["class_names"]),
+                palette=tuple(tuple(int(v) for v in colour) for colour in raw["palette"]),
+                segmenter=dict(raw["segmenter"]),
+                gkd_version=str(raw["gkd_version"]),
+                source_checkpoint=raw.get("source_checkpoint"),
+                source_sha256=raw.get("source_sha256"),
+                outputs=tuple(raw.get("outputs", OUTPUT_NAMES)),
+                layout=str(raw.get("layout", LAYOUT)),
+                extra=dict(raw.get("extra") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelError(f"{where}: its gkd metadata is malformed ({type(error).__name__}: {error}); "
+                              "export the model again with `gkd export`") from None
+
+
+def _pair(values: Any) -> tuple[int, int]:
+    height, width = (int(v) for v in values)
+    return height, width
+
+
+def embed_metadata(model: onnx.ModelProto, metadata: ExportMetadata) -> onnx.ModelProto:
+    """Set the `gkd` entry of `model.metadata_props`; other entries stay."""
+    kept = {entry.key: entry.value for entry in model.metadata_props if entry.key != METADATA_KEY}
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, kept | {METADATA_KEY: metadata.to_json()})
+    return model
+
+
+def metadata_of(model: onnx.ModelProto, where: str) -> ExportMetadata:
+    """The gkd metadata of a loaded model; `where` names it in errors."""
+    props = {entry.key: entry.value for entry in model.metadata_props}
+    if METADATA_KEY not in props:
+        raise ModelError(f"{where} carries no gkd metadata (class names, input size, precision): it was not "
+                          "exported by gkd-deploy; export the checkpoint with `gkd export`")
+    return ExportMetadata.from_json(props[METADATA_KEY], where)
+
+
+def read_onnx_metadata(path: str | Path) -> ExportMetadata:
+    """The metadata of an exported ONNX file; ModelError if it is not ONNX or has none."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path} not found")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # protobuf raises DecodeError and others for non-ONNX bytes
+        raise ModelError(f"{path} is not an ONNX file ({error.__class__.__name__})") from None
+    return metadata_of(model, str(path))
+
+
+def sidecar_path(engine: str | Path) -> Path:
+    engine = Path(engine)
+    return engine.with_name(engine.name + ".json")
+
+
+def read_sidecar_metadata(engine: str | Path) -> ExportMetadata:
+    path = sidecar_path(engine)
+    if not path.is_file():
+        raise ModelError(f"{engine} has no metadata file {path.name} beside it; build engines with `gkd export --format trt`")
+    return ExportMetadata.from_json(path.read_text(), str(path))

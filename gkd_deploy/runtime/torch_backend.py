@@ -1,0 +1,26 @@
+"""PyTorch predictor: a run folder or segmenter checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from gkd_deploy.evaluation.evaluator import resolve_device
+from gkd_deploy.models.checkpoint import load_segmenter
+from gkd_deploy.run import resolve_checkpoint
+from gkd_deploy.runtime.base import ModelInfo
+
+
+class TorchPredictor:
+    def __init__(self, path: str | Path, device: str = "auto") -> None:
+        checkpoint, _ = resolve_checkpoint(path)
+        self.device = resolve_device(device)
+        self.model = load_segmenter(checkpoint).to(self.device).eval()
+        self.checkpoint = checkpoint
+        self.info = ModelInfo(class_set=self.model.class_set, input_size=None, precision="fp32", backend="torch",
+                              source=str(checkpoint), patch_size=self.model.config.patch_size)
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images.to(self.device, non_blocking=True).float())

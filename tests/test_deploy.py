@@ -1,0 +1,161 @@
+"""The deployment path: gkd export (fp32/fp16/int8) -> runtime layer -> gkd validate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from gkd_deploy.cli.app import app
+from gkd_deploy.errors import ConfigError, ExportError, ModelError
+from gkd_deploy.exporters.pipeline import export_model
+from gkd_deploy.fileio import write_yaml
+from gkd_deploy.models.checkpoint import save_segmenter
+from gkd_deploy.models.segmenter import SegmenterConfig, build_segmenter
+from gkd_deploy.run import RunDir
+from gkd_deploy.runtime.loader import load_predictor
+
+runner = CliRunner()
+SMALL_FPN = {"neck_channels": 32, "head_channels": 16, "groups": 4}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from gkd_deploy.data.synthetic import write_synthetic
+
+    return write_synthetic(tmp_path_factory.mktemp("deploy-data"), train=12, val=2, target=2, size=(128, 64), workers=1)
+
+
+@pytest.fixture(scope="module")
+def run(data, tmp_path_factory):
+    """A run folder as `gkd train` leaves it (config + segmenter checkpoint)."""
+    run = RunDir(tmp_path_factory.mktemp("deploy-run"))
+    torch.manual_seed(0)
+    model = build_segmenter(SegmenterConfig("tiny-student", decoder="semfpn", img_size=64, decoder_options=SMALL_FPN))
+    save_segmenter(model, run.segmenter_checkpoint)
+    write_yaml(run.config_path, {"source": f"cityscapes={data.cityscapes}", "targets": [f"acdc={data.acdc}"]})
+    return run
+
+
+@pytest.fixture(scope="module")
+def exported(run):
+    result = runner.invoke(app, ["export", str(run.path), "--precision", "fp32,fp16,int8", "--calib-count", "12"])
+    assert result.exit_code == 0, result.output
+    return run.export_dir
+
+
+def test_export_writes_every_precision_with_metadata(exported, run):
+    from gkd_deploy.models.checkpoint import file_sha256
+    from gkd_deploy.runtime.metadata import read_onnx_metadata
+
+    for precision in ("fp32", "fp16", "int8"):
+        metadata = read_onnx_metadata(exported / f"model-{precision}.onnx")
+        assert metadata.precision == precision
+        assert metadata.input_size == (64, 64)
+        assert metadata.class_names[13] == "car" and len(metadata.palette) == 19
+        assert metadata.source_sha256 == file_sha256(run.segmenter_checkpoint)
+    assert read_onnx_metadata(exported / "model-int8.onnx").calibration["images"] == 12
+
+
+def test_predictors_agree_across_backends(exported, run):
+    images = torch.rand(2, 3, 64, 64) * 255
+    reference = load_predictor(run.path)
+    assert reference.info.backend == "torch" and reference.info.input_size is None
+    want = reference(images)
+    for precision, tolerance in (("fp32", 1e-4), ("fp16", 5e-2)):
+        predictor = load_predictor(exported / f"model-{precision}.onnx")
+        assert predictor.info.backend == "onnxruntime" and predictor.info.precision == precision
+        got = predictor(images)
+        assert got.shape == want.shape
+        assert (got - want).abs().max() < tolerance
+    int8 = load_predictor(exported / "model-int8.onnx")(images)
+    assert (int8.argmax(1) == want.argmax(1)).float().mean() > 0.9
+
+
+def test_validate_passes_and_writes_json(exported, data):
+    for precision in ("fp32", "int8"):
+        model = exported / f"model-{precision}.onnx"
+        result = runner.invoke(app, ["validate", str(model), "--targets", f"acdc={data.acdc}", "--workers", "0"])
+        assert result.exit_code == 0, result.output
+        report = json.loads((exported / f"model-{precision}.onnx.validate.json").read_text())
+        assert [d["domain"] for d in report["domains"]] == ["acdc-fog", "acdc-night", "acdc-rain", "acdc-snow"]
+        assert report["passed"] and report["tolerance"] == (0.1 if precision == "fp32" else 1.0)
+        for domain in report["domains"]:
+            assert abs(domain["delta"]) <= report["tolerance"]
+            assert domain["pixel_agreement"] > (99.9 if precision == "fp32" else 90.0)
+
+
+def test_validate_fails_when_the_exported_model_drifts(exported, data, monkeypatch):
+    from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimePredictor
+
+    original = OnnxRuntimePredictor.__call__
+
+    def drifting(self, images):  # an export that lost a class: scores of class 0 pushed to the top
+        scores = original(self, images)
+        scores[:, 0] += 1e3
+        return scores
+
+    monkeypatch.setattr(OnnxRuntimePredictor, "__call__", drifting)
+    result = runner.invoke(app, ["validate", str(exported / "model-fp32.onnx"), "--targets", f"acdc={data.acdc}",
+                                 "--workers", "0"])
+    assert result.exit_code == 1 and "validation failed" in result.output
+    report = json.loads((exported / "model-fp32.onnx.validate.json").read_text())
+    assert not report["passed"]
+
+
+def test_bad_inputs_are_refused(tmp_path, run, data):
+    not_onnx = tmp_path / "model.onnx"
+    not_onnx.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="not an ONNX file"):
+        load_predictor(not_onnx)
+    with pytest.raises(ModelError, match="cannot tell the model format"):
+        (tmp_path / "model.bin").write_bytes(b"x")
+        load_predictor(tmp_path / "model.bin")
+    with pytest.raises(ConfigError, match="unknown precision int4"):
+        export_model(run.path, precisions=("int4",))
+    bare = save_segmenter(build_segmenter(SegmenterConfig("tiny-student", img_size=64)), tmp_path / "bare.safetensors")
+    with pytest.raises(ConfigError, match="--calib"):
+        export_model(bare, precisions=("int8",), out_dir=tmp_path / "out")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(Exception, match="no (samples|calibration images|images)"):
+        export_model(bare, precisions=("int8",), calib=f"images={empty}", out_dir=tmp_path / "out2")
+
+
+def test_bare_checkpoint_is_checked_on_synthetic_scenes(tmp_path):
+    bare = save_segmenter(build_segmenter(SegmenterConfig("tiny-student", img_size=64)), tmp_path / "bare.safetensors")
+    outcome = export_model(bare, precisions=("fp32",), check_count=3)
+    assert outcome.check_images == 3 and outcome.files[0].path == tmp_path / "export" / "model-fp32.onnx"
+    assert outcome.files[0].parity.pixel_agreement > 99.9
+
+
+def test_tensorrt_missing_names_the_fix_and_the_trtexec_command(exported, monkeypatch):
+    import builtins
+
+    from gkd_deploy.exporters.tensorrt import build_engine
+
+    real_import = builtins.__import__
+
+    def no_tensorrt(name, *args, **kwargs):
+        if name == "tensorrt":
+            raise ImportError("no tensorrt")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorrt)
+    with pytest.raises(ExportError, match=r"(?s)gkd-deploy\[tensorrt\].*trtexec --onnx=.*--stronglyTyped.*images:1x3x64x64"):
+        build_engine(exported / "model-fp16.onnx", exported / "model-fp16.engine")
+    assert not (exported / "model-fp16.engine").exists()
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+def test_tensorrt_engine_matches_onnxruntime(exported):
+    from gkd_deploy.exporters.tensorrt import build_engine
+
+    engine = build_engine(exported / "model-fp32.onnx", exported / "model-fp32.engine")
+    images = torch.rand(2, 3, 64, 64) * 255
+    trt_scores = load_predictor(engine)(images).cpu()
+    ort_scores = load_predictor(exported / "model-fp32.onnx")(images)
+    assert (trt_scores.argmax(1) == ort_scores.argmax(1)).float().mean() > 0.999

@@ -1,0 +1,215 @@
+"""ONNX export: fp32 files that load, batch freely, match PyTorch and describe themselves; fp16 copies."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+from gkd_deploy.data.classes import CITYSCAPES
+from gkd_deploy.data.registry import build_domains, parse_dataset_arg
+from gkd_deploy.data.synthetic import write_synthetic
+from gkd_deploy.exporters import (
+    TOLERANCES, ExportError, ParityReport, assert_parity, check_parity, convert_fp16, export_onnx, read_metadata,
+)
+from gkd_deploy.runtime import onnx_io
+from gkd_deploy.exporters.graph_repair import drop_duplicate_nodes, sort_topologically
+from gkd_deploy.models.checkpoint import file_sha256, save_segmenter
+from gkd_deploy.models.segmenter import SegmenterConfig, build_segmenter
+
+CONFIG = SegmenterConfig("tiny-student", decoder="semfpn", img_size=64,
+                         decoder_options={"neck_channels": 32, "head_channels": 16, "groups": 4})
+
+
+def street_images(root, height: int, width: int, count: int = 4) -> torch.Tensor:
+    """(count, 3, height, width) float 0..255: the top-left window of synthetic val scenes."""
+    dataset = build_domains(parse_dataset_arg(f"cityscapes={root}"), "val")["cityscapes"]
+    return torch.stack([dataset[i]["image"][:, :height, :width] for i in range(count)]).float()
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    torch.manual_seed(0)
+    return build_segmenter(CONFIG).eval()
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    # 128x64 (width x height) scenes: a 64x64 window and a 64x96 window both fit.
+    return write_synthetic(tmp_path_factory.mktemp("synthetic"), train=0, val=4, target=0, size=(128, 64), workers=1)
+
+
+@pytest.fixture(scope="module")
+def images(scenes):
+    return street_images(scenes.cityscapes, 64, 64)
+
+
+@pytest.fixture(scope="module")
+def exported(segmenter, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export")
+    checkpoint = save_segmenter(segmenter, folder / "segmenter.safetensors")
+    return export_onnx(segmenter, folder / "model-fp32.onnx", source_checkpoint=checkpoint), checkpoint
+
+
+@pytest.fixture(scope="module")
+def exported_fp16(exported):
+    fp32_path, _ = exported
+    return convert_fp16(fp32_path, fp32_path.with_name("model-fp16.onnx"))
+
+
+def session(path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_fp32_export_loads_with_a_free_batch_and_matches_pytorch(exported, segmenter, images):
+    path, _ = exported
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    assert model.ir_version <= 10, "onnxruntime 1.31 and TensorRT 10 refuse newer IR versions"
+    runner = session(path)
+    (model_input,) = runner.get_inputs()
+    assert model_input.name == "images" and model_input.type == "tensor(float)"
+    assert model_input.shape[1:] == [3, 64, 64] and isinstance(model_input.shape[0], str)
+    assert [output.name for output in runner.get_outputs()] == ["scores", "labels"]
+    for batch in (1, 3):
+        scores, labels = runner.run(None, {"images": images[:batch].numpy()})
+        assert scores.shape == (batch, 19, 64, 64) and scores.dtype == np.float32
+        assert labels.shape == (batch, 64, 64) and labels.dtype == np.int64
+    report = check_parity(path, segmenter, images)
+    assert report.precision == "fp32" and report.images == 4 and report.pixels == 4 * 64 * 64
+    assert report.max_abs_diff < 1e-5
+    assert report.pixel_agreement == 100.0
+    assert_parity(report)
+    assert "fp32" in str(report) and "%" in str(report)
+
+
+def test_metadata_round_trip(exported):
+    path, checkpoint = exported
+    metadata = read_metadata(path)
+    assert metadata.precision == "fp32"
+    assert metadata.input_size == (64, 64)
+    assert metadata.input_name == "images" and metadata.outputs == ("scores", "labels")
+    assert metadata.layout == "NCHW RGB float32 0-255, normalisation inside the graph"
+    assert metadata.class_names == CITYSCAPES.names and metadata.palette == CITYSCAPES.palette
+    assert metadata.class_set == CITYSCAPES
+    assert SegmenterConfig.from_dict(metadata.segmenter) == CONFIG
+    assert metadata.source_sha256 == file_sha256(checkpoint)
+    assert metadata.source_checkpoint == str(checkpoint.resolve())
+    assert metadata.calibration is None
+    assert len(metadata.extra["normalisation"]["mean"]) == 3
+
+
+def test_export_at_another_size_matches_pytorch_at_that_size(segmenter, scenes, tmp_path):
+    pos_embed = segmenter.encoder.backbone.pos_embed.detach().clone()
+    path = export_onnx(segmenter, tmp_path / "wide.onnx", input_size=(64, 96))
+    assert read_metadata(path).input_size == (64, 96)
+    assert session(path).get_inputs()[0].shape[1:] == [3, 64, 96]
+    # PyTorch resamples its position embedding for the 4x6 grid on every call; the file has it baked in.
+    report = check_parity(path, segmenter, street_images(scenes.cityscapes, 64, 96, count=2))
+    assert report.max_abs_diff < 1e-5 and report.pixel_agreement == 100.0
+    # Export works on a copy: the caller's model keeps its 4x4 grid.
+    assert torch.equal(segmenter.encoder.backbone.pos_embed, pos_embed)
+    assert tuple(segmenter.encoder.backbone.patch_embed.grid_size) == (4, 4)
+
+
+def test_fp16_keeps_float32_io_and_sensitive_ops(exported_fp16, segmenter, images):
+    model = onnx.load(str(exported_fp16))
+    element = {value.name: value.type.tensor_type.elem_type for value in model.graph.input}
+    element |= {value.name: value.type.tensor_type.elem_type for value in model.graph.output}
+    assert element == {"images": TensorProto.FLOAT, "scores": TensorProto.FLOAT, "labels": TensorProto.INT64}
+    assert any(tensor.data_type == TensorProto.FLOAT16 for tensor in model.graph.initializer)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {value.name: value.type.tensor_type.elem_type for value in inferred.graph.value_info}
+    types |= {tensor.name: tensor.data_type for tensor in model.graph.initializer}
+    sensitive = [node for node in model.graph.node
+                 if node.op_type in ("LayerNormalization", "Softmax", "InstanceNormalization")]
+    assert {node.op_type for node in sensitive} == {"LayerNormalization", "Softmax", "InstanceNormalization"}
+    for node in sensitive:
+        assert types[node.input[0]] == TensorProto.FLOAT, f"{node.name} runs in fp16"
+    assert read_metadata(exported_fp16).precision == "fp16"
+    assert read_metadata(exported_fp16).class_names == CITYSCAPES.names
+    report = check_parity(exported_fp16, segmenter, images)
+    assert 0 < report.max_abs_diff < TOLERANCES["fp16"].max_abs_diff
+    assert report.pixel_agreement >= TOLERANCES["fp16"].min_pixel_agreement
+    assert_parity(report)
+    with pytest.raises(ExportError, match="convert the fp32 export"):
+        convert_fp16(exported_fp16, exported_fp16.with_name("twice.onnx"))
+
+
+def test_graph_repair_sorts_and_deduplicates_converter_casts():
+    # What the fp16 converter leaves: a Cast appended after its consumers, and written twice.
+    cast = helper.make_node("Cast", ["x"], ["x32"], name="x_cast", to=TensorProto.FLOAT)
+    copy = onnx.NodeProto.FromString(cast.SerializeToString())
+    square_roots = [helper.make_node("Sqrt", ["x32"], [name], name=name) for name in ("a", "b")]
+    graph = helper.make_graph(
+        [*square_roots, helper.make_node("Add", ["a", "b"], ["y"], name="y"), cast, copy], "converted", [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    drop_duplicate_nodes(model.graph)
+    sort_topologically(model.graph)
+    assert [node.name for node in model.graph.node] == ["x_cast", "a", "b", "y"]
+    model.ir_version = onnx_io.minimal_ir_version(model)
+    onnx.checker.check_model(model)
+    runner = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (result,) = runner.run(None, {"x": np.array([4, 9], dtype=np.float16)})
+    np.testing.assert_allclose(result, [4.0, 6.0])
+
+
+def test_read_metadata_refuses_foreign_files(tmp_path):
+    text = tmp_path / "notes.onnx"
+    text.write_text("these are not the weights you are looking for\n")
+    with pytest.raises(ExportError, match="not an ONNX model"):
+        read_metadata(text)
+    with pytest.raises(ExportError, match="not found"):
+        read_metadata(tmp_path / "missing.onnx")
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "plain",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    plain = tmp_path / "plain.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(plain))
+    with pytest.raises(ExportError, match="no gkd metadata"):
+        read_metadata(plain)
+
+
+def test_failed_export_leaves_nothing_behind(segmenter, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ExportError, match="cannot write"):
+        export_onnx(segmenter, blocker / "model.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"the previous good export")
+
+    def reject(model, **options):
+        raise onnx.checker.ValidationError("simulated checker failure")
+
+    monkeypatch.setattr(onnx_io.onnx.checker, "check_model", reject)
+    with pytest.raises(ExportError, match="simulated checker failure"):
+        export_onnx(segmenter, target)
+    assert target.read_bytes() == b"the previous good export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "model.onnx"]
+
+
+def test_export_arguments_are_checked(segmenter, tmp_path):
+    with pytest.raises(ExportError, match="multiples of the patch size 16"):
+        export_onnx(segmenter, tmp_path / "m.onnx", input_size=(64, 70))
+    with pytest.raises(ExportError, match="opset 11"):
+        export_onnx(segmenter, tmp_path / "m.onnx", opset=11)
+    with pytest.raises(ExportError, match="source checkpoint"):
+        export_onnx(segmenter, tmp_path / "m.onnx", source_checkpoint=tmp_path / "missing.safetensors")
+    assert not list(tmp_path.iterdir())
+
+
+def test_assert_parity_fails_over_tolerance():
+    drifted = ParityReport(precision="fp32", images=2, pixels=100, max_abs_diff=0.5, mean_abs_diff=0.1,
+                           pixel_agreement=97.0)
+    with pytest.raises(ExportError, match="max score difference 0.5 > 0.001; pixel agreement 97.00% < 99.90%"):
+        assert_parity(drifted)
+    assert_parity(drifted, "int8")  # int8 checks labels only, and 97% is within its bound
+    with pytest.raises(ExportError, match="no parity tolerance"):
+        assert_parity(drifted, "int4")
