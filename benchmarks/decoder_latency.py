@@ -37,12 +37,14 @@ def main() -> None:
         model = build_segmenter(SegmenterConfig(args.encoder, decoder=decoder, img_size=args.size)).to(device).eval()
         images = torch.rand(args.batch, 3, args.size, args.size, device=device) * 255
         decoder_params = sum(p.numel() for p in model.decoder.parameters())
-        with torch.inference_mode():
+        # FLOPs under no_grad: the flop counter's module hooks do not accept inference-mode tensors.
+        with torch.no_grad():
             features = model.encoder.forward_features(images)
             with FlopCounterMode(display=False) as decoder_flops:
                 model.decoder(features)
             with FlopCounterMode(display=False) as total_flops:
                 model(images)
+        with torch.inference_mode():
             for _ in range(args.warmup):
                 model(images)
             times = []
