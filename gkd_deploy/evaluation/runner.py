@@ -22,11 +22,13 @@ class EvalOutcome:
     json_path: Path
 
 
-def default_inference_mode(img_size: int, patch_size: int, mode: str = "slide",
-                           crop: int | None = None, stride: int | None = None) -> InferenceMode:
-    """Slide with the training crop and a 2/3 stride (512 -> 341), as the paper evaluates."""
+def default_inference_mode(img_size: int, patch_size: int, mode: str = "slide", crop: int | None = None,
+                           stride: int | None = None, crop_width: int | None = None) -> InferenceMode:
+    """Slide with the training crop and a 2/3 stride (512 -> 341), as the paper evaluates.
+    `crop_width` makes the window crop x crop_width (a model exported at a non-square size)."""
     crop = crop or img_size
-    return InferenceMode(mode=mode, crop=crop, stride=stride or max(patch_size, (crop * 2) // 3), multiple=patch_size)
+    stride = stride or max(patch_size, (min(crop, crop_width or crop) * 2) // 3)
+    return InferenceMode(mode=mode, crop=crop, stride=stride, multiple=patch_size, crop_width=crop_width)
 
 
 def evaluate_model(

@@ -19,6 +19,7 @@ from gkd_deploy.data.registry import DatasetSpec, build_domains, parse_dataset_l
 from gkd_deploy.errors import ConfigError
 from gkd_deploy.evaluation.evaluator import Track, check_class_sets, domain_batches, no_progress
 from gkd_deploy.evaluation.inference import InferenceMode, predict_logits
+from gkd_deploy.evaluation.runner import default_inference_mode
 from gkd_deploy.fileio import write_json
 from gkd_deploy.metrics import SegmentationMetric
 from gkd_deploy.models.checkpoint import file_sha256
@@ -134,8 +135,7 @@ def validate_export(
     if reference_model.info.class_set.names != exported.info.class_set.names:
         raise ConfigError(f"{model_path} and {reference_path} predict different classes")
     height, width = exported.info.input_size
-    stride = max(exported.info.patch_size, (min(height, width) * 2) // 3)
-    mode = InferenceMode("slide", crop=height, crop_width=width, stride=stride, multiple=exported.info.patch_size)
+    mode = default_inference_mode(height, exported.info.patch_size, crop_width=width)
     tolerance = DEFAULT_TOLERANCE.get(exported.info.precision, 1.0) if tolerance is None else tolerance
     domains = {}
     for spec in parse_dataset_list(targets):
