@@ -1,0 +1,88 @@
+"""`gkd infer`: a video, images, a camera or a stream through a model, to an annotated video."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from gkd_deploy.cli.console import console, next_step
+from gkd_deploy.errors import ConfigError
+from gkd_deploy.infer import InferSettings, InferStats, infer as run_infer
+from gkd_deploy.infer.segment import MODES
+
+
+class _InferDisplay:
+    """A progress bar with live FPS; without a known frame count (live sources) it counts up."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[fps]}"), TimeElapsedColumn(), console=console)
+        self.task = None
+
+    def start(self, source, info) -> None:
+        console.print(f"model: {info.source} ({info.backend}, {info.precision}"
+                      + (f", {info.input_size[1]}x{info.input_size[0]}" if info.input_size else "") + ")")
+        console.print(f"source: {source.description} ({source.kind}, {source.fps:g} fps)")
+        self.progress.start()
+        self.task = self.progress.add_task("segmenting", total=source.expected, fps="")
+
+    def update(self, stats: InferStats) -> None:
+        self.progress.update(self.task, completed=stats.processed, fps=f"{stats.fps:.1f} fps")
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def _size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    from gkd_deploy.cli.data import parse_size
+
+    width, height = parse_size(text)
+    return height, width
+
+
+def infer(
+    source: Annotated[str, typer.Argument(help="A video file, an image, a folder or glob of images, a camera index (0) or a stream URL (rtsp://...).")],
+    model: Annotated[Path, typer.Option(help="A run folder, checkpoint (.safetensors), .onnx file or TensorRT engine.")],
+    out: Annotated[Optional[Path], typer.Option(help="Annotated output: a video (.mp4, .avi) or a folder of PNGs (default: <name>-seg.mp4 for a video, <name>-seg/ for images, none for a camera or stream).")] = None,
+    masks: Annotated[Optional[Path], typer.Option(help="Folder for colour masks, one PNG per frame.")] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="Folder for raw label maps (train ids, 8-bit PNG), one per frame.")] = None,
+    side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Write the frame and its overlay side by side.")] = False,
+    alpha: Annotated[float, typer.Option(help="Weight of the colour mask in the overlay (0-1).")] = 0.5,
+    show: Annotated[bool, typer.Option("--show", help="Show the annotated frames in a window (q or Esc stops).")] = False,
+    mode: Annotated[str, typer.Option(help=f"How frames fit the model: {' or '.join(MODES)} (sliding windows, as gkd eval scores).")] = "resize",
+    size: Annotated[Optional[str], typer.Option(help="Model input WIDTHxHEIGHT for a PyTorch model (exported models have their own).")] = None,
+    batch: Annotated[int, typer.Option(help="Frames per model call (taken from what is already decoded).")] = 1,
+    max_frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames.")] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Output frame rate (default: the source's; 10 for images).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write a JSON summary (frames, FPS, timings).")] = None,
+) -> None:
+    """Segment every frame; decoding, inference and encoding overlap; no frame of a file is dropped."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"--alpha must be within 0..1, got {alpha}")
+    settings = InferSettings(out=out, masks=masks, labels=labels, side_by_side=side_by_side, alpha=alpha, show=show,
+                             mode=mode, size=_size(size), batch=batch, max_frames=max_frames, fps=fps, device=device,
+                             json_path=json_path)
+    display = _InferDisplay()
+    try:
+        result = run_infer(source, model, settings, progress=display.update, on_start=display.start)
+    finally:
+        display.close()
+    stats = result.stats
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    if stats.interrupted:
+        console.print(f"[yellow]interrupted after {stats.processed} frames[/]")
+    console.print(f"{stats.processed} frames in {stats.seconds:.2f} s: [bold]{stats.fps:.1f} fps[/] end to end, "
+                  f"model alone {stats.model_fps:.1f} fps (decode {stats.decode_seconds:.2f} s, "
+                  f"model {stats.model_seconds:.2f} s, render+write {stats.write_seconds:.2f} s)")
+    for path in stats.outputs:
+        console.print(f"wrote {path}")
+    if json_path is not None:
+        console.print(f"summary: {json_path}")
+    next_step(f"gkd benchmark --model {model}")

@@ -1,0 +1,116 @@
+"""`gkd infer` as a function: a source and a model in, annotated frames and a summary out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from gkd_deploy.errors import ConfigError
+from gkd_deploy.fileio import write_json
+from gkd_deploy.infer.pipeline import InferStats, PipelineOptions, run_pipeline
+from gkd_deploy.infer.render import Renderer
+from gkd_deploy.infer.segment import FrameSegmenter
+from gkd_deploy.infer.sinks import (VIDEO_CODECS, ImageFolderSink, Sink, VideoSink, WindowSink, display_problem,
+                                   is_video_path)
+from gkd_deploy.infer.sources import FrameSource, open_source
+from gkd_deploy.runtime.base import ModelInfo
+from gkd_deploy.runtime.loader import load_predictor
+
+
+@dataclass(frozen=True)
+class InferSettings:
+    """`out`: a video file (.mp4, .avi, ...) or a folder for one annotated PNG per frame; None
+    writes `default_output(...)` for file sources and nothing for live ones. `masks` / `labels`:
+    folders for colour masks and raw train-id PNGs. `size` is (height, width) for PyTorch models."""
+
+    out: Path | None = None
+    masks: Path | None = None
+    labels: Path | None = None
+    side_by_side: bool = False
+    alpha: float = 0.5
+    show: bool = False
+    mode: str = "resize"
+    size: tuple[int, int] | None = None
+    batch: int = 1
+    queue_size: int = 8
+    max_frames: int | None = None
+    fps: float | None = None
+    device: str = "auto"
+    json_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class InferResult:
+    stats: InferStats
+    model: ModelInfo
+    warnings: tuple[str, ...]
+
+
+def default_output(source: FrameSource, spec: str | Path) -> Path | None:
+    """`<name>-seg.mp4` for a video, `<name>-seg/` for images (in the working folder); none for live sources."""
+    if source.live:
+        return None
+    path = Path(str(spec))
+    if source.kind == "video":
+        return Path(f"{path.stem}-seg.mp4")
+    name = path.stem if path.is_file() else (path.name if path.is_dir() else "images")
+    return Path(f"{name}-seg")
+
+
+def _sinks(source: FrameSource, spec: str | Path, settings: InferSettings, renderer: Renderer,
+           warnings: list[str]) -> list[Sink]:
+    sinks: list[Sink] = []
+    out = settings.out if settings.out is not None else default_output(source, spec)
+    if out is not None:
+        if not source.live and Path(str(spec)).resolve() == Path(out).resolve():
+            raise ConfigError(f"--out {out} is the input itself; choose another file")
+        out = Path(out)
+        if out.suffix and not is_video_path(out):
+            raise ConfigError(f"--out {out}: give a video file ({', '.join(VIDEO_CODECS)}) or a folder (no suffix) "
+                              "for one annotated PNG per frame")
+        sinks.append(VideoSink(out, source.fps) if is_video_path(out) else ImageFolderSink(out, "view"))
+    if settings.masks is not None:
+        sinks.append(ImageFolderSink(settings.masks, "mask", renderer))
+    if settings.labels is not None:
+        sinks.append(ImageFolderSink(settings.labels, "labels"))
+    if settings.show:
+        problem = display_problem()
+        if problem:
+            warnings.append(f"--show ignored: {problem}")
+        else:
+            sinks.append(WindowSink())
+    return sinks
+
+
+def infer(source_spec: str | Path, model: str | Path, settings: InferSettings = InferSettings(),
+          progress: Callable[[InferStats], None] | None = None,
+          on_start: Callable[[FrameSource, ModelInfo], None] | None = None) -> InferResult:
+    """Segment every frame of `source_spec` with `model` (run folder, checkpoint, .onnx, engine)."""
+    predictor = load_predictor(model, settings.device)
+    segmenter = FrameSegmenter(predictor, mode=settings.mode, size=settings.size)
+    renderer = Renderer(predictor.info.class_set, alpha=settings.alpha, side_by_side=settings.side_by_side)
+    options = PipelineOptions(batch=settings.batch, queue_size=settings.queue_size, max_frames=settings.max_frames)
+    source = open_source(source_spec, fps=settings.fps)
+    warnings: list[str] = []
+    try:
+        sinks = _sinks(source, source_spec, settings, renderer, warnings)
+    except BaseException:
+        source.close()
+        raise
+    if on_start is not None:
+        on_start(source, predictor.info)
+    stats = run_pipeline(source, segmenter, renderer, sinks, options, progress)
+    if stats.truncated:
+        warnings.append(f"{source.description} is truncated or corrupt: {source.decoded} of the {source.expected} "
+                        "frames its header promises decoded; all of them were processed")
+    if stats.unreadable:
+        warnings.append(f"{len(stats.unreadable)} unreadable image(s) skipped: {', '.join(stats.unreadable[:5])}"
+                        + (" ..." if len(stats.unreadable) > 5 else ""))
+    if stats.dropped:
+        warnings.append(f"{stats.dropped} live frame(s) dropped while the model was busy")
+    if settings.json_path is not None:
+        write_json(settings.json_path, {"model": predictor.info.source, "backend": predictor.info.backend,
+                                        "precision": predictor.info.precision, "mode": settings.mode,
+                                        "batch": settings.batch, **stats.to_dict(), "warnings": warnings})
+    return InferResult(stats=stats, model=predictor.info, warnings=tuple(warnings))

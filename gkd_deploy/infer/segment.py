@@ -1,0 +1,115 @@
+"""Frames in, label maps at each frame's own size out, for any predictor.
+
+Two ways to fit a frame to the model (the model's metadata gives its input size; normalisation is
+inside every model, so preprocessing is only resizing and BGR -> RGB):
+
+- `resize` (default, one model run per frame): the frame is resized to the model's input size
+  (an exported model's fixed size; for a PyTorch model `size`, or else the frame's own size rounded
+  to the patch size), and the predicted labels are resized back with nearest-neighbour sampling.
+- `slide`: windows of the model's input size slide over the frame at its own resolution, scores
+  averaged where they overlap: the rule `gkd eval` and `gkd validate` score with (slower, and the
+  same numbers as those reports).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from gkd_deploy.errors import ConfigError
+from gkd_deploy.evaluation.inference import predict_logits
+from gkd_deploy.evaluation.runner import default_inference_mode
+from gkd_deploy.runtime.base import Predictor
+
+MODES = ("resize", "slide")
+DEFAULT_WINDOW = 512
+
+
+@dataclass
+class SegmentTimes:
+    """Seconds spent inside the predictor (the bare model) and around it (resizing, argmax)."""
+
+    model: float = 0.0
+    total: float = 0.0
+
+
+class FrameSegmenter:
+    def __init__(self, predictor: Predictor, mode: str = "resize", size: tuple[int, int] | None = None) -> None:
+        """`size` is (height, width) of the model input; only a PyTorch model (any size) accepts one
+        that differs from its exported size."""
+        if mode not in MODES:
+            raise ConfigError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+        info = predictor.info
+        if info.input_size is not None and size is not None and tuple(size) != tuple(info.input_size):
+            height, width = info.input_size
+            raise ConfigError(f"{info.source} was exported for {width}x{height} input; drop --size, or export "
+                              f"another size with `gkd export RUN --size {size[1]}x{size[0]}`")
+        self.size = tuple(info.input_size or size) if (info.input_size or size) else None
+        if self.size is not None and any(side % info.patch_size for side in self.size):
+            raise ConfigError(f"input size {self.size[1]}x{self.size[0]} must be a multiple of the patch size "
+                              f"{info.patch_size}")
+        self.predictor = predictor
+        self.mode = mode
+        self.class_set = info.class_set
+        self.times = SegmentTimes()
+        if mode == "slide":
+            height, width = self.size or (DEFAULT_WINDOW, DEFAULT_WINDOW)
+            self.window = default_inference_mode(height, info.patch_size, crop_width=width)
+
+    def input_size(self, frame_size: tuple[int, int]) -> tuple[int, int]:
+        """(height, width) the model sees for a frame of (height, width) in resize mode."""
+        if self.size is not None:
+            return self.size
+        patch = self.predictor.info.patch_size
+        return tuple(max(patch, round(side / patch) * patch) for side in frame_size)
+
+    def _predict(self, images: torch.Tensor) -> torch.Tensor:
+        started = time.perf_counter()
+        scores = self.predictor(images)
+        self.times.model += time.perf_counter() - started
+        return scores
+
+    @torch.inference_mode()
+    def __call__(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """BGR uint8 frames -> (H, W) uint8 train-id maps, one per frame, at each frame's size."""
+        started = time.perf_counter()
+        if self.mode == "slide":
+            labels = [self._slide(frame) for frame in frames]
+        else:
+            labels = self._resize(frames)
+        self.times.total += time.perf_counter() - started
+        return labels
+
+    def _resize(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        # Frames of one size (a video) run as one batch; mixed sizes (a folder of images) group by size.
+        labels: list[np.ndarray | None] = [None] * len(frames)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, frame in enumerate(frames):
+            groups.setdefault(self.input_size(frame.shape[:2]), []).append(i)
+        for (height, width), members in groups.items():
+            batch = np.stack([_to_rgb(frames[i], (height, width)) for i in members])
+            images = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
+            predicted = self._predict(images).argmax(1).to(torch.uint8).cpu().numpy()
+            for i, label in zip(members, predicted):
+                frame_height, frame_width = frames[i].shape[:2]
+                if label.shape != (frame_height, frame_width):
+                    label = cv2.resize(label, (frame_width, frame_height), interpolation=cv2.INTER_NEAREST)
+                labels[i] = label
+        return labels  # type: ignore[return-value]
+
+    def _slide(self, frame: np.ndarray) -> np.ndarray:
+        images = torch.from_numpy(_to_rgb(frame, None)).permute(2, 0, 1)[None].float()
+        scores = predict_logits(self._predict, images, self.window)
+        return scores.argmax(1)[0].to(torch.uint8).cpu().numpy()
+
+
+def _to_rgb(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    if size is not None and frame.shape[:2] != tuple(size):
+        shrink = size[0] * size[1] < frame.shape[0] * frame.shape[1]
+        frame = cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)

@@ -1,0 +1,143 @@
+"""Where results go: an annotated video, per-frame images, colour masks, raw label maps, a window.
+
+The video is written to a hidden partial file beside its destination and moved into place when it
+is closed, so the output path only ever holds a finished, playable file: after a truncated input
+or Ctrl-C it holds the frames processed so far; with no frame processed no file is left at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from gkd_deploy.errors import ConfigError, DataError
+from gkd_deploy.infer.sources import Frame
+
+log = logging.getLogger(__name__)
+
+# Container suffix -> FourCC that opencv-python's FFmpeg encodes without extra libraries.
+VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+
+
+class Sink(Protocol):
+    def write(self, frame: Frame, labels: np.ndarray, view: np.ndarray) -> None: ...
+
+    def close(self) -> list[Path]:
+        """Finish writing; the paths of the files (or folders) that now hold output."""
+        ...
+
+
+def is_video_path(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_CODECS
+
+
+class VideoSink:
+    """An annotated video at the source's frame rate; frame size is fixed by the first frame."""
+
+    def __init__(self, path: str | Path, fps: float) -> None:
+        self.path = Path(path)
+        codec = VIDEO_CODECS.get(self.path.suffix.lower())
+        if codec is None:
+            raise ConfigError(f"cannot write video to {self.path}: use one of {', '.join(VIDEO_CODECS)}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.codec = codec
+        self.fps = fps
+        self.partial = self.path.with_name(f".{self.path.stem}.partial-{uuid.uuid4().hex[:8]}{self.path.suffix}")
+        self.writer: cv2.VideoWriter | None = None
+        self.size: tuple[int, int] | None = None
+        self.frames = 0
+
+    def write(self, frame: Frame, labels: np.ndarray, view: np.ndarray) -> None:
+        height, width = view.shape[:2]
+        if self.writer is None:
+            self.size = (width, height)
+            self.writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*self.codec), self.fps, self.size)
+            if not self.writer.isOpened():
+                self.writer = None
+                raise DataError(f"OpenCV cannot write {self.codec} video to {self.path}; check the folder is writable, "
+                                "or choose another container (.mp4 or .avi)")
+        elif (width, height) != self.size:
+            # Video frames share one size; images of mixed sizes are fitted to the first one.
+            view = cv2.resize(view, self.size, interpolation=cv2.INTER_AREA)
+        self.writer.write(np.ascontiguousarray(view))
+        self.frames += 1
+
+    def close(self) -> list[Path]:
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+        if self.frames == 0:
+            self.partial.unlink(missing_ok=True)
+            return []
+        os.replace(self.partial, self.path)
+        return [self.path]
+
+
+class ImageFolderSink:
+    """One PNG per frame in `folder`, named after the frame; `kind` picks what is written:
+    `view` (the annotated picture), `mask` (colour mask) or `labels` (raw train ids, 8-bit)."""
+
+    def __init__(self, folder: str | Path, kind: str, renderer=None) -> None:
+        if kind not in ("view", "mask", "labels"):
+            raise ValueError(f"unknown image kind {kind!r}")
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.kind = kind
+        self.renderer = renderer
+        self.frames = 0
+
+    def write(self, frame: Frame, labels: np.ndarray, view: np.ndarray) -> None:
+        picture = {"view": lambda: view, "labels": lambda: labels, "mask": lambda: self.renderer.mask(labels)}[self.kind]()
+        path = self.folder / f"{frame.name}.png"
+        partial = path.with_name(f".{path.name}.partial.png")
+        if not cv2.imwrite(str(partial), picture):
+            raise DataError(f"cannot write {path}; check the folder is writable and has space")
+        os.replace(partial, path)
+        self.frames += 1
+
+    def close(self) -> list[Path]:
+        return [self.folder] if self.frames else []
+
+
+def display_problem() -> str | None:
+    """Why a window cannot open here, or None when it can."""
+    if os.name == "posix" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "no display (DISPLAY is not set)"
+    try:
+        cv2.namedWindow("gkd infer", cv2.WINDOW_NORMAL)
+    except cv2.error:
+        return ("this OpenCV build has no GUI (opencv-python-headless); for --show install opencv-python: "
+                "pip uninstall -y opencv-python-headless && pip install opencv-python")
+    return None
+
+
+class WindowSink:
+    """Shows each annotated frame; closing is asked for with `q` or Esc (`stop_requested`)."""
+
+    def __init__(self, title: str = "gkd infer") -> None:
+        self.title = title
+        self.stop_requested = False
+        self.latest: np.ndarray | None = None
+
+    def write(self, frame: Frame, labels: np.ndarray, view: np.ndarray) -> None:
+        self.latest = view  # drawn by the main thread in `refresh` (GUI toolkits want one thread)
+
+    def refresh(self) -> None:
+        view = self.latest
+        if view is not None:
+            cv2.imshow(self.title, view)
+        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+            self.stop_requested = True
+
+    def close(self) -> list[Path]:
+        try:
+            cv2.destroyWindow(self.title)
+        except cv2.error:
+            pass
+        return []
