@@ -10,11 +10,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from gkd_deploy.cli.console import console, next_step
 from gkd_deploy.errors import ConfigError
-from gkd_deploy.infer import InferSettings, InferStats, infer as run_infer
+from gkd_deploy.infer import InferResult, InferSettings, InferStats, infer as run_infer
 from gkd_deploy.infer.segment import MODES
 
 
-class _InferDisplay:
+class InferDisplay:
     """A progress bar with live FPS; without a known frame count (live sources) it counts up."""
 
     def __init__(self) -> None:
@@ -68,11 +68,18 @@ def infer(
     settings = InferSettings(out=out, masks=masks, labels=labels, side_by_side=side_by_side, alpha=alpha, show=show,
                              mode=mode, size=_size(size), batch=batch, max_frames=max_frames, fps=fps, device=device,
                              json_path=json_path)
-    display = _InferDisplay()
+    display = InferDisplay()
     try:
         result = run_infer(source, model, settings, progress=display.update, on_start=display.start)
     finally:
         display.close()
+    print_summary(result)
+    if json_path is not None:
+        console.print(f"summary: {json_path}")
+    next_step(f"gkd benchmark --model {model}")
+
+
+def print_summary(result: InferResult) -> None:
     stats = result.stats
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
@@ -83,6 +90,3 @@ def infer(
                   f"model {stats.model_seconds:.2f} s, render+write {stats.write_seconds:.2f} s)")
     for path in stats.outputs:
         console.print(f"wrote {path}")
-    if json_path is not None:
-        console.print(f"summary: {json_path}")
-    next_step(f"gkd benchmark --model {model}")

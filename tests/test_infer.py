@@ -259,7 +259,7 @@ def test_renderer_blends_the_palette_and_puts_views_side_by_side():
     view = renderer.view(frame, labels)
     assert view.shape == (4, 12, 3)
     np.testing.assert_array_equal(view[:, :6], frame)
-    np.testing.assert_array_equal(view[1, 6], [int(0.75 * 100 + 0.25 * 142 + 0.5), 75, 75])  # BGR
+    np.testing.assert_allclose(view[1, 6], [0.75 * 100 + 0.25 * 142, 75, 75], atol=0.5)  # BGR
     np.testing.assert_array_equal(view[0, 6], [75, 75, 75])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from gkd_deploy.data.classes import ClassSet
@@ -25,8 +26,7 @@ class Renderer:
 
     def overlay(self, frame: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """The frame with its colour mask blended in (alpha = mask weight)."""
-        blended = frame.astype(np.float32) * (1.0 - self.alpha) + self.mask(labels).astype(np.float32) * self.alpha
-        return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+        return cv2.addWeighted(frame, 1.0 - self.alpha, self.mask(labels), self.alpha, 0.0)
 
     def view(self, frame: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """The output picture: the overlay, or the frame and the overlay side by side (twice as wide)."""
