@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 import gkd_deploy
-from gkd_deploy.cli import data, demo, evaluate, export, infer, models, train, validate
+from gkd_deploy.cli import benchmark, data, demo, evaluate, export, infer, models, train, validate
 from gkd_deploy.cli.console import error_console
 from gkd_deploy.errors import GKDError
 
@@ -51,6 +51,7 @@ app.command("train")(train.train)
 app.command("eval")(evaluate.evaluate)
 app.command("export")(export.export)
 app.command("validate")(validate.validate)
+app.command("benchmark")(benchmark.benchmark)
 app.command("infer")(infer.infer)
 app.command("demo")(demo.demo)
 app.add_typer(data.app, name="data")

@@ -25,7 +25,7 @@ def export(
     calib_count: Annotated[int, typer.Option(help="Calibration images (300 or more recommended).")] = 512,
     calib_method: Annotated[str, typer.Option(help="minmax, entropy or percentile.")] = "minmax",
     quantize_sensitive: Annotated[bool, typer.Option("--quantize-sensitive", help="Also quantize LayerNorm, Softmax, GELU and residual adds (less accurate).")] = False,
-    size: Annotated[Optional[str], typer.Option(help="Input HEIGHTxWIDTH (default: the model's training size).")] = None,
+    size: Annotated[Optional[str], typer.Option(help="Input WIDTHxHEIGHT (default: the model's training size).")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset (13-20).")] = 17,
     out: Annotated[Optional[Path], typer.Option(help="Folder for the files (default: RUN/export).")] = None,
     workspace: Annotated[float, typer.Option(help="TensorRT builder workspace in GiB.")] = 4.0,

@@ -1,0 +1,244 @@
+"""The backends a benchmark can run, chosen by name from one table.
+
+    torch              PyTorch eager: fp32, and bf16 / fp16 through autocast (the run's checkpoint)
+    torch-compile      the same module through torch.compile (Inductor), one static graph per batch size
+    onnxruntime        ONNX Runtime, CPU provider: model-<precision>.onnx (fp32, fp16, int8 Q/DQ)
+    onnxruntime-cuda   ONNX Runtime, CUDA provider (onnxruntime-gpu), the same files
+    tensorrt           a TensorRT engine, model-<precision>.engine, built from those files
+
+Every combination a backend cannot run gets a reason instead of a result: the backend is not
+installed or has no device here, the precision does not exist for it (int8 lives in the Q/DQ ONNX
+file, not in PyTorch), the file is not exported yet (the reason names the `gkd export` command),
+or the file was exported at another input size.
+
+A loaded model is a `Runner`: the predictor call (images (B, 3, H, W) float32 RGB 0..255 -> class
+scores), where its inputs should live, the clock that times it (CUDA events for torch on CUDA,
+perf_counter with synchronisation for the other GPU backends, perf_counter on the CPU), and how
+its GPU memory is measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from gkd_deploy.benchmark.sources import ModelSource
+from gkd_deploy.benchmark.timing import Clock, CudaEventClock, WallClock
+from gkd_deploy.evaluation.evaluator import resolve_device
+from gkd_deploy.models.checkpoint import load_segmenter
+from gkd_deploy.runtime.metadata import read_onnx_metadata, read_sidecar_metadata
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+EXPORTED_PRECISIONS = ("fp32", "fp16", "int8")
+GPU_ONLY = "--device cpu: GPU backends are not run"
+
+Predict = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Runner:
+    predict: Predict
+    input_device: torch.device
+    clock: Clock
+    gpu_memory: str | None  # "allocator", "device" or None (see memory.GpuPeakMemory)
+    file: Path
+    release: Callable[[], None] = field(default=lambda: None)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """`runs`: the kind of file it runs ("checkpoint", "onnx" or "engine")."""
+
+    name: str
+    runs: str
+    precisions: tuple[str, ...]
+    unavailable: Callable[[str], str | None]  # device setting -> reason, or None when it can run
+    load: Callable[[Path, str, str], Runner]  # (file, precision, device setting) -> runner
+
+
+def _cuda_missing(device: str) -> str | None:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        return f"--device {device}: no CUDA GPU is visible to PyTorch"
+    return None
+
+
+def _compile_unavailable(device: str) -> str | None:
+    reason = _cuda_missing(device)
+    if reason:
+        return reason
+    if resolve_device(device).type == "cuda":
+        if importlib.util.find_spec("triton") is None:
+            return "torch.compile on CUDA needs Triton (pip install triton)"
+    elif not any(shutil.which(compiler) for compiler in ("g++", "c++", "clang++")):
+        return "torch.compile on the CPU needs a C++ compiler (g++ or clang++) for Inductor"
+    return None
+
+
+def _onnxruntime_unavailable(device: str) -> str | None:
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "onnxruntime is not installed (pip install onnxruntime)"
+    return None
+
+
+def _onnxruntime_cuda_unavailable(device: str) -> str | None:
+    if device == "cpu":
+        return GPU_ONLY
+    reason = _onnxruntime_unavailable(device)
+    if reason:
+        return reason
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        return ("the CUDA provider of onnxruntime is not installed: pip uninstall onnxruntime && "
+                "pip install 'gkd-deploy[gpu]' (onnxruntime-gpu)")
+    if not torch.cuda.is_available():
+        return "no CUDA GPU is visible"
+    return None
+
+
+def _tensorrt_unavailable(device: str) -> str | None:
+    if device == "cpu":
+        return GPU_ONLY
+    if importlib.util.find_spec("tensorrt") is None:
+        return "TensorRT is not installed: pip install 'gkd-deploy[tensorrt]' (JetPack's TensorRT on a Jetson)"
+    if not torch.cuda.is_available():
+        return "TensorRT needs a CUDA GPU; none is visible"
+    return None
+
+
+def _load_torch(file: Path, precision: str, device: str, compile_model: bool = False) -> Runner:
+    target = resolve_device(device)
+    model = load_segmenter(file).to(target).eval()
+    forward = torch.compile(model, dynamic=False) if compile_model else model
+    dtype = AUTOCAST_DTYPES[precision]
+
+    @torch.inference_mode()
+    def predict(images: torch.Tensor) -> torch.Tensor:
+        autocast = torch.autocast(target.type, dtype=dtype) if dtype else contextlib.nullcontext()
+        with autocast:
+            return forward(images.to(target, non_blocking=True)).float()
+
+    def release() -> None:
+        if compile_model:
+            torch._dynamo.reset()  # drop the compiled graphs with the model
+
+    cuda = target.type == "cuda"
+    return Runner(predict, target, CudaEventClock() if cuda else WallClock(), "allocator" if cuda else None,
+                  file, release)
+
+
+def _load_torch_compile(file: Path, precision: str, device: str) -> Runner:
+    return _load_torch(file, precision, device, compile_model=True)
+
+
+def _load_onnxruntime(file: Path, precision: str, device: str) -> Runner:
+    from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimePredictor
+
+    return Runner(OnnxRuntimePredictor(file, "cpu"), torch.device("cpu"), WallClock(), None, file)
+
+
+def _load_onnxruntime_cuda(file: Path, precision: str, device: str) -> Runner:
+    from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimePredictor
+
+    # The predictor binds host input and copies the scores back (a synchronisation), so inputs stay
+    # on the host: that copy is part of what an application pays.
+    return Runner(OnnxRuntimePredictor(file, "cuda"), torch.device("cpu"), WallClock(torch.cuda.synchronize),
+                  "device", file)
+
+
+def _load_tensorrt(file: Path, precision: str, device: str) -> Runner:
+    from gkd_deploy.runtime.tensorrt_backend import TensorRTPredictor
+
+    return Runner(TensorRTPredictor(file, device), torch.device("cuda"), WallClock(torch.cuda.synchronize),
+                  "device", file)
+
+
+BACKENDS: dict[str, Backend] = {
+    "torch": Backend("torch", "checkpoint", ("fp32", "bf16", "fp16"), _cuda_missing, _load_torch),
+    "torch-compile": Backend("torch-compile", "checkpoint", ("fp32", "bf16", "fp16"), _compile_unavailable,
+                             _load_torch_compile),
+    "onnxruntime": Backend("onnxruntime", "onnx", EXPORTED_PRECISIONS, _onnxruntime_unavailable, _load_onnxruntime),
+    "onnxruntime-cuda": Backend("onnxruntime-cuda", "onnx", EXPORTED_PRECISIONS, _onnxruntime_cuda_unavailable,
+                                _load_onnxruntime_cuda),
+    "tensorrt": Backend("tensorrt", "engine", EXPORTED_PRECISIONS, _tensorrt_unavailable, _load_tensorrt),
+}
+
+
+def _precision_reason(backend: Backend, precision: str) -> str:
+    if backend.runs == "checkpoint" and precision == "int8":
+        return ("int8 lives in the Q/DQ ONNX file (model-int8.onnx), not in PyTorch: benchmark it with "
+                "--backends onnxruntime or tensorrt")
+    return (f"{backend.name} runs the exported files, which exist in {', '.join(EXPORTED_PRECISIONS)}; "
+            f"{precision} is a torch autocast precision")
+
+
+def _device_reason(precision: str, device: str) -> str | None:
+    target = resolve_device(device)
+    if precision == "bf16" and target.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return f"{torch.cuda.get_device_name(target)} has no bf16 (needs compute capability 8.0 or newer)"
+    return None
+
+
+def _kind_reason(backend: Backend, source: ModelSource) -> str | None:
+    if backend.runs == "checkpoint" and source.kind != "checkpoint":
+        return (f"{source.path.name} is an exported file; {backend.name} runs the checkpoint it came from: "
+                f"give {source.origin} as --model")
+    if backend.runs == "onnx" and source.kind == "engine":
+        return f"{source.path.name} is a TensorRT engine; it runs on tensorrt only"
+    return None
+
+
+def _file_for(backend: Backend, source: ModelSource, precision: str) -> tuple[Path | None, str | None]:
+    """The file `backend` runs for `source` at `precision`, or why there is none."""
+    if backend.runs == "checkpoint":
+        return source.checkpoint, None
+    if backend.runs == "onnx":
+        path = source.onnx_file(precision)
+        if not path.is_file():
+            return None, f"no {path.name} in {path.parent}: run `{source.export_command(precision)}`"
+        return path, None
+    path = source.engine_file(precision)
+    if not path.is_file():
+        return None, (f"no {path.name} in {path.parent}: run `{source.export_command(precision, engine=True)}` "
+                      "on this machine")
+    return path, None
+
+
+def _size_reason(backend: Backend, source: ModelSource, file: Path, input_size: tuple[int, int]) -> str | None:
+    height, width = input_size
+    if backend.runs == "checkpoint":
+        patch = source.patch_size
+        if height % patch or width % patch:
+            return f"{width}x{height} is not a multiple of the patch size {patch}"
+        return None
+    metadata = read_onnx_metadata(file) if backend.runs == "onnx" else read_sidecar_metadata(file)
+    exported_height, exported_width = metadata.input_size
+    if (exported_height, exported_width) != (height, width):
+        return (f"{file.name} is exported at {exported_width}x{exported_height}, not {width}x{height}: export "
+                f"another with `gkd export {source.origin} --size {width}x{height} --out DIR` and benchmark "
+                "DIR's files")
+    return None
+
+
+def resolve_file(backend: Backend, source: ModelSource, precision: str, input_size: tuple[int, int],
+                 device: str) -> tuple[Path | None, str | None]:
+    """(file to run, None), or (None, the reason this combination is skipped)."""
+    reason = backend.unavailable(device) or _kind_reason(backend, source)
+    if reason:
+        return None, reason
+    if precision not in backend.precisions:
+        return None, _precision_reason(backend, precision)
+    file, reason = _file_for(backend, source, precision)
+    if reason:
+        return None, reason
+    reason = _size_reason(backend, source, file, input_size)
+    if reason is None and backend.runs == "checkpoint":
+        reason = _device_reason(precision, device)
+    return (None, reason) if reason else (file, None)

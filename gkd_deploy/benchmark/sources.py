@@ -1,0 +1,129 @@
+"""What a user names with `--model`, resolved to the files each backend runs.
+
+    run folder         torch: RUN/checkpoints/segmenter.safetensors
+                       onnxruntime: RUN/export/model-<precision>.onnx, tensorrt: RUN/export/model-<precision>.engine
+    .safetensors       torch: the file; exports in its folder's export/ (where `gkd export` writes them)
+    .onnx              onnxruntime: the file, at its own precision; tensorrt: the .engine beside it
+    .engine / .plan    tensorrt: the file, at its own precision (metadata in its .json sidecar)
+
+A model's own input size is the one its files were exported at; a run that has no export yet
+uses its training crop (the segmenter config's `img_size`), square.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from gkd_deploy.errors import ModelError
+from gkd_deploy.models.checkpoint import CONFIG_KEY, read_checkpoint_metadata
+from gkd_deploy.models.segmenter import SegmenterConfig
+from gkd_deploy.run import resolve_checkpoint
+from gkd_deploy.runtime.metadata import ExportMetadata, read_onnx_metadata, read_sidecar_metadata
+
+EXPORT_PRECISIONS = ("fp32", "fp16", "int8")
+ENGINE_SUFFIXES = (".engine", ".plan")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """`kind`: "checkpoint" (a run folder or .safetensors: torch, and the exports beside it),
+    "onnx" or "engine" (one exported file at one `precision`)."""
+
+    path: Path
+    name: str
+    kind: str
+    config: SegmenterConfig
+    input_size: tuple[int, int]
+    checkpoint: Path | None = None
+    export_dir: Path | None = None
+    precision: str | None = None
+    origin: str = "RUN"  # what `gkd export` takes to write this model's files
+
+    @property
+    def patch_size(self) -> int:
+        return self.config.patch_size
+
+    def onnx_file(self, precision: str) -> Path | None:
+        if self.kind == "onnx":
+            return self.path
+        if self.kind == "checkpoint":
+            return self.export_dir / f"model-{precision}.onnx"
+        return None
+
+    def engine_file(self, precision: str) -> Path:
+        if self.kind == "engine":
+            return self.path
+        if self.kind == "onnx":
+            return self.path.with_suffix(".engine")
+        return self.export_dir / f"model-{precision}.engine"
+
+    def export_command(self, precision: str, engine: bool = False) -> str:
+        """The command that writes the missing file (run from the checkpoint this model came from)."""
+        return f"gkd export {self.origin} --precision {precision}" + (" --format trt" if engine else "")
+
+
+def _exported_metadata(export_dir: Path) -> ExportMetadata | None:
+    for precision in EXPORT_PRECISIONS:
+        onnx_path = export_dir / f"model-{precision}.onnx"
+        if onnx_path.is_file():
+            return read_onnx_metadata(onnx_path)
+    for precision in EXPORT_PRECISIONS:
+        for suffix in ENGINE_SUFFIXES:
+            engine = export_dir / f"model-{precision}{suffix}"
+            if engine.is_file():
+                return read_sidecar_metadata(engine)
+    return None
+
+
+def _config(raw: dict, where: str) -> SegmenterConfig:
+    try:
+        return SegmenterConfig.from_dict(raw)
+    except Exception as error:  # ConfigError, or a malformed field type
+        raise ModelError(f"{where}: its segmenter config cannot be read ({error})") from None
+
+
+def _origin(path: Path, metadata: ExportMetadata) -> str:
+    """The run folder an exported file sits in, else the checkpoint its metadata names."""
+    if path.parent.name == "export" and (path.parent.parent / "checkpoints").is_dir():
+        return str(path.parent.parent)
+    return metadata.source_checkpoint or "RUN"
+
+
+def model_name(path: Path) -> str:
+    """A run's folder name; an exported file in RUN/export as 'RUN/model-int8.onnx'; else the file name."""
+    if path.is_dir():
+        return path.name
+    if path.parent.name in ("export", "checkpoints"):
+        return f"{path.parent.parent.name}/{path.name}"
+    return path.name
+
+
+def resolve_model(path: str | Path) -> ModelSource:
+    """A run folder, checkpoint, .onnx file or engine -> its `ModelSource`; ModelError if unusable."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"{path} not found: give a run folder, a .safetensors checkpoint, an .onnx file or an engine")
+    suffix = path.suffix.lower()
+    if path.is_file() and suffix == ".onnx":
+        metadata = read_onnx_metadata(path)
+        return ModelSource(path, model_name(path), "onnx", _config(metadata.segmenter, str(path)),
+                           metadata.input_size, precision=metadata.precision, origin=_origin(path, metadata))
+    if path.is_file() and suffix in ENGINE_SUFFIXES:
+        metadata = read_sidecar_metadata(path)
+        return ModelSource(path, model_name(path), "engine", _config(metadata.segmenter, str(path)),
+                           metadata.input_size, precision=metadata.precision, origin=_origin(path, metadata))
+    if path.is_file() and suffix != ".safetensors":
+        raise ModelError(f"{path}: cannot tell the model format from '{path.suffix}'; give a run folder, a "
+                         ".safetensors checkpoint, an .onnx file or an engine")
+    checkpoint, run = resolve_checkpoint(path)
+    stored = read_checkpoint_metadata(checkpoint)
+    if CONFIG_KEY not in stored:
+        raise ModelError(f"{checkpoint} is not a gkd segmenter checkpoint (no gkd config in its metadata)")
+    config = _config(json.loads(stored[CONFIG_KEY]), str(checkpoint))
+    export_dir = run.export_dir if run is not None else checkpoint.parent / "export"
+    exported = _exported_metadata(export_dir)
+    input_size = exported.input_size if exported else (config.img_size, config.img_size)
+    return ModelSource(path, model_name(path), "checkpoint", config, input_size, checkpoint=checkpoint,
+                       export_dir=export_dir, origin=str(path))

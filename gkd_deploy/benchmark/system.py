@@ -1,0 +1,87 @@
+"""What a benchmark ran on: the host, the library versions, the GPU and, on a Jetson, its state.
+
+Latencies mean nothing without the machine and software that produced them; every report
+carries this next to its rows.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+import gkd_deploy
+from gkd_deploy.benchmark.jetson import JetsonInfo
+
+_CPU_KEYS = ("model name", "Model", "Hardware", "cpu model")
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        text = ""
+    for key in _CPU_KEYS:
+        for line in text.splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == key and value.strip():
+                return value.strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _onnxruntime_version() -> str | None:
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+def _tensorrt_version() -> str | None:
+    if importlib.util.find_spec("tensorrt") is None:
+        return None
+    try:
+        import tensorrt
+    except ImportError:  # a broken install is as good as none
+        return None
+    return tensorrt.__version__
+
+
+@dataclass(frozen=True)
+class SystemInfo:
+    cpu: str
+    cores: int
+    machine: str
+    os: str
+    python: str
+    torch: str
+    torch_threads: int
+    cuda: str | None
+    gpu: str | None
+    onnxruntime: str | None
+    tensorrt: str | None
+    gkd_deploy: str
+    host_memory: str
+    jetson: dict | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SystemInfo":
+        return cls(**data)
+
+
+def system_info(host_memory_method: str, jetson: JetsonInfo | None) -> SystemInfo:
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    return SystemInfo(
+        cpu=cpu_model(), cores=os.cpu_count() or 0, machine=platform.machine(), os=platform.platform(),
+        python=platform.python_version(), torch=torch.__version__, torch_threads=torch.get_num_threads(),
+        cuda=torch.version.cuda if gpu else None, gpu=gpu, onnxruntime=_onnxruntime_version(),
+        tensorrt=_tensorrt_version(), gkd_deploy=gkd_deploy.__version__, host_memory=host_memory_method,
+        jetson=jetson.to_dict() if jetson else None,
+    )
