@@ -77,9 +77,11 @@ def benchmark_table(report: BenchmarkReport) -> Table:
     rows = report.ok_rows
     models = list(dict.fromkeys(row.model for row in report.rows))
     sizes = list(dict.fromkeys(row.size_text for row in report.rows))
+    batches = list(dict.fromkeys(row.batch for row in report.rows))
     shown = {
         "model": len(models) > 1,
         "input": len(sizes) > 1,
+        "batch": len(batches) > 1,
         "first ms": any(row.backend == "torch-compile" for row in rows),
         "GPU MB": any(row.gpu_mb is not None for row in rows),
         "% peak": any(row.peak_percent is not None for row in rows),
@@ -88,13 +90,14 @@ def benchmark_table(report: BenchmarkReport) -> Table:
         "mJ/img": any(row.energy_mj is not None for row in rows),
     }
     title = "gkd benchmark" + (f": {escape(models[0])}" if len(models) == 1 else "") + \
-        (f" at {sizes[0]}" if len(sizes) == 1 else "")
+        (f" at {sizes[0]}" if len(sizes) == 1 else "") + (f", batch {batches[0]}" if len(batches) == 1 else "")
     caption = "\n".join([_system_line(report), *_not_run_lines(report)])
     table = Table(title=title, caption=caption, caption_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
                   collapse_padding=True)
     columns = [column for column in COLUMNS if shown.get(column, True)]
     for column in columns:
-        table.add_column(column, justify="left" if column in TEXT_COLUMNS else "right")
+        # Names never wrap or shorten; the numbers give way on a narrow terminal.
+        table.add_column(column, justify="left" if column in TEXT_COLUMNS else "right", no_wrap=column in TEXT_COLUMNS)
     for row in rows:
         values = _cells(row)
         table.add_row(*(values[column] for column in columns))

@@ -1,6 +1,7 @@
 """`gkd demo`: the main path in miniature on the built-in data, the steps a user runs one by one:
 train (GKD stages 1-3, then mIoU on the unseen targets), export FP32/FP16/INT8, validate each
-exported file against PyTorch on the four shifted targets."""
+exported file against PyTorch on the four shifted targets, segment the synthetic driving clip
+into an annotated video, and benchmark the model on every backend and precision here."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ from typing import Annotated
 
 import typer
 
+from gkd_deploy.benchmark import run_benchmark
+from gkd_deploy.cli.benchmark import benchmark_table
 from gkd_deploy.cli.console import console, next_step, track
+from gkd_deploy.cli.infer import InferDisplay, print_summary
 from gkd_deploy.cli.progress import TrainingDisplay
 from gkd_deploy.cli.tables import miou_table
 from gkd_deploy.cli.validate import validation_table
 from gkd_deploy.demo import DemoSettings, run_demo
 from gkd_deploy.evaluation.validation import validate_export
 from gkd_deploy.exporters.pipeline import export_model
+from gkd_deploy.infer import InferSettings, infer as run_infer
 
 
 def demo(
@@ -25,7 +30,8 @@ def demo(
     distill_steps: Annotated[int, typer.Option(help="Steps of each distillation stage.")] = DemoSettings.distill_steps,
     task_steps: Annotated[int, typer.Option(help="Steps of the task stage.")] = DemoSettings.task_steps,
 ) -> None:
-    """Synthetic domains -> GKD stages 1-3 -> mIoU on unseen domains -> FP32/FP16/INT8 ONNX -> validation."""
+    """Synthetic domains -> GKD stages 1-3 -> mIoU on unseen domains -> FP32/FP16/INT8 ONNX -> validation
+    -> annotated driving clip -> benchmark table."""
     display = TrainingDisplay()
     try:
         result = run_demo(out, DemoSettings(train=train, target=target, distill_steps=distill_steps,
@@ -51,6 +57,25 @@ def demo(
     if failed:
         console.print(f"[bold red]validation failed for {', '.join(failed)}[/]")
         raise typer.Exit(code=1)
+
+    fp32 = exported.files[0].path
+    clip_out = out / "infer" / f"{result.data.video.stem}-seg.mp4"
+    display = InferDisplay()
+    try:
+        clip = run_infer(result.data.video, fp32, InferSettings(out=clip_out, side_by_side=True, batch=4),
+                         progress=display.update, on_start=display.start)
+    finally:
+        display.close()
+    print_summary(clip)
+
+    report = run_benchmark([result.run.path], backends=("torch", "onnxruntime", "onnxruntime-cuda", "tensorrt"),
+                           precisions=("fp32", "fp16", "int8"), warmup=3, min_runs=20, min_seconds=1.0, track=track)
+    bench_dir = out / "benchmark"
+    paths = [report.write_json(bench_dir / "benchmark.json"), report.write_csv(bench_dir / "benchmark.csv")]
+    console.print(benchmark_table(report))
+    console.print(f"benchmark: {', '.join(str(p) for p in paths)}")
     next_step(f"gkd eval {result.run.path} --per-class",
               f"gkd validate {exported.files[-1].path} --targets {targets}",
+              f"gkd infer {result.data.video} --model {exported.files[-1].path} --out clip-int8.mp4",
+              f"gkd benchmark --model {result.run.path} --precision fp32,int8 --data {targets}   # + latency-vs-mIoU plot",
               f"gkd train --resume {result.run.path}   # continues an interrupted run")

@@ -68,7 +68,7 @@ def _claim(out_dir: Path) -> None:
     if out_dir.exists() and any(out_dir.iterdir()):
         if not (out_dir / MARKER).is_file():
             raise ConfigError(f"{out_dir} exists and was not written by `gkd demo`; choose an empty folder with --out")
-        for child in ("data", "run"):
+        for child in ("data", "run", "infer", "benchmark"):
             shutil.rmtree(out_dir / child, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MARKER).write_text("written by gkd demo; rewritten on every run\n")

@@ -16,7 +16,7 @@ runner = CliRunner()
 def test_version_and_help_on_every_command():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and gkd_deploy.__version__ in result.stdout
-    for command in (["models"], ["train"], ["eval"], ["export"], ["validate"], ["demo"], ["data"], ["data", "synthetic"]):
+    for command in (["models"], ["train"], ["eval"], ["export"], ["validate"], ["infer"], ["benchmark"], ["demo"], ["data"], ["data", "synthetic"]):
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0, (command, result.stdout)
         assert "Usage" in result.stdout
@@ -164,3 +164,27 @@ def test_demo_runs_the_whole_path_in_miniature(tmp_path):
     (tmp_path / "other" / "keep.txt").write_text("mine")
     with pytest.raises(app_module.GKDError, match="not written by `gkd demo`"):
         run_demo(tmp_path / "other", settings)
+
+
+def test_gkd_demo_ends_with_an_annotated_clip_and_a_benchmark_table(tmp_path):
+    import json
+
+    import cv2
+
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--out", str(out), "--train", "8", "--target", "2", "--distill-steps", "2",
+                                 "--task-steps", "3"])
+    assert result.exit_code == 0, result.output
+    assert "validation failed" not in result.output
+    clip = cv2.VideoCapture(str(out / "infer" / "synth-fog-seg.mp4"))
+    frames = 0
+    while clip.read()[0]:
+        frames += 1
+    assert frames == 48  # every frame of the synthetic clip, frame and overlay side by side
+    assert (clip.get(cv2.CAP_PROP_FRAME_WIDTH), clip.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (1024, 256)
+    report = json.loads((out / "benchmark" / "benchmark.json").read_text())
+    rows = {(row["backend"], row["precision"]): row for row in report["rows"]}
+    for measured in (("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("onnxruntime", "int8")):
+        assert rows[measured]["status"] == "ok" and rows[measured]["p50_ms"] > 0, measured
+    assert rows[("torch", "int8")]["status"] == "skipped" and "Q/DQ" in rows[("torch", "int8")]["reason"]
+    assert (out / "benchmark" / "benchmark.csv").is_file()
