@@ -92,8 +92,7 @@ class FrameSegmenter:
         for i, frame in enumerate(frames):
             groups.setdefault(self.input_size(frame.shape[:2]), []).append(i)
         for (height, width), members in groups.items():
-            batch = np.stack([_to_rgb(frames[i], (height, width)) for i in members])
-            images = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
+            images = _to_tensor(np.stack([_to_rgb(frames[i], (height, width)) for i in members]))
             predicted = _argmax(self._predict(images))
             for i, label in zip(members, predicted):
                 frame_height, frame_width = frames[i].shape[:2]
@@ -103,9 +102,15 @@ class FrameSegmenter:
         return labels  # type: ignore[return-value]
 
     def _slide(self, frame: np.ndarray) -> np.ndarray:
-        images = torch.from_numpy(_to_rgb(frame, None)).permute(2, 0, 1)[None].float()
+        images = _to_tensor(_to_rgb(frame, None)[None])
         scores = predict_logits(self._predict, images, self.window)
         return _argmax(scores)[0]
+
+
+def _to_tensor(batch: np.ndarray) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float32, converted by numpy: a torch op here would wait for
+    its thread pool, which competes with the runtime's own threads right after each model call."""
+    return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32))
 
 
 def _argmax(scores: torch.Tensor) -> np.ndarray:
