@@ -76,6 +76,8 @@ def infer(
     print_summary(result)
     if json_path is not None:
         console.print(f"summary: {json_path}")
+    if result.stats.interrupted:
+        raise typer.Exit(code=130)  # the shell's code for Ctrl-C; the outputs are complete files
     next_step(f"gkd benchmark --model {model}")
 
 

@@ -303,3 +303,24 @@ def test_gkd_infer_default_output_and_errors(run, clip, tmp_path, monkeypatch, c
         error = capsys.readouterr().err
         assert message in error and "Traceback" not in error, args
     assert not (tmp_path / "x.gif").exists()
+
+
+def test_gkd_infer_ctrl_c_exits_130_with_a_playable_partial_video(run, clip, tmp_path, monkeypatch):
+    from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimePredictor
+
+    calls = []
+    original = OnnxRuntimePredictor.__call__
+
+    def interrupted_on_the_fourth_call(self, images):
+        calls.append(images.shape[0])
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return original(self, images)
+
+    monkeypatch.setattr(OnnxRuntimePredictor, "__call__", interrupted_on_the_fourth_call)
+    out = tmp_path / "partial.mp4"
+    result = runner.invoke(app, ["infer", str(clip), "--model", str(run.export_dir / "model-fp32.onnx"), "--out", str(out)])
+    assert result.exit_code == 130, result.output
+    assert "interrupted after 3 frames" in result.output
+    assert len(decode_all(out)) == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["partial.mp4"]  # no partial file left behind

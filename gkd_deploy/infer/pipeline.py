@@ -223,7 +223,7 @@ class _Pipeline:
                     progress(self.stats)
         except KeyboardInterrupt:
             self.stats.interrupted = True
-            log.warning("interrupted: finishing the frames in flight and closing the outputs")
+            log.info("interrupted: finishing the frames in flight and closing the outputs")
         finally:
             if self.stats.interrupted or self.errors:
                 self.stop.set()
@@ -248,9 +248,6 @@ class _Pipeline:
             self.stats.model_seconds = self.segmenter.times.model
             self.stats.unreadable = list(self.source.unreadable)
             self.stats.truncated = self.exhausted and self.source.truncated
-            if self.stats.truncated:
-                log.warning("%s ended after %d of the %d frames its header promises (truncated or corrupt)",
-                            self.source.description, self.source.decoded, self.source.expected)
         if self.errors:
             raise self.errors[0]
         return self.stats
