@@ -85,6 +85,8 @@ def print_summary(result: InferResult) -> None:
     stats = result.stats
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
+    for note in result.notes:
+        console.print(f"[dim]note:[/] {note}")
     if stats.interrupted:
         console.print(f"[yellow]interrupted after {stats.processed} frames[/]")
     console.print(f"{stats.processed} frames in {stats.seconds:.2f} s: [bold]{stats.fps:.1f} fps[/] end to end, "

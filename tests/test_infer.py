@@ -249,6 +249,11 @@ def test_exported_models_refuse_another_input_size(run):
         FrameSegmenter(load_predictor(run.path), size=(100, 64))
     torch_model = FrameSegmenter(load_predictor(run.path))
     assert torch_model.input_size((70, 130)) == (64, 128)  # a PyTorch model sees the frame at its own size
+    assert torch_model.aspect_note(130, 70) is None  # nothing is stretched
+    exported = FrameSegmenter(predictor)
+    assert exported.aspect_note(66, 60) is None  # within 10 %
+    assert "--size 128x64" in exported.aspect_note(1280, 640)
+    assert FrameSegmenter(predictor, mode="slide").aspect_note(1280, 640) is None
 
 
 def test_renderer_blends_the_palette_and_puts_views_side_by_side():
@@ -273,6 +278,7 @@ def test_gkd_infer_writes_an_annotated_video_at_the_input_size_and_rate(run, cli
                                  "--show"])
     assert result.exit_code == 0, result.output
     assert "--show ignored: no display" in result.output and "fps" in result.output
+    assert "128x64 frames are stretched to the model's 64x64 input" in " ".join(result.output.split())
     capture = cv2.VideoCapture(str(out))
     assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0)
     assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (128, 64)

@@ -45,6 +45,7 @@ class InferResult:
     stats: InferStats
     model: ModelInfo
     warnings: tuple[str, ...]
+    notes: tuple[str, ...] = ()  # advice that is not a problem (e.g. frames stretched to the model's shape)
 
 
 def default_output(source: FrameSource, spec: str | Path) -> Path | None:
@@ -98,6 +99,9 @@ def infer(source_spec: str | Path, model: str | Path, settings: InferSettings = 
     except BaseException:
         source.close()
         raise
+    notes = []
+    if source.frame_size is not None and (note := segmenter.aspect_note(*source.frame_size)):
+        notes.append(note)
     if on_start is not None:
         on_start(source, predictor.info)
     stats = run_pipeline(source, segmenter, renderer, sinks, options, progress)
@@ -113,4 +117,4 @@ def infer(source_spec: str | Path, model: str | Path, settings: InferSettings = 
         write_json(settings.json_path, {"model": predictor.info.source, "backend": predictor.info.backend,
                                         "precision": predictor.info.precision, "mode": settings.mode,
                                         "batch": settings.batch, **stats.to_dict(), "warnings": warnings})
-    return InferResult(stats=stats, model=predictor.info, warnings=tuple(warnings))
+    return InferResult(stats=stats, model=predictor.info, warnings=tuple(warnings), notes=tuple(notes))

@@ -68,6 +68,19 @@ class FrameSegmenter:
         patch = self.predictor.info.patch_size
         return tuple(max(patch, round(side / patch) * patch) for side in frame_size)
 
+    def aspect_note(self, frame_width: int, frame_height: int) -> str | None:
+        """A hint when `resize` would stretch frames of this size (aspect ratios more than 10% apart)."""
+        if self.mode != "resize" or self.size is None:
+            return None
+        height, width = self.size
+        frame_aspect, model_aspect = frame_width / frame_height, width / height
+        if max(frame_aspect, model_aspect) / min(frame_aspect, model_aspect) <= 1.1:
+            return None
+        patch = self.predictor.info.patch_size
+        keep_width = max(patch, round(height * frame_aspect / patch) * patch)
+        return (f"{frame_width}x{frame_height} frames are stretched to the model's {width}x{height} input; to keep "
+                f"their shape export with `gkd export RUN --size {keep_width}x{height}`, or use --mode slide")
+
     def _predict(self, images: torch.Tensor) -> torch.Tensor:
         started = time.perf_counter()
         scores = self.predictor(images)

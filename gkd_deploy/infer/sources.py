@@ -48,6 +48,7 @@ class FrameSource:
     expected: int | None = None  # frames the container or folder promises; None for live sources
     decoded: int = 0
     unreadable: list[str] = field(default_factory=list)  # images that could not be read (folders)
+    frame_size: tuple[int, int] | None = None  # (width, height) where the container says; None for images
 
     @property
     def live(self) -> bool:
@@ -86,6 +87,8 @@ class VideoSource(FrameSource):
         super().__init__(description=description, kind=kind, fps=float(fps), expected=count if count > 0 else None)
         self.capture = capture
         self.fourcc = _fourcc(capture)
+        width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self.frame_size = (width, height) if width > 0 and height > 0 else None
 
     def _frames(self) -> Iterator[Frame]:
         index = 0
