@@ -87,6 +87,26 @@ def test_validate_passes_and_writes_json(exported, data):
             assert domain["pixel_agreement"] > (99.9 if precision == "fp32" else 90.0)
 
 
+def test_validating_several_exports_runs_pytorch_once_with_a_shared_cache(exported, data, monkeypatch, tmp_path):
+    from gkd_deploy.evaluation.validation import validate_export
+    from gkd_deploy.runtime.torch_backend import TorchPredictor
+
+    targets = f"acdc={data.acdc}"
+    fresh = {p: validate_export(exported / f"model-{p}.onnx", targets, num_workers=0, json_path=tmp_path / f"{p}.json")
+             for p in ("fp32", "int8")}
+    calls = []
+    original = TorchPredictor.__call__
+    monkeypatch.setattr(TorchPredictor, "__call__", lambda self, images: calls.append(1) or original(self, images))
+    cache = {}
+    for precision in ("fp32", "int8"):
+        cached = validate_export(exported / f"model-{precision}.onnx", targets, num_workers=0, reference_cache=cache,
+                                 json_path=tmp_path / f"cached-{precision}.json")
+        assert cached.report.to_dict() == fresh[precision].report.to_dict()
+        if precision == "fp32":
+            first_pass = len(calls)
+    assert first_pass > 0 and len(calls) == first_pass  # the int8 validation reused PyTorch's labels
+
+
 def test_validate_fails_when_the_exported_model_drifts(exported, data, monkeypatch):
     from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimePredictor
 

@@ -90,15 +90,32 @@ def find_reference(model_path: Path, source_checkpoint: str | None, source_sha25
                       "--reference RUN_OR_CHECKPOINT")
 
 
+ReferenceCache = dict  # (reference checkpoint, data set, windows, batch index) -> PyTorch's labels
+
+
+def _dataset_key(dataset) -> tuple:
+    """Which images a data set holds (its name, size, first and last sample), for the reference cache."""
+    samples = getattr(dataset, "samples", None)
+    if not samples:
+        return (id(dataset),)
+    return getattr(dataset, "name", ""), len(samples), repr(samples[0]), repr(samples[-1])
+
+
 @torch.inference_mode()
 def compare_domain(reference: Predictor, exported: Predictor, dataset, mode: InferenceMode, num_workers: int,
-                   track: Track, description: str) -> DomainComparison:
+                   track: Track, description: str, cache: ReferenceCache | None = None) -> DomainComparison:
     num_classes = reference.info.class_set.num_classes
     reference_metric, exported_metric = SegmentationMetric(num_classes), SegmentationMetric(num_classes)
     agree = total = count = 0
-    for batch in domain_batches(dataset, num_workers, track, description):
+    for index, batch in enumerate(domain_batches(dataset, num_workers, track, description)):
         images = batch["image"].float()
-        reference_labels = predict_logits(reference, images, mode).argmax(1).cpu()
+        key = (reference.info.source, _dataset_key(dataset), mode, index)
+        reference_labels = cache.get(key) if cache is not None else None
+        if reference_labels is None:
+            reference_labels = predict_logits(reference, images, mode).argmax(1).cpu()
+            if cache is not None:
+                cache[key] = reference_labels.to(torch.uint8 if num_classes < 256 else torch.int64)
+        reference_labels = reference_labels.long()
         exported_labels = predict_logits(exported, images, mode).argmax(1).cpu()
         reference_metric.update(reference_labels, batch["label"])
         exported_metric.update(exported_labels, batch["label"])
@@ -120,7 +137,11 @@ def validate_export(
     num_workers: int = 2,
     json_path: str | Path | None = None,
     track: Track = no_progress,
+    reference_cache: ReferenceCache | None = None,
 ) -> ValidationOutcome:
+    """Score `model_path` and the checkpoint it came from on every target domain. Validating several
+    exports of one checkpoint, pass the same `reference_cache` dict to each call: PyTorch's
+    predictions are then computed once."""
     model_path = Path(model_path)
     exported = load_predictor(model_path, device)
     if exported.info.input_size is None:
@@ -142,7 +163,8 @@ def validate_export(
         domains.update(build_domains(spec, split=split))
     for name, dataset in domains.items():
         check_class_sets(exported.info.class_set, dataset.class_set, name)
-    comparisons = tuple(compare_domain(reference_model, exported, dataset, mode, num_workers, track, name)
+    comparisons = tuple(compare_domain(reference_model, exported, dataset, mode, num_workers, track, name,
+                                       reference_cache)
                         for name, dataset in domains.items())
     report = ValidationReport(model=str(model_path), reference=str(reference_path), precision=exported.info.precision,
                               backend=exported.info.backend, tolerance=tolerance, domains=comparisons)
