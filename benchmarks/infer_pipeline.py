@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
+from gkd_deploy.benchmark.timing import TimingPolicy, WallClock, measure_latency
 from gkd_deploy.infer import InferSettings, infer
 from gkd_deploy.infer.segment import FrameSegmenter
 from gkd_deploy.infer.sources import open_source
@@ -25,18 +24,13 @@ from gkd_deploy.runtime.loader import load_predictor
 
 
 def bare_fps(model: str, input_size: tuple[int, int], batch: int, seconds: float) -> float:
-    """Frames per second of the predictor alone on (batch, 3, H, W) random inputs (median of runs)."""
+    """Frames per second of the predictor alone on (batch, 3, H, W) random inputs (median latency),
+    timed as `gkd benchmark` times it."""
     predictor = load_predictor(model)
     images = torch.rand(batch, 3, *input_size) * 255
-    for _ in range(3):
-        predictor(images)
-    times = []
-    started = time.perf_counter()
-    while time.perf_counter() - started < seconds or len(times) < 5:
-        t0 = time.perf_counter()
-        predictor(images)
-        times.append(time.perf_counter() - t0)
-    return batch / statistics.median(times)
+    stats = measure_latency(lambda: predictor(images), WallClock(), TimingPolicy(warmup=3, min_runs=5,
+                                                                                 min_seconds=seconds))
+    return batch * 1000 / stats.p50_ms
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from gkd_deploy.benchmark import BenchmarkReport, BenchmarkRow, default_report_paths, run_benchmark
 from gkd_deploy.cli.console import console, fmt, next_step, track
-from gkd_deploy.cli.data import parse_size
+from gkd_deploy.cli.data import parse_input_size
 from gkd_deploy.errors import ConfigError
 
 _EXPORT_COMMAND = re.compile(r"`(gkd export [^`]+)`")
@@ -40,7 +40,7 @@ def _input_sizes(text: str | None) -> list[tuple[int, int]] | None:
     """'512x512,1024x512' (WIDTHxHEIGHT, as `gkd export --size`) -> [(height, width), ...]."""
     if not text:
         return None
-    return [(height, width) for width, height in (parse_size(part) for part in _list(text))]
+    return [parse_input_size(part) for part in _list(text)]
 
 
 def _not_run_lines(report: BenchmarkReport) -> list[str]:

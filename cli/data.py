@@ -23,6 +23,12 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def parse_input_size(text: str) -> tuple[int, int]:
+    """A model input given as WIDTHxHEIGHT ('1024x512') -> (height, width), the library's order."""
+    width, height = parse_size(text)
+    return height, width
+
+
 @app.command("synthetic")
 def synthetic(
     out: Annotated[Path, typer.Argument(help="Folder to write cityscapes-synth/ and acdc-synth/ into.")],

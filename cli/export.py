@@ -35,12 +35,9 @@ def export(
 ) -> None:
     """Export the frozen encoder and decoder as one graph, fixed input size, dynamic batch; each
     file carries its metadata and is checked against PyTorch before it counts."""
-    from gkd_deploy.cli.data import parse_size
+    from gkd_deploy.cli.data import parse_input_size
 
-    input_size = None
-    if size:
-        width_height = parse_size(size)
-        input_size = (width_height[1], width_height[0])
+    input_size = parse_input_size(size) if size else None
     min_batch, opt_batch, max_batch = (int(v) for v in _list(batch))
     outcome = export_model(
         model, precisions=_list(precision), formats=_list(format), input_size=input_size, opset=opset, calib=calib,

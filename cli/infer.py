@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gkd_deploy.cli.console import console, next_step
-from gkd_deploy.errors import ConfigError
+from gkd_deploy.cli.data import parse_input_size
 from gkd_deploy.infer import InferResult, InferSettings, InferStats, infer as run_infer
 from gkd_deploy.infer.segment import MODES
 
@@ -36,15 +36,6 @@ class InferDisplay:
         self.progress.stop()
 
 
-def _size(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    from gkd_deploy.cli.data import parse_size
-
-    width, height = parse_size(text)
-    return height, width
-
-
 def infer(
     source: Annotated[str, typer.Argument(help="A video file, an image, a folder or glob of images, a camera index (0) or a stream URL (rtsp://...).")],
     model: Annotated[Path, typer.Option(help="A run folder, checkpoint (.safetensors), .onnx file or TensorRT engine.")],
@@ -63,11 +54,9 @@ def infer(
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write a JSON summary (frames, FPS, timings).")] = None,
 ) -> None:
     """Segment every frame; decoding, inference and encoding overlap; no frame of a file is dropped."""
-    if not 0.0 <= alpha <= 1.0:
-        raise ConfigError(f"--alpha must be within 0..1, got {alpha}")
     settings = InferSettings(out=out, masks=masks, labels=labels, side_by_side=side_by_side, alpha=alpha, show=show,
-                             mode=mode, size=_size(size), batch=batch, max_frames=max_frames, fps=fps, device=device,
-                             json_path=json_path)
+                             mode=mode, size=parse_input_size(size) if size else None, batch=batch,
+                             max_frames=max_frames, fps=fps, device=device, json_path=json_path)
     display = InferDisplay()
     try:
         result = run_infer(source, model, settings, progress=display.update, on_start=display.start)

@@ -133,7 +133,7 @@ class _Pipeline:
         frames = iter(self.source)
         try:
             while not self.stop.is_set():
-                if self.options.max_frames is not None and self.stats.decoded >= self.options.max_frames:
+                if self.options.max_frames is not None and self.source.decoded >= self.options.max_frames:
                     break
                 started = time.perf_counter()
                 frame = next(frames, None)
@@ -141,7 +141,6 @@ class _Pipeline:
                 if frame is None:
                     self.exhausted = True
                     break
-                self.stats.decoded += 1
                 if self.source.live:
                     self._put_latest(frame)
                 elif not self._put(self.frames, frame):
@@ -246,6 +245,7 @@ class _Pipeline:
             self.stats.seconds = time.perf_counter() - started
             self.stats.segment_seconds = self.segmenter.times.total
             self.stats.model_seconds = self.segmenter.times.model
+            self.stats.decoded = self.source.decoded
             self.stats.unreadable = list(self.source.unreadable)
             self.stats.truncated = self.exhausted and self.source.truncated
         if self.errors:

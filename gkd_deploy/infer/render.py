@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from gkd_deploy.data.classes import ClassSet
+from gkd_deploy.errors import ConfigError
 
 
 class Renderer:
@@ -13,7 +14,7 @@ class Renderer:
 
     def __init__(self, class_set: ClassSet, alpha: float = 0.5, side_by_side: bool = False) -> None:
         if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be within 0..1, got {alpha}")
+            raise ConfigError(f"--alpha must be within 0..1, got {alpha}")
         self.alpha = alpha
         self.side_by_side = side_by_side
         # A BGR lookup table over all 256 label values; ignored and unknown ids are black.

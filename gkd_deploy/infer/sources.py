@@ -11,6 +11,7 @@ shortfall is reported.
 from __future__ import annotations
 
 import glob
+from abc import ABC, abstractmethod
 import logging
 import math
 import re
@@ -39,7 +40,7 @@ class Frame:
 
 
 @dataclass
-class FrameSource:
+class FrameSource(ABC):
     """Base of the sources; subclasses implement `_frames`. Iterate once."""
 
     description: str
@@ -64,8 +65,9 @@ class FrameSource:
             self.decoded += 1
             yield frame
 
+    @abstractmethod
     def _frames(self) -> Iterator[Frame]:
-        raise NotImplementedError
+        """The frames in order; each subclass reads its own kind of input."""
 
     def close(self) -> None:
         pass
