@@ -29,6 +29,18 @@ from gkd_deploy.training.optim import adamw
 from gkd_deploy.training.stages import FrozenEncoderTask
 
 
+def training_step(loss_fn, optimizer, device):
+    """One optimisation step (forward under autocast, backward, update) as a callable to time."""
+
+    def step():
+        with autocast_for(device):
+            loss = loss_fn()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
 def distill_step_fn(args, device, head):
     student = create_encoder(args.student, pretrained=False, img_size=args.img_size)
     teacher = create_encoder(args.teacher, pretrained=False, img_size=args.img_size)
@@ -38,13 +50,7 @@ def distill_step_fn(args, device, head):
     patches = (args.img_size // 16) ** 2
     mask = random_patch_mask(args.batch, patches, 0.5, 0.5, torch.Generator().manual_seed(0)).to(device)
 
-    def step():
-        with autocast_for(device):
-            loss = model(images, mask)["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return step
+    return training_step(lambda: model(images, mask)["loss"], optimizer, device)
 
 
 def task_step_fn(args, device):
@@ -55,13 +61,7 @@ def task_step_fn(args, device):
     images = torch.rand(args.batch, 3, args.img_size, args.img_size, device=device) * 255
     labels = torch.randint(0, 19, (args.batch, args.img_size, args.img_size), device=device)
 
-    def step():
-        with autocast_for(device):
-            loss = task(images, labels)["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return step
+    return training_step(lambda: task(images, labels)["loss"], optimizer, device)
 
 
 def measure(name, step, args, device):
