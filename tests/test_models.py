@@ -18,7 +18,10 @@ def test_registry_covers_the_product_card():
     expected = {"dinov2-s", "dinov2-b", "dinov2-l", "dinov2-g", "dinov2-s-reg", "dinov2-b-reg", "dinov2-l-reg",
                 "dinov2-g-reg", "eva02-s", "eva02-b", "eva02-l", "vit-t", "vit-s", "vit-b", "dino-s", "dino-b"}
     assert expected <= set(MODELS)
-    assert MODELS["vit-s"].timm_name == "deit_small_patch16_224.fb_in1k"
+    # F2L students start from the distilled DeiT checkpoints, built as the plain ViT of that size.
+    assert MODELS["vit-s"].timm_name == "deit_small_distilled_patch16_224.fb_in1k"
+    assert MODELS["vit-s"].architecture == "deit_small_patch16_224"
+    assert {"eva02-s", "eva02-b"} <= {s.name for s in list_model_specs("student")}
     assert {s.name for s in list_model_specs("student")} >= {"vit-t", "vit-s", "vit-b", "dino-s", "dino-b", "dinov2-s", "dinov2-b"}
     assert "dinov2-g" not in {s.name for s in list_model_specs("student")}
     for spec in MODELS.values():
@@ -103,6 +106,11 @@ def test_patch14_weights_resampled_to_patch16(tmp_path):
     encoder = create_encoder("tiny-teacher", weights=path, img_size=256, patch_size=16)
     assert encoder.backbone.patch_embed.proj.weight.shape == (96, 3, 16, 16)
     assert encoder.backbone.pos_embed.shape == (1, 1 + 16 * 16, 96)
+    # The authors' kernel resize: plain bicubic interpolation of the 14 x 14 kernel (not timm's
+    # pseudo-inverse resampling, which would keep the patch-embedding outputs instead).
+    expected = torch.nn.functional.interpolate(source.patch_embed.proj.weight.detach(), size=(16, 16),
+                                               mode="bicubic", align_corners=False)
+    torch.testing.assert_close(encoder.backbone.patch_embed.proj.weight, expected)
     # Weights that do not depend on the patch size come through unchanged.
     torch.testing.assert_close(encoder.backbone.blocks[2].mlp.fc1.weight, source.blocks[2].mlp.fc1.weight)
     assert encoder.forward_tokens(torch.rand(1, 3, 256, 256) * 255).shape == (1, 257, 96)
@@ -150,3 +158,44 @@ def test_pretrained_without_network_fails_fast_with_the_fix(monkeypatch, tmp_pat
 def test_non_vit_timm_model_is_refused():
     with pytest.raises(ModelError, match="not a plain ViT"):
         create_encoder("timm:resnet18", pretrained=False, img_size=64)
+
+
+def test_distilled_deit_loads_without_its_distillation_token(tmp_path):
+    spec = ModelSpec("tiny-distilled", "deit_small_distilled_patch16_224", ("student",), "random",
+                     overrides={"embed_dim": 64, "depth": 2, "num_heads": 2}, has_weights=False,
+                     drops_distillation_token=True)
+    source = timm.create_model("deit_small_distilled_patch16_224", embed_dim=64, depth=2, num_heads=2, num_classes=0)
+    assert source.num_prefix_tokens == 2
+    path = tmp_path / "deit-distilled.safetensors"
+    save_file(source.state_dict(), str(path))
+    encoder = create_encoder(spec, weights=path, img_size=224, patch_size=14)
+    assert encoder.num_prefix_tokens == 1 and not hasattr(encoder.backbone, "dist_token")
+    # Stage 1 runs the student at patch 14: 224 px -> 16 x 16 tokens, kernel resized 16 -> 14.
+    assert encoder.grid_size(224, 224) == (16, 16)
+    assert encoder.backbone.patch_embed.proj.weight.shape == (64, 3, 14, 14)
+    source_pos = source.pos_embed.detach()
+    torch.testing.assert_close(encoder.backbone.pos_embed[:, :1], source_pos[:, :1])  # the class slot is kept
+    from gkd_deploy.models.patch_grid import resize_pos_embed
+
+    # The distillation slot (index 1) is dropped before the 14 x 14 grid is interpolated to 16 x 16.
+    torch.testing.assert_close(encoder.backbone.pos_embed, resize_pos_embed(
+        torch.cat([source_pos[:, :1], source_pos[:, 2:]], 1), (16, 16), 1))
+    torch.testing.assert_close(encoder.backbone.blocks[1].attn.qkv.weight, source.blocks[1].attn.qkv.weight)
+    assert encoder.forward_tokens(torch.rand(1, 3, 224, 224) * 255).shape == (1, 1 + 256, 64)
+
+
+def test_eva02_tokens_get_the_trained_final_norm():
+    # timm's EVA-02 keeps its final norm in `fc_norm` (norm is Identity): tokens must pass through it.
+    encoder = create_encoder(TINY_EVA, img_size=64).eval()
+    assert isinstance(encoder.backbone.norm, torch.nn.Identity)
+    with torch.no_grad():
+        encoder.backbone.fc_norm.weight.fill_(2.0)
+        encoder.backbone.fc_norm.bias.fill_(0.5)
+        tokens = encoder.forward_tokens(torch.rand(2, 3, 64, 64) * 255)
+    # LayerNorm with weight 2, bias 0.5: every token has mean 0.5 and (biased) std 2.
+    torch.testing.assert_close(tokens.mean(-1), torch.full(tokens.shape[:2], 0.5), atol=1e-4, rtol=0)
+    torch.testing.assert_close(tokens.std(-1, unbiased=False), torch.full(tokens.shape[:2], 2.0), atol=1e-2, rtol=0)
+
+
+def test_mask_token_starts_at_zero():
+    assert torch.count_nonzero(create_encoder("tiny-student", img_size=64).mask_token) == 0

@@ -1,15 +1,23 @@
-"""Build encoders from the zoo: name -> timm model at our patch size -> `ViTEncoder`."""
+"""Build encoders from the zoo: name -> timm model at our patch size -> `ViTEncoder`.
+
+Pretrained weights are loaded by timm into a model of their own patch size (its key conversions
+and checkpoint filters apply), then fitted to the model we run (`patch_grid.fit_state_dict`): the
+patch-embedding kernel is resized with bicubic interpolation and the position embedding
+interpolated to the new token grid, as the GKD authors do when they run DINOv2 at patch 16 and
+DeiT at patch 14. A distilled DeiT checkpoint loses its distillation token on the way.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
 from gkd_deploy.errors import ModelError, WeightsError
 from gkd_deploy.models.encoder import ViTEncoder
+from gkd_deploy.models.patch_grid import drop_distillation_token, fit_state_dict
 from gkd_deploy.models.registry import ModelSpec, get_model_spec
 from gkd_deploy.models.weights import check_weights_file, ensure_hub_weights_available
 
@@ -29,46 +37,68 @@ def create_encoder(
     feature_blocks: Sequence[int] | None = None,
     role: str | None = None,
 ) -> ViTEncoder:
-    """A `ViTEncoder` for a zoo name (or spec).
+    """A `ViTEncoder` for a zoo name (or spec), running at `patch_size` on `img_size` inputs.
 
     Weights: `weights` (a local .safetensors/.pth file) wins over `pretrained` (the hub through
     timm); configurations without published weights start random unless a file is given.
-    Whatever the weights' patch size, the model runs at `patch_size`: timm resamples the
-    patch-embedding kernel and interpolates the position embedding while loading, so a teacher
-    and a student at the same patch size share one token grid at any input size.
+    Whatever the weights' patch size, the model runs at `patch_size`, so a teacher and a student
+    built at one patch size share one token grid at any input size.
     """
     spec = name if isinstance(name, ModelSpec) else get_model_spec(name, role=role)
     if patch_size < 1 or img_size % patch_size:
         raise ModelError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
-    kwargs = dict(spec.overrides, patch_size=patch_size, img_size=img_size, dynamic_img_size=True, num_classes=0)
-    load_kwargs: dict = {}
-    if weights is not None:
-        path = check_weights_file(Path(weights))
-        load_kwargs = {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
-        source = str(path)
-    elif pretrained and spec.has_weights:
-        ensure_hub_weights_available(f"'{spec.name}'", spec.timm_name)
-        load_kwargs = {"pretrained": True}
-        source = f"hub ({spec.timm_name})"
-    else:
-        source = "random init"
-    backbone = _create_timm_model(spec, source, **kwargs, **load_kwargs)
+    target_kwargs = dict(spec.overrides, patch_size=patch_size, img_size=img_size, dynamic_img_size=True,
+                         num_classes=0)
+    backbone = _create_timm_model(spec, spec.architecture, "random init", **target_kwargs)
     _check_supported(spec, backbone)
-    cfg = backbone.pretrained_cfg
-    encoder = ViTEncoder(backbone, mean=cfg["mean"], std=cfg["std"], feature_blocks=feature_blocks)
+    pretrained_cfg = backbone.pretrained_cfg
+    source = _weights_source(spec, pretrained, weights)
+    if source is not None:
+        pretrained_cfg = _load_pretrained(spec, backbone, source)
+    encoder = ViTEncoder(backbone, mean=pretrained_cfg["mean"], std=pretrained_cfg["std"],
+                         feature_blocks=feature_blocks)
     log.info("encoder %s: %s, %d blocks, width %d, patch %d, weights from %s",
-             spec.name, spec.architecture, encoder.depth, encoder.embed_dim, patch_size, source)
+             spec.name, spec.architecture, encoder.depth, encoder.embed_dim, patch_size, source or "random init")
     return encoder
 
 
-def _create_timm_model(spec: ModelSpec, source: str, **kwargs) -> torch.nn.Module:
+def _weights_source(spec: ModelSpec, pretrained: bool, weights: str | Path | None) -> str | None:
+    """A local file path, "hub" or None (random initialisation); checked before anything is loaded."""
+    if weights is not None:
+        return str(check_weights_file(Path(weights)))
+    if pretrained and spec.has_weights:
+        ensure_hub_weights_available(f"'{spec.name}'", spec.timm_name)
+        return "hub"
+    return None
+
+
+def _load_pretrained(spec: ModelSpec, backbone: torch.nn.Module, source: str) -> dict[str, Any]:
+    """Load the weights into `backbone` (built at our patch and input size); return their pretrained cfg."""
+    label = f"hub ({spec.timm_name})" if source == "hub" else source
+    load_kwargs: dict[str, Any] = {"pretrained": True}
+    if source != "hub":
+        load_kwargs["pretrained_cfg_overlay"] = {"file": source}
+    # The weights' own architecture, patch size and input size: timm loads them without resampling.
+    native = _create_timm_model(spec, spec.timm_name, label, **spec.overrides, num_classes=0, **load_kwargs)
+    state = native.state_dict()
+    if spec.drops_distillation_token:
+        state = drop_distillation_token(state)
+    state = fit_state_dict(state, backbone)
+    missing, unexpected = backbone.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise WeightsError(f"weights from {label} do not fit '{spec.name}' ({spec.architecture}): missing "
+                           f"{missing[:3]}, unexpected {unexpected[:3]}")
+    return native.pretrained_cfg
+
+
+def _create_timm_model(spec: ModelSpec, timm_name: str, source: str, **kwargs) -> torch.nn.Module:
     import timm
 
     try:
-        return timm.create_model(spec.timm_name, **kwargs)
+        return timm.create_model(timm_name, **kwargs)
     except RuntimeError as error:
         if not kwargs.get("pretrained"):
-            raise ModelError(f"cannot build '{spec.name}' ({spec.timm_name}): {error}") from error
+            raise ModelError(f"cannot build '{spec.name}' ({timm_name}): {error}") from error
         # load_state_dict's message lists missing/unexpected keys and shape mismatches.
         first_lines = " ".join(str(error).splitlines()[:3])[:400]
         raise WeightsError(
@@ -99,5 +129,5 @@ def count_parameters(spec: ModelSpec, patch_size: int = DEFAULT_PATCH_SIZE, img_
 
     kwargs = dict(spec.overrides, patch_size=patch_size, img_size=img_size, num_classes=0)
     with torch.device("meta"):
-        model = timm.create_model(spec.timm_name.split(".", 1)[0], **kwargs)
+        model = timm.create_model(spec.architecture, **kwargs)
     return sum(p.numel() for p in model.parameters())

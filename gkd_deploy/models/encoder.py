@@ -3,6 +3,8 @@
 What the GKD stages need from an encoder, and nothing more:
 - `forward_tokens(images, patch_mask=None)`: the final, normalised [CLS, patch] tokens, optionally
   with a learnable mask token in place of masked patches (distillation);
+- `forward_block_tokens(images, blocks)`: the [CLS, patch] tokens after chosen blocks (baselines
+  that distil shallow layers);
 - `forward_features(images)`: block outputs before the final norm as (B, C, h, w) maps (decoders).
 
 Both take images as (B, 3, H, W) float RGB in 0..255 with H, W multiples of the patch size; the
@@ -16,7 +18,6 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from torch.nn.init import trunc_normal_
 
 # The decoder pyramid of the paper takes blocks 3, 5, 7, 11 of a 12-block ViT: 1/3, 1/2, 2/3 and
 # all of the depth. Deeper models keep the same fractions (24 blocks -> 7, 11, 15, 23).
@@ -53,8 +54,8 @@ class ViTEncoder(nn.Module):
         # Pixel statistics scaled to 0..255 inputs; derived from the spec, so not saved.
         self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1) * 255.0, persistent=False)
+        # Zero-initialised, as DINOv2's mask token (and the GKD authors' student) is.
         self.mask_token = nn.Parameter(torch.zeros(1, 1, self.embed_dim))
-        trunc_normal_(self.mask_token, std=0.02)
 
     def grid_size(self, height: int, width: int) -> tuple[int, int]:
         return height // self.patch_size, width // self.patch_size
@@ -67,7 +68,21 @@ class ViTEncoder(nn.Module):
         modelling.
         """
         tokens, _ = self._run(images, patch_mask, collect=())
-        tokens = self.backbone.norm(tokens)
+        return self._cls_and_patches(self.final_norm(tokens))
+
+    def forward_block_tokens(self, images: torch.Tensor, blocks: Sequence[int]) -> list[torch.Tensor]:
+        """(B, 3, H, W) -> one (B, 1 + h*w, C) [CLS, patches] tensor per block in `blocks`, before the final norm."""
+        _, collected = self._run(images, None, collect=tuple(blocks))
+        return [self._cls_and_patches(collected[block]) for block in blocks]
+
+    def final_norm(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The backbone's trained final norm. timm puts it in `norm`, except where the model pools
+        (EVA-02, `global_pool='avg'`): there `norm` is Identity and the trained norm is `fc_norm`,
+        which timm applies only after pooling. One of the two is always Identity."""
+        return self.backbone.fc_norm(self.backbone.norm(tokens))
+
+    def _cls_and_patches(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Drop register / distillation tokens: (B, P + N, C) -> (B, 1 + N, C)."""
         return torch.cat([tokens[:, :1], tokens[:, self.num_prefix_tokens:]], dim=1)
 
     def forward_features(self, images: torch.Tensor) -> list[torch.Tensor]:

@@ -24,7 +24,9 @@ class ModelSpec:
 
     `timm_name` is `architecture.pretrained_tag` as timm spells it; `overrides` are keyword
     arguments for `timm.create_model` (the small test configurations set width and depth);
-    `has_weights` is False for configurations that exist only randomly initialised.
+    `has_weights` is False for configurations that exist only randomly initialised;
+    `drops_distillation_token` marks a distilled DeiT checkpoint that is loaded into the plain ViT
+    of the same size (the distillation token, its head and its position slot are dropped).
     """
 
     name: str
@@ -33,10 +35,13 @@ class ModelSpec:
     init: str
     overrides: dict[str, Any] = field(default_factory=dict)
     has_weights: bool = True
+    drops_distillation_token: bool = False
 
     @property
     def architecture(self) -> str:
-        return self.timm_name.split(".", 1)[0]
+        """The timm architecture that is built (a distilled DeiT's plain counterpart)."""
+        architecture = self.timm_name.split(".", 1)[0]
+        return architecture.replace("_distilled", "") if self.drops_distillation_token else architecture
 
     @property
     def weights_source(self) -> str:
@@ -47,6 +52,11 @@ class ModelSpec:
 
 def _spec(name: str, timm_name: str, roles: tuple[str, ...], init: str, **overrides: Any) -> ModelSpec:
     return ModelSpec(name=name, timm_name=timm_name, roles=roles, init=init, overrides=overrides)
+
+
+def _distilled_deit(name: str, timm_name: str) -> ModelSpec:
+    return ModelSpec(name=name, timm_name=timm_name, roles=STUDENT, init="distilled DeiT (ImageNet-1k)",
+                     drops_distillation_token=True)
 
 
 TEACHER = ("teacher",)
@@ -63,13 +73,15 @@ _REGISTERED: tuple[ModelSpec, ...] = (
     _spec("dinov2-b-reg", "vit_base_patch14_reg4_dinov2.lvd142m", TEACHER, "DINOv2 + registers (LVD-142M)"),
     _spec("dinov2-l-reg", "vit_large_patch14_reg4_dinov2.lvd142m", TEACHER, "DINOv2 + registers (LVD-142M)"),
     _spec("dinov2-g-reg", "vit_giant_patch14_reg4_dinov2.lvd142m", TEACHER, "DINOv2 + registers (LVD-142M)"),
-    _spec("eva02-s", "eva02_small_patch14_224.mim_in22k", TEACHER, "EVA-02 MIM (ImageNet-22k)"),
-    _spec("eva02-b", "eva02_base_patch14_224.mim_in22k", TEACHER, "EVA-02 MIM (ImageNet-22k)"),
+    # EVA-02 S/B also serve as foundation-to-foundation students (the paper's TrV-S/B rows).
+    _spec("eva02-s", "eva02_small_patch14_224.mim_in22k", BOTH, "EVA-02 MIM (ImageNet-22k)"),
+    _spec("eva02-b", "eva02_base_patch14_224.mim_in22k", BOTH, "EVA-02 MIM (ImageNet-22k)"),
     _spec("eva02-l", "eva02_large_patch14_224.mim_in22k", TEACHER, "EVA-02 MIM (ImageNet-22k)"),
-    # Local students: the paper's foundation-to-local setting starts from DeiT.
-    _spec("vit-t", "deit_tiny_patch16_224.fb_in1k", STUDENT, "DeiT (ImageNet-1k)"),
-    _spec("vit-s", "deit_small_patch16_224.fb_in1k", STUDENT, "DeiT (ImageNet-1k)"),
-    _spec("vit-b", "deit_base_patch16_224.fb_in1k", STUDENT, "DeiT (ImageNet-1k)"),
+    # Local students: the paper's foundation-to-local setting starts from the distilled DeiT
+    # checkpoints, run without their distillation token (as the authors' code loads them).
+    _distilled_deit("vit-t", "deit_tiny_distilled_patch16_224.fb_in1k"),
+    _distilled_deit("vit-s", "deit_small_distilled_patch16_224.fb_in1k"),
+    _distilled_deit("vit-b", "deit_base_distilled_patch16_224.fb_in1k"),
     _spec("dino-s", "vit_small_patch16_224.dino", STUDENT, "DINO (ImageNet-1k, self-supervised)"),
     _spec("dino-b", "vit_base_patch16_224.dino", STUDENT, "DINO (ImageNet-1k, self-supervised)"),
     # Small random-initialised configurations for tests and the demo: real architectures, tiny sizes.
