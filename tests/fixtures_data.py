@@ -174,3 +174,45 @@ def make_folder(root: Path, frames: int = 2, classes: dict | None = None, values
         (root / "classes.json").write_text(json.dumps(classes))
     return root
 
+
+
+# SYNTHIA ids road 3, car 8, void 0 -> Cityscapes train ids 0, 13, 255.
+SYNTHIA_LABEL_IDS = [3, 8, 0]
+SYNTHIA_TRAIN_IDS = [0, 13, 255]
+
+
+def synthia_raw_label(ids: np.ndarray, instances: int = 1000) -> np.ndarray:
+    """A raw SYNTHIA label as OpenCV writes it: (H, W, 3) uint16 BGR, class ids in red, instance ids in green."""
+    ids = np.asarray(ids, dtype=np.uint16)
+    green = np.full(ids.shape, instances, dtype=np.uint16)  # above 255: reading the wrong channel would show
+    return np.dstack([np.zeros_like(ids), green, ids])
+
+
+def make_synthia(root: Path, frames: int = 3, train_id_files: bool = False) -> Path:
+    """SYNTHIA RAND-CITYSCAPES: RGB/<n>.png with 16-bit 3-channel GT/LABELS/<n>.png (ids 3, 8, 0 as stripes).
+
+    `train_id_files` also writes the converted GT/LABELS/<n>_labelTrainIds.png (train ids 0, 13, 255).
+    """
+    for frame in range(frames):
+        key = f"{frame:07d}"
+        write_rgb(root / "RGB" / f"{key}.png", rgb(frame))
+        raw = synthia_raw_label(label_with(SYNTHIA_LABEL_IDS), instances=1000 + frame)
+        write_gray(root / "GT" / "LABELS" / f"{key}.png", raw)
+        if train_id_files:
+            write_gray(root / "GT" / "LABELS" / f"{key}_labelTrainIds.png", label_with(SYNTHIA_TRAIN_IDS))
+    return root
+
+
+# UrbanSyn labels hold train ids with 19 for unlabelled: 11 person, 13 car, 19 -> 11, 13, 255.
+URBANSYN_LABEL_VALUES = [11, 13, 19]
+URBANSYN_TRAIN_IDS = [11, 13, 255]
+
+
+def make_urbansyn(root: Path, frames: int = 3, official_names: bool = True) -> Path:
+    """UrbanSyn: rgb/rgb_<n>.png with ss/ss_<n>.png as released, or rgb/<n>.png with ss/<n>.png."""
+    for frame in range(frames):
+        number = f"{frame + 1:04d}"
+        image_name, label_name = (f"rgb_{number}.png", f"ss_{number}.png") if official_names else (f"{number}.png",) * 2
+        write_rgb(root / "rgb" / image_name, rgb(frame))
+        write_gray(root / "ss" / label_name, label_with(URBANSYN_LABEL_VALUES))
+    return root

@@ -414,6 +414,8 @@ def test_registry_builds_every_data_set(tmp_path):
         "vaihingen": fx.make_vaihingen(tmp_path / "vaihingen", {"2": True}),
         "folder": fx.make_folder(tmp_path / "folder"),
         "images": fx.make_folder(tmp_path / "images"),
+        "synthia": fx.make_synthia(tmp_path / "synthia"),
+        "urbansyn": fx.make_urbansyn(tmp_path / "urbansyn"),
     }
     assert set(roots) == set(DATASETS)
     for name, root in roots.items():

@@ -45,18 +45,23 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def _decode_label(path: Path) -> np.ndarray:
+    """A label file decoded unchanged (16 bits stay 16 bits); a palette PNG gives its indices (H, W)."""
+    data = _read_bytes(path, "label")
+    palette_data = _grey_palette_png(data, path)
+    if palette_data is not None:
+        # Grey ramp palette: every channel of the decoded pixel is its palette index.
+        return _decode(palette_data, cv2.IMREAD_COLOR, path, "label")[:, :, 0].copy()
+    return _decode(data, cv2.IMREAD_UNCHANGED, path, "label")
+
+
 def read_label_ids(path: Path) -> np.ndarray:
     """Decode a single-channel label map to (H, W) uint8 or uint16 ids.
 
     Palette PNGs give their palette indices. A 3-channel file whose channels are all equal (a
     grey map saved as RGB) is accepted; a real colour map is a `DataError`.
     """
-    data = _read_bytes(path, "label")
-    palette_data = _grey_palette_png(data, path)
-    if palette_data is not None:
-        # Grey ramp palette: every channel of the decoded pixel is its palette index.
-        return _decode(palette_data, cv2.IMREAD_COLOR, path, "label")[:, :, 0].copy()
-    array = _decode(data, cv2.IMREAD_UNCHANGED, path, "label")
+    array = _decode_label(path)
     if array.ndim == 3:
         channels = array[:, :, :3]
         first = channels[:, :, 0]
@@ -66,6 +71,27 @@ def read_label_ids(path: Path) -> np.ndarray:
                 "(one id per pixel), not a colour-coded visualisation"
             )
         array = channels[:, :, 0].copy()
+    if array.dtype not in (np.uint8, np.uint16):
+        raise DataError(f"label {path} has {array.dtype} pixels; expected 8- or 16-bit integer label ids")
+    return array
+
+
+def read_label_red_channel(path: Path) -> np.ndarray:
+    """Decode a label map that keeps its ids in the red channel (SYNTHIA) to (H, W) uint8 or uint16 ids.
+
+    The file is decoded unchanged, so 16-bit ids stay exact (no scaling to 8 bits). OpenCV gives
+    channels in BGR(A) order: red is channel 2, which for a 3-channel file is the last one (as
+    `cv2.imread(path, cv2.IMREAD_UNCHANGED)[:, :, -1]` reads it). A single-channel file is taken
+    as the ids themselves; a palette PNG gives its palette indices.
+    """
+    array = _decode_label(path)
+    if array.ndim == 3:
+        if array.shape[2] < 3:
+            raise DataError(
+                f"label {path} has {array.shape[2]} channels; expected one channel of ids or a "
+                "3-channel image with the ids in the red channel"
+            )
+        array = array[:, :, 2].copy()
     if array.dtype not in (np.uint8, np.uint16):
         raise DataError(f"label {path} has {array.dtype} pixels; expected 8- or 16-bit integer label ids")
     return array

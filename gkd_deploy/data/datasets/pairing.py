@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from gkd_deploy.data.base import Sample
@@ -29,4 +30,21 @@ def pair_by_stem(
             samples.append(Sample(image_dir / name, label_dir / labels[stem], stem))
         else:
             missing += 1
+    return samples, missing
+
+
+def pair_by_candidates(
+    image_dir: Path, label_dir: Path, image_suffixes: tuple[str, ...], candidates: Callable[[str], tuple[str, ...]]
+) -> tuple[list[Sample], int]:
+    """Samples for images in `image_dir` whose label in `label_dir` (a .png) has one of the stems
+    `candidates(image stem)` gives, the first that exists winning; and the count without one."""
+    labels = {Path(name).stem: name for name in listing.files(label_dir, (".png",))}
+    samples, missing = [], 0
+    for name in listing.files(image_dir, image_suffixes):
+        stem = Path(name).stem
+        label_name = next((labels[c] for c in candidates(stem) if c in labels), None)
+        if label_name is None:
+            missing += 1
+        else:
+            samples.append(Sample(image_dir / name, label_dir / label_name, stem))
     return samples, missing
