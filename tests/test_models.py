@@ -156,8 +156,11 @@ def test_pretrained_without_network_fails_fast_with_the_fix(monkeypatch, tmp_pat
 
 
 def test_non_vit_timm_model_is_refused():
-    with pytest.raises(ModelError, match="not a plain ViT"):
-        create_encoder("timm:resnet18", pretrained=False, img_size=64)
+    # A timm CNN is no student (students are ViTs); as a teacher it runs as a CNNEncoder.
+    with pytest.raises(ModelError, match="teachers only"):
+        create_encoder("timm:resnet18", pretrained=False, img_size=64, role="student")
+    teacher = create_encoder("timm:resnet18", pretrained=False, img_size=64, role="teacher")
+    assert teacher.forward_tokens(torch.rand(1, 3, 64, 64) * 255).shape == (1, 1 + 16, teacher.embed_dim)
 
 
 def test_distilled_deit_loads_without_its_distillation_token(tmp_path):

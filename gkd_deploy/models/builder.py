@@ -5,6 +5,9 @@ and checkpoint filters apply), then fitted to the model we run (`patch_grid.fit_
 patch-embedding kernel is resized with bicubic interpolation and the position embedding
 interpolated to the new token grid, as the GKD authors do when they run DINOv2 at patch 16 and
 DeiT at patch 14. A distilled DeiT checkpoint loses its distillation token on the way.
+
+CNN specs (`spec.family == "cnn"`: the EfficientNet-Lite teachers, `timm:<cnn>`) are built by
+`cnn_encoder.build_cnn_encoder` as a `CNNEncoder`, teachers only.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, Sequence
 import torch
 
 from gkd_deploy.errors import ModelError, WeightsError
+from gkd_deploy.models.cnn_encoder import CNNEncoder, build_cnn_encoder, count_cnn_parameters
 from gkd_deploy.models.encoder import ViTEncoder
 from gkd_deploy.models.patch_grid import drop_distillation_token, fit_state_dict
 from gkd_deploy.models.registry import ModelSpec, get_model_spec
@@ -36,17 +40,23 @@ def create_encoder(
     img_size: int = DEFAULT_IMG_SIZE,
     feature_blocks: Sequence[int] | None = None,
     role: str | None = None,
-) -> ViTEncoder:
+) -> ViTEncoder | CNNEncoder:
     """A `ViTEncoder` for a zoo name (or spec), running at `patch_size` on `img_size` inputs.
 
     Weights: `weights` (a local .safetensors/.pth file) wins over `pretrained` (the hub through
     timm); configurations without published weights start random unless a file is given.
     Whatever the weights' patch size, the model runs at `patch_size`, so a teacher and a student
     built at one patch size share one token grid at any input size.
+
+    CNN specs give a `CNNEncoder` (teachers only: `role="student"` is refused) on the same token
+    grid; for the zoo's CNNs `pretrained` means the weights in their pip package, never the hub.
     """
     spec = name if isinstance(name, ModelSpec) else get_model_spec(name, role=role)
     if patch_size < 1 or img_size % patch_size:
         raise ModelError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
+    if spec.family == "cnn":
+        return build_cnn_encoder(spec, pretrained=pretrained, weights=weights, patch_size=patch_size,
+                                 img_size=img_size, feature_blocks=feature_blocks, role=role)
     target_kwargs = dict(spec.overrides, patch_size=patch_size, img_size=img_size, dynamic_img_size=True,
                          num_classes=0)
     backbone = _create_timm_model(spec, spec.architecture, "random init", **target_kwargs)
@@ -124,8 +134,13 @@ def _check_supported(spec: ModelSpec, backbone: torch.nn.Module) -> None:
 
 
 def count_parameters(spec: ModelSpec, patch_size: int = DEFAULT_PATCH_SIZE, img_size: int = 224) -> int:
-    """Parameter count of a zoo model, built on the meta device (no memory, no weights)."""
+    """Parameter count of a zoo model, built on the meta device (no memory, no weights).
+
+    For a CNN: the encoder as it runs (layers after the token map and the classifier excluded)."""
     import timm
+
+    if spec.family == "cnn":
+        return count_cnn_parameters(spec)
 
     kwargs = dict(spec.overrides, patch_size=patch_size, img_size=img_size, num_classes=0)
     with torch.device("meta"):

