@@ -14,6 +14,7 @@ ground truth) are NaN and left out of the mean.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,12 +74,22 @@ class SegmentationMetric:
         """Add another metric's counts (e.g. from another process)."""
         self.confusion += other.confusion
 
-    def compute(self) -> MetricResult:
+    def labelled_classes(self) -> list[int]:
+        """Classes with at least one labelled pixel in the targets seen so far."""
+        return [c for c, count in enumerate(self.confusion.sum(1).tolist()) if count > 0]
+
+    def compute(self, classes: Sequence[int] | None = None) -> MetricResult:
+        """Scores over everything added. `classes` restricts the mean to those class indices (a data
+        set that labels only some of the classes is scored over those); `iou` always lists all."""
         confusion = self.confusion.double()
         true_positive = confusion.diag()
         union = confusion.sum(0) + confusion.sum(1) - true_positive
         iou = torch.where(union > 0, true_positive / union.clamp(min=1), torch.full_like(union, math.nan))
         present = ~torch.isnan(iou)
+        if classes is not None:
+            chosen = torch.zeros_like(present)
+            chosen[list(classes)] = True
+            present &= chosen
         miou = float(iou[present].mean()) * 100 if bool(present.any()) else math.nan
         total = float(confusion.sum())
         accuracy = float(true_positive.sum()) / total * 100 if total > 0 else math.nan

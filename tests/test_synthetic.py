@@ -155,7 +155,8 @@ def test_writes_cityscapes_and_acdc_layouts(tmp_path):
     }
     names = {f"leftImg8bit/{split}/{stem}_leftImg8bit.png" for split, stems in expected.items() for stem in stems}
     names |= {f"gtFine/{split}/{stem}_gtFine_labelTrainIds.png" for split, stems in expected.items() for stem in stems}
-    assert set(cs) == names
+    # Each root declares that it is scored at its own resolution (not resized like real Cityscapes).
+    assert set(cs) == names | {"gkd-dataset.json"}
 
     acdc = _files(summary.acdc)
     names = set()
@@ -163,6 +164,7 @@ def test_writes_cityscapes_and_acdc_layouts(tmp_path):
         for n in range(2):
             names.add(f"rgb_anon/{cond}/val/{seq}/{seq}_frame_{n:06d}_rgb_anon.png")
             names.add(f"gt/{cond}/val/{seq}/{seq}_frame_{n:06d}_gt_labelTrainIds.png")
+    names.add("gkd-dataset.json")
     assert set(acdc) == names
 
     pairs = [(p, Path(str(p).replace("leftImg8bit", "gtFine", 1).replace("_leftImg8bit.png", "_gtFine_labelTrainIds.png")))
@@ -184,8 +186,8 @@ def test_writes_cityscapes_and_acdc_layouts(tmp_path):
 
     # A re-run over the same folder replaces everything: no stale files from the bigger run.
     write_synthetic(tmp_path, train=1, val=0, target=1, size=SMALL, seed=7, workers=1)
-    assert len(_files(tmp_path / "cityscapes-synth")) == 2
-    assert len(_files(tmp_path / "acdc-synth")) == 8
+    assert len(_files(tmp_path / "cityscapes-synth")) == 2 + 1  # + gkd-dataset.json
+    assert len(_files(tmp_path / "acdc-synth")) == 8 + 1
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging leftovers
 
 

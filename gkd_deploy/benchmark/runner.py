@@ -36,9 +36,9 @@ from gkd_deploy.benchmark.report import BenchmarkReport, BenchmarkRow, Benchmark
 from gkd_deploy.benchmark.sources import ModelSource, resolve_model
 from gkd_deploy.benchmark.system import system_info
 from gkd_deploy.benchmark.timing import TimingPolicy, measure_latency
-from gkd_deploy.data.registry import SPLITS, build_domains, parse_dataset_list
+from gkd_deploy.data.registry import SPLITS
 from gkd_deploy.errors import ConfigError, DataError
-from gkd_deploy.evaluation.evaluator import Track, check_class_sets, evaluate, no_progress
+from gkd_deploy.evaluation.evaluator import Track, check_class_sets, eval_domains, evaluate, no_progress
 from gkd_deploy.evaluation.runner import default_inference_mode
 
 log = logging.getLogger(__name__)
@@ -149,9 +149,7 @@ def plan(sources: Sequence[ModelSource], settings: BenchmarkSettings) -> list[Co
 
 
 def _domains(data: str, split: str, sources: Sequence[ModelSource]) -> dict:
-    domains = {}
-    for spec in parse_dataset_list(data):
-        domains.update(build_domains(spec, split=split))
+    domains = eval_domains(data, split=split)
     for name, dataset in domains.items():
         if not getattr(dataset, "labeled", True):
             raise DataError(f"domain '{name}' has no labels; mIoU needs a labelled data set")

@@ -60,6 +60,13 @@ class SegmentationDataset(Dataset):
     label_format: ClassVar[str] = "ids"
     # The expected folder layout, for error messages.
     layout: ClassVar[str] = "a folder of images and labels"
+    # Test-time resize of the GKD authors' configs (mmseg `Resize(scale=(W, H), keep_ratio=True)`):
+    # images are rescaled to fit within W x H before the sliding windows, labels stay at full
+    # resolution. None: score at the native resolution.
+    eval_size: ClassVar[tuple[int, int] | None] = None
+    # Which classes the domain's mIoU averages (set per domain by `build_domains`): None for all
+    # classes (the Cityscapes / mmseg rule), "labelled" for those its labels contain, or names.
+    score_classes: ClassVar["str | tuple[str, ...] | None"] = None
 
     def __init__(
         self,

@@ -2,15 +2,24 @@
 
 `parse_dataset_list("cityscapes=/data/cs,acdc=/data/acdc")` gives `DatasetSpec`s; `build_domains`
 turns one into `{domain name: SegmentationDataset}` (ACDC gives one domain per condition).
+
+`NAME:DOMAIN=PATH` names the domain (two folders in one layout, e.g. `cityscapes=/data/cs` and
+`cityscapes:camvid=/data/camvid`). In a YAML config an entry may also be a mapping with the
+evaluation settings of that data set: `{data: "cityscapes:camvid=/data/camvid", eval_size: native,
+score_classes: labelled}`. A data set folder can carry its own defaults for those two settings in
+a `gkd-dataset.json` file at its root (the built-in synthetic domains do).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gkd_deploy.data.base import SegmentationDataset, Transform
 from gkd_deploy.data.datasets.acdc import acdc_domains
@@ -20,6 +29,8 @@ from gkd_deploy.data.datasets.folder import FolderDataset, ImageFolderDataset
 from gkd_deploy.data.datasets.gtav import GTAVDataset
 from gkd_deploy.data.datasets.isprs import PotsdamDataset, VaihingenDataset
 from gkd_deploy.data.datasets.mapillary import MapillaryDataset
+from gkd_deploy.data.datasets.synthia import SynthiaDataset
+from gkd_deploy.data.datasets.urbansyn import UrbanSynDataset
 from gkd_deploy.errors import ConfigError
 
 SPLITS = ("train", "val")
@@ -28,12 +39,40 @@ SPLITS = ("train", "val")
 DomainBuilder = Callable[[Path, str, "Transform | None"], dict[str, SegmentationDataset]]
 
 
+DATASET_MANIFEST = "gkd-dataset.json"
+NATIVE = "native"
+LABELLED = "labelled"
+
+# A test-time resize: None (the loader's default, or the folder's manifest), "native", or (W, H).
+EvalSize = "str | tuple[int, int] | None"
+# Classes in the mean: None (all classes, the mmseg rule), "labelled" (those present in the
+# domain's labels), or a tuple of class names.
+ScoreClasses = "str | tuple[str, ...] | None"
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A data set named on the command line or in a config: its registry name and root folder."""
+    """A data set named on the command line or in a config: its registry name and root folder,
+    optionally a domain name and evaluation settings that override the loader's and the folder's."""
 
     name: str
     path: Path
+    domain: str | None = None
+    eval_size: Any = None  # EvalSize
+    score_classes: Any = None  # ScoreClasses
+
+    def to_config(self) -> str | dict[str, Any]:
+        """The form a YAML config holds (plain text when nothing but the folder is set)."""
+        text = f"{self.name}{':' + self.domain if self.domain else ''}={self.path}"
+        if self.eval_size is None and self.score_classes is None:
+            return text
+        entry: dict[str, Any] = {"data": text}
+        if self.eval_size is not None:
+            entry["eval_size"] = self.eval_size if isinstance(self.eval_size, str) else list(self.eval_size)
+        if self.score_classes is not None:
+            entry["score_classes"] = (self.score_classes if isinstance(self.score_classes, str)
+                                      else list(self.score_classes))
+        return entry
 
 
 def _one(dataset: SegmentationDataset) -> dict[str, SegmentationDataset]:
@@ -46,6 +85,14 @@ def _cityscapes(root: Path, split: str, transform: Transform | None) -> dict[str
 
 def _gtav(root: Path, split: str, transform: Transform | None) -> dict[str, SegmentationDataset]:
     return _one(GTAVDataset(root, transform))  # no split folders: every image, whatever the split
+
+
+def _synthia(root: Path, split: str, transform: Transform | None) -> dict[str, SegmentationDataset]:
+    return _one(SynthiaDataset(root, transform))  # no split folders: every image, whatever the split
+
+
+def _urbansyn(root: Path, split: str, transform: Transform | None) -> dict[str, SegmentationDataset]:
+    return _one(UrbanSynDataset(root, transform))  # no split folders: every image, whatever the split
 
 
 def _bdd100k(root: Path, split: str, transform: Transform | None) -> dict[str, SegmentationDataset]:
@@ -79,6 +126,8 @@ def _images(root: Path, split: str, transform: Transform | None) -> dict[str, Se
 DATASETS: dict[str, DomainBuilder] = {
     "cityscapes": _cityscapes,
     "gtav": _gtav,
+    "synthia": _synthia,
+    "urbansyn": _urbansyn,
     "bdd100k": _bdd100k,
     "mapillary": _mapillary,
     "acdc": _acdc,
@@ -88,8 +137,14 @@ DATASETS: dict[str, DomainBuilder] = {
     "images": _images,
 }
 
-# A comma starts a new entry only where "name=" follows, so commas inside paths survive.
-_ENTRY_SEPARATOR = re.compile(r",(?=\s*[A-Za-z0-9_.-]+\s*=)")
+# A comma starts a new entry only where "name=" (or "name:domain=") follows, so commas inside
+# paths survive.
+_ENTRY_SEPARATOR = re.compile(r",(?=\s*[A-Za-z0-9_.-]+(?::[A-Za-z0-9_.-]+)?\s*=)")
+
+
+def split_dataset_text(text: str) -> list[str]:
+    """`"cityscapes=/a,acdc=/b"` -> `["cityscapes=/a", "acdc=/b"]` (commas inside paths stay)."""
+    return [part.strip() for part in _ENTRY_SEPARATOR.split(text) if part.strip()]
 
 
 def _unknown_name(name: str, text: str) -> ConfigError:
@@ -111,6 +166,10 @@ def parse_dataset_arg(text: str) -> DatasetSpec:
         )
     name, separator, path = text.partition("=")
     name, path = name.strip().lower(), path.strip()
+    name, _, domain = name.partition(":")
+    name, domain = name.strip(), domain.strip() or None
+    if domain is not None and not re.fullmatch(r"[a-z0-9_.-]+", domain):
+        raise ConfigError(f"domain name {domain!r} in {text!r} may hold only letters, digits, '.', '_' and '-'")
     if not separator:
         if name in DATASETS:
             raise ConfigError(f"data set {text!r} has no path; write {name}=/path/to/{name}")
@@ -122,7 +181,52 @@ def parse_dataset_arg(text: str) -> DatasetSpec:
         raise _unknown_name(name, text)
     if not path:
         raise ConfigError(f"data set {text!r} has no path after '='; write {name}=/path/to/{name}")
-    return DatasetSpec(name, Path(path).expanduser())
+    return DatasetSpec(name, Path(path).expanduser(), domain)
+
+
+def parse_dataset_entry(entry: str | Mapping[str, Any] | DatasetSpec) -> DatasetSpec:
+    """One config entry: `NAME[:DOMAIN]=PATH` text, or a mapping {data, eval_size, score_classes}."""
+    if isinstance(entry, DatasetSpec):
+        return entry
+    if not isinstance(entry, Mapping):
+        return parse_dataset_arg(entry)
+    unknown = sorted(set(entry) - {"data", "eval_size", "score_classes"})
+    if unknown or "data" not in entry:
+        raise ConfigError(f"data set entry {dict(entry)!r}: expected the keys data (NAME=PATH), eval_size and "
+                          f"score_classes{'; unknown: ' + ', '.join(unknown) if unknown else ''}")
+    spec = parse_dataset_arg(entry["data"])
+    return dataclasses.replace(spec, eval_size=parse_eval_size(entry.get("eval_size")),
+                               score_classes=parse_score_classes(entry.get("score_classes")))
+
+
+def parse_eval_size(value: Any) -> Any:
+    """None / "default", "native", "WxH" text or a [W, H] pair -> None, "native" or (W, H)."""
+    if value is None or value == "default":
+        return None
+    if value == NATIVE:
+        return NATIVE
+    if isinstance(value, str):
+        width, separator, height = value.lower().partition("x")
+        value = (width, height) if separator else value
+    try:
+        width, height = (int(v) for v in value)
+        if width < 1 or height < 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"eval size {value!r} must be 'default', 'native' or WIDTHxHEIGHT (e.g. 1024x512)") from None
+    return width, height
+
+
+def parse_score_classes(value: Any) -> Any:
+    """None / "all", "labelled", or class names (a list, or text with commas) -> None, "labelled" or a tuple."""
+    if value is None or value == "all":
+        return None
+    if value == LABELLED:
+        return LABELLED
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, Sequence) or not names or not all(isinstance(n, str) and n.strip() for n in names):
+        raise ConfigError(f"score_classes {value!r} must be 'all', 'labelled' or a list of class names")
+    return tuple(n.strip() for n in names)
 
 
 def parse_dataset_list(value: str | Sequence[str | DatasetSpec]) -> list[DatasetSpec]:
@@ -130,24 +234,24 @@ def parse_dataset_list(value: str | Sequence[str | DatasetSpec]) -> list[Dataset
 
     Each data set name may appear once (its domains would otherwise collide).
     """
-    items = [value] if isinstance(value, (str, DatasetSpec)) else value
+    items = [value] if isinstance(value, (str, DatasetSpec, Mapping)) else value
     if not isinstance(items, Sequence):
         raise ConfigError(f"data sets must be NAME=PATH text or a list of such entries, not {type(value).__name__}")
     specs: list[DatasetSpec] = []
     for item in items:
-        if isinstance(item, DatasetSpec):
-            specs.append(item)
-        elif isinstance(item, str):
-            specs += [parse_dataset_arg(part) for part in _ENTRY_SEPARATOR.split(item) if part.strip()]
+        if isinstance(item, str):
+            specs += [parse_dataset_arg(part) for part in split_dataset_text(item)]
         else:
-            specs.append(parse_dataset_arg(item))  # raises: not text
+            specs.append(parse_dataset_entry(item))  # raises for anything but a spec or a mapping
     if not specs:
         raise ConfigError("no data sets given; name at least one as NAME=PATH, e.g. cityscapes=/data/cityscapes")
     seen: set[str] = set()
     for spec in specs:
-        if spec.name in seen:
-            raise ConfigError(f"data set {spec.name!r} is given twice; give each data set once")
-        seen.add(spec.name)
+        key = spec.domain or spec.name
+        if key in seen:
+            raise ConfigError(f"data set {key!r} is given twice; give each data set once, or name the domains "
+                              f"apart with NAME:DOMAIN=PATH (e.g. {spec.name}:other={spec.path})")
+        seen.add(key)
     return specs
 
 
@@ -161,4 +265,33 @@ def build_domains(
     builder = DATASETS.get(spec.name)
     if builder is None:
         raise _unknown_name(spec.name, f"{spec.name}={spec.path}")
-    return builder(Path(spec.path), split, transform)
+    domains = builder(Path(spec.path), split, transform)
+    defaults = _read_manifest(Path(spec.path))
+    eval_size = spec.eval_size if spec.eval_size is not None else defaults.get("eval_size")
+    score_classes = spec.score_classes if spec.score_classes is not None else defaults.get("score_classes")
+    renamed = {}
+    for name, dataset in domains.items():
+        if spec.domain:
+            name = spec.domain + name[len(spec.name):]  # "acdc-fog" -> "<domain>-fog"
+            dataset.name = name
+        if eval_size is not None:
+            dataset.eval_size = None if eval_size == NATIVE else eval_size
+        dataset.score_classes = score_classes
+        renamed[name] = dataset
+    return renamed
+
+
+def _read_manifest(root: Path) -> dict[str, Any]:
+    """The evaluation defaults a data set folder declares in its `gkd-dataset.json` (if any)."""
+    path = root / DATASET_MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path} is not readable JSON ({error}); fix or delete it") from None
+    if not isinstance(data, dict) or set(data) - {"eval_size", "score_classes"}:
+        raise ConfigError(f"{path} must be a JSON object with the keys eval_size and score_classes")
+    # In the file, null means "score at the native resolution".
+    eval_size = NATIVE if "eval_size" in data and data["eval_size"] is None else parse_eval_size(data.get("eval_size"))
+    return {"eval_size": eval_size, "score_classes": parse_score_classes(data.get("score_classes"))}

@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Mapping, TypeVar
+from typing import Callable, Iterable, Mapping, Sequence, TypeVar
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from gkd_deploy.data.base import SegmentationDataset
 from gkd_deploy.data.classes import ClassSet
-from gkd_deploy.errors import DataError
-from gkd_deploy.evaluation.inference import InferenceMode, predict_logits
+from gkd_deploy.data.registry import LABELLED, DatasetSpec, build_domains, parse_dataset_list
+from gkd_deploy.data.transforms import eval_transform
+from gkd_deploy.errors import ConfigError, DataError
+from gkd_deploy.evaluation.inference import InferenceMode, predict_logits, resize_scores
 from gkd_deploy.metrics import SegmentationMetric
 
 log = logging.getLogger(__name__)
@@ -82,6 +85,34 @@ def check_class_sets(model_classes: ClassSet, dataset_classes: ClassSet, domain:
 Predict = Callable[[torch.Tensor], torch.Tensor]  # (B, 3, H, W) float 0..255 -> (B, K, H, W) scores
 
 
+def eval_domains(targets: Sequence[DatasetSpec | str] | str, split: str = "val") -> dict[str, SegmentationDataset]:
+    """The target domains, each with its test-time resize (the loader's default, the folder's
+    `gkd-dataset.json`, or the entry's own `eval_size`); labels stay at full resolution."""
+    domains: dict[str, SegmentationDataset] = {}
+    for spec in parse_dataset_list(targets):
+        for name, dataset in build_domains(spec, split=split).items():
+            if name in domains:
+                raise ConfigError(f"two target data sets give a domain named {name!r}; name them apart with "
+                                  f"NAME:DOMAIN=PATH")
+            dataset.transform = eval_transform(dataset.eval_size)
+            domains[name] = dataset
+    return domains
+
+
+def score_class_indices(dataset: Dataset, metric: SegmentationMetric, class_set: ClassSet) -> list[int] | None:
+    """The classes a domain's mIoU averages: all (None), those its labels hold, or the named ones."""
+    chosen = getattr(dataset, "score_classes", None)
+    if chosen is None:
+        return None
+    if chosen == LABELLED:
+        return metric.labelled_classes()
+    unknown = [name for name in chosen if name not in class_set.names]
+    if unknown:
+        raise ConfigError(f"score_classes {', '.join(unknown)} are not {class_set.name} classes; "
+                          f"the classes are: {', '.join(class_set.names)}")
+    return [class_set.names.index(name) for name in chosen]
+
+
 def domain_batches(dataset: Dataset, num_workers: int, track: Track, description: str) -> Iterable[dict]:
     """One image at a time: images of one domain may differ in size and are scored at full resolution."""
     loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers, persistent_workers=False)
@@ -104,7 +135,7 @@ def evaluate_domain(
     count = 0
     for batch in domain_batches(dataset, num_workers, track, description):
         images = batch["image"].float()
-        logits = predict_logits(predict, images, mode)
+        logits = resize_scores(predict_logits(predict, images, mode), batch["label"].shape[-2:])
         metric.update(logits.argmax(dim=1).cpu(), batch["label"])
         count += images.shape[0]
     return metric, count
@@ -137,7 +168,7 @@ def evaluate(
     for name, dataset in domains.items():
         metric, count = evaluate_domain(predict, dataset, num_classes=class_set.num_classes, mode=mode,
                                         num_workers=num_workers, track=track, description=name)
-        scores = metric.compute()
+        scores = metric.compute(score_class_indices(dataset, metric, class_set))
         log.info("%s: mIoU %.2f over %d images", name, scores.miou, count)
         results.append(DomainResult(domain=name, num_images=count, miou=scores.miou,
                                     pixel_accuracy=scores.pixel_accuracy,

@@ -50,6 +50,14 @@ def predict_logits(model: Model, images: torch.Tensor, mode: InferenceMode) -> t
     return _slide(model, images, mode.window, mode.stride)
 
 
+def resize_scores(scores: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """(B, K, h, w) scores -> (B, K, *size), bilinear: predictions on an image resized for
+    inference are scored against its label at full resolution (as mmseg does)."""
+    if tuple(scores.shape[-2:]) == tuple(size):
+        return scores
+    return F.interpolate(scores.float(), size=tuple(size), mode="bilinear", align_corners=False)
+
+
 def _pad_to(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return F.pad(images, (0, width - images.shape[-1], 0, height - images.shape[-2]))
 

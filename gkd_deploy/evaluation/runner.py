@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from gkd_deploy.data.registry import DatasetSpec, build_domains, parse_dataset_list
+from gkd_deploy.data.registry import DatasetSpec, parse_dataset_list
 from gkd_deploy.errors import ConfigError
-from gkd_deploy.evaluation.evaluator import EvalReport, Track, evaluate, no_progress
+from gkd_deploy.evaluation.evaluator import EvalReport, Track, eval_domains, evaluate, no_progress
 from gkd_deploy.evaluation.inference import InferenceMode
 from gkd_deploy.fileio import write_json
 from gkd_deploy.models.checkpoint import load_segmenter
@@ -59,9 +59,7 @@ def evaluate_model(
                           "(e.g. cityscapes=data/cityscapes-synth,acdc=data/acdc-synth)")
     model = load_segmenter(checkpoint)
     inference = default_inference_mode(model.config.img_size, model.config.patch_size, mode, crop, stride)
-    domains = {}
-    for spec in targets:
-        domains.update(build_domains(spec, split=split))
+    domains = eval_domains(targets, split=split)
     report = evaluate(model, domains, class_set=model.class_set, mode=inference, device=device,
                       num_workers=num_workers, track=track, model_name=str(checkpoint))
     if json_path is None:

@@ -15,10 +15,11 @@ from typing import Sequence
 
 import torch
 
-from gkd_deploy.data.registry import DatasetSpec, build_domains, parse_dataset_list
+from gkd_deploy.data.registry import DatasetSpec
 from gkd_deploy.errors import ConfigError
-from gkd_deploy.evaluation.evaluator import Track, check_class_sets, domain_batches, no_progress
-from gkd_deploy.evaluation.inference import InferenceMode, predict_logits
+from gkd_deploy.evaluation.evaluator import (Track, check_class_sets, domain_batches, eval_domains, no_progress,
+                                            score_class_indices)
+from gkd_deploy.evaluation.inference import InferenceMode, predict_logits, resize_scores
 from gkd_deploy.evaluation.runner import default_inference_mode
 from gkd_deploy.fileio import write_json
 from gkd_deploy.metrics import SegmentationMetric
@@ -111,19 +112,24 @@ def compare_domain(reference: Predictor, exported: Predictor, dataset, mode: Inf
         images = batch["image"].float()
         key = (reference.info.source, _dataset_key(dataset), mode, index)
         reference_labels = cache.get(key) if cache is not None else None
+        label_size = batch["label"].shape[-2:]
         if reference_labels is None:
-            reference_labels = predict_logits(reference, images, mode).argmax(1).cpu()
+            reference_labels = resize_scores(predict_logits(reference, images, mode), label_size).argmax(1).cpu()
             if cache is not None:
                 cache[key] = reference_labels.to(torch.uint8 if num_classes < 256 else torch.int64)
         reference_labels = reference_labels.long()
-        exported_labels = predict_logits(exported, images, mode).argmax(1).cpu()
+        exported_labels = resize_scores(predict_logits(exported, images, mode), label_size).argmax(1).cpu()
         reference_metric.update(reference_labels, batch["label"])
         exported_metric.update(exported_labels, batch["label"])
         agree += int((reference_labels == exported_labels).sum())
         total += reference_labels.numel()
         count += images.shape[0]
-    return DomainComparison(domain=description, num_images=count, reference_miou=reference_metric.compute().miou,
-                            exported_miou=exported_metric.compute().miou, pixel_agreement=agree / total * 100)
+    class_set = reference.info.class_set
+    return DomainComparison(
+        domain=description, num_images=count,
+        reference_miou=reference_metric.compute(score_class_indices(dataset, reference_metric, class_set)).miou,
+        exported_miou=exported_metric.compute(score_class_indices(dataset, exported_metric, class_set)).miou,
+        pixel_agreement=agree / total * 100)
 
 
 def validate_export(
@@ -158,9 +164,7 @@ def validate_export(
     height, width = exported.info.input_size
     mode = default_inference_mode(height, exported.info.patch_size, crop_width=width)
     tolerance = DEFAULT_TOLERANCE.get(exported.info.precision, 1.0) if tolerance is None else tolerance
-    domains = {}
-    for spec in parse_dataset_list(targets):
-        domains.update(build_domains(spec, split=split))
+    domains = eval_domains(targets, split=split)
     for name, dataset in domains.items():
         check_class_sets(exported.info.class_set, dataset.class_set, name)
     comparisons = tuple(compare_domain(reference_model, exported, dataset, mode, num_workers, track, name,

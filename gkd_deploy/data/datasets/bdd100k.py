@@ -17,6 +17,7 @@ class BDD100KDataset(SegmentationDataset):
     """BDD100K 10k-image segmentation split, one domain "bdd100k"."""
 
     layout = "the BDD100K layout images/10k/{train,val}/*.jpg with labels labels/sem_seg/masks/{train,val}/*.png"
+    eval_size = (1280, 720)
 
     def __init__(
         self, root: Path | str, split: str = "val", transform: Transform | None = None, name: str = "bdd100k"

@@ -27,6 +27,7 @@ class CityscapesDataset(SegmentationDataset):
         "gtFine/{train,val}/<city>/*_gtFine_labelTrainIds.png (or *_gtFine_labelIds.png)"
     )
     _id_table = id_lookup_table(CITYSCAPES_ID_TO_TRAINID)
+    eval_size = (1024, 512)
 
     def __init__(
         self, root: Path | str, split: str = "val", transform: Transform | None = None, name: str = "cityscapes"

@@ -21,6 +21,7 @@ class GTAVDataset(SegmentationDataset):
 
     layout = "the GTAV layout images/*.png with labels/*.png (Cityscapes label ids, same file names)"
     _id_table = id_lookup_table(CITYSCAPES_ID_TO_TRAINID)
+    eval_size = (1280, 720)
 
     def __init__(self, root: Path | str, transform: Transform | None = None, name: str = "gtav") -> None:
         root = Path(root)

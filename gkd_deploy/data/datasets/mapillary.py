@@ -92,6 +92,7 @@ class MapillaryDataset(SegmentationDataset):
         "the Mapillary Vistas v1.2 layout config.json plus {training,validation}/images/*.jpg with "
         "labels {training,validation}/labels/*.png"
     )
+    eval_size = (1024, 512)
 
     def __init__(
         self, root: Path | str, split: str = "val", transform: Transform | None = None, name: str = "mapillary"

@@ -18,6 +18,7 @@ interrupted run leaves the previous output untouched.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import multiprocessing
 import os
@@ -33,6 +34,7 @@ import cv2
 import numpy as np
 
 from ...errors import ConfigError, DataError
+from ..registry import DATASET_MANIFEST
 from .checks import check_choice, check_int, check_size
 from .render import render_frame, render_scene
 from .styles import SOURCE_STYLE, STYLES, TARGET_STYLES
@@ -134,6 +136,8 @@ def write_synthetic(
         if train + val + target:  # a video-only call leaves existing image sets alone
             with _staged(cityscapes) as stage_cs, _staged(acdc) as stage_acdc:
                 tasks = _cityscapes_tasks(stage_cs, train, val, size, seed) + _acdc_tasks(stage_acdc, target, size, seed)
+                for stage in (stage_cs, stage_acdc):
+                    _write_manifest(stage)
                 done = renderer.map_unordered(_write_pair, tasks)
                 for _ in _tracked(track, done, "Rendering synthetic street scenes", len(tasks)):
                     pass
@@ -182,6 +186,12 @@ def _acdc_tasks(stage: Path, target: int, size, seed: int) -> list[_Task]:
             tasks.append(_Task(scene_seed(seed, cond, index), cond, size, image_dir / f"{stem}_rgb_anon.png",
                                label_dir / f"{stem}_gt_labelTrainIds.png"))
     return tasks
+
+
+def _write_manifest(root: Path) -> None:
+    """Score the synthetic domains at the resolution they are rendered at: the real sets' test-time
+    resizes (Cityscapes to 1024 x 512, ...) are for their own native resolutions."""
+    (root / DATASET_MANIFEST).write_text(json.dumps({"eval_size": None}) + "\n")
 
 
 # -- rendering ----------------------------------------------------------------------------------
