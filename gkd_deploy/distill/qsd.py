@@ -35,29 +35,36 @@ class QSDHead(nn.Module):
         return F.scaled_dot_product_attention(query, key, value, scale=1.0).squeeze(1)
 
     def forward(self, student_tokens: torch.Tensor, teacher_tokens: torch.Tensor) -> torch.Tensor:
-        retrieved = self.retrieve(student_tokens, teacher_tokens)
-        # The loss in at least fp32: under bf16 autocast the squared error of large tokens loses precision.
-        dtype = torch.promote_types(retrieved.dtype, torch.float32)
-        return F.mse_loss(retrieved.to(dtype), teacher_tokens.to(dtype))
+        return mse(self.retrieve(student_tokens, teacher_tokens), teacher_tokens)
 
 
-class ProjectionMSEHead(nn.Module):
-    """Plain feature distillation (FitNets): MSE between projected student tokens and teacher tokens.
+class ProjectionHead(nn.Module):
+    """Plain projected-feature distillation: LayerNorm + Linear, no attention (Proteus' heads).
 
-    The baseline QSD is compared against (same passes, same projections, no attention).
+    What QSD is measured against in the paper's "MSE" ablation: the same passes and the same
+    value projection, without the query over the teacher's tokens.
     """
 
     def __init__(self, student_dim: int, teacher_dim: int) -> None:
         super().__init__()
         self.value = nn.Sequential(nn.LayerNorm(student_dim), nn.Linear(student_dim, teacher_dim))
 
+    def retrieve(self, student_tokens: torch.Tensor, teacher_tokens: torch.Tensor) -> torch.Tensor:
+        """(B, N, Cs) -> (B, N, Ct); the teacher's tokens are not looked at."""
+        return self.value(student_tokens)
+
     def forward(self, student_tokens: torch.Tensor, teacher_tokens: torch.Tensor) -> torch.Tensor:
-        projected = self.value(student_tokens)
-        dtype = torch.promote_types(projected.dtype, torch.float32)
-        return F.mse_loss(projected.to(dtype), teacher_tokens.to(dtype))
+        return mse(self.retrieve(student_tokens, teacher_tokens), teacher_tokens)
 
 
-DISTILL_HEADS = {"qsd": QSDHead, "mse": ProjectionMSEHead}
+def mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error in at least fp32: under bf16 autocast the squared error of large tokens
+    loses precision."""
+    dtype = torch.promote_types(prediction.dtype, torch.float32)
+    return F.mse_loss(prediction.to(dtype), target.to(dtype))
+
+
+DISTILL_HEADS = {"qsd": QSDHead, "projection": ProjectionHead}
 
 
 def reference_qsd(head: QSDHead, student_tokens: torch.Tensor, teacher_tokens: torch.Tensor) -> torch.Tensor:

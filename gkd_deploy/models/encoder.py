@@ -70,10 +70,29 @@ class ViTEncoder(nn.Module):
         tokens, _ = self._run(images, patch_mask, collect=())
         return self._cls_and_patches(self.final_norm(tokens))
 
-    def forward_block_tokens(self, images: torch.Tensor, blocks: Sequence[int]) -> list[torch.Tensor]:
-        """(B, 3, H, W) -> one (B, 1 + h*w, C) [CLS, patches] tensor per block in `blocks`, before the final norm."""
-        _, collected = self._run(images, None, collect=tuple(blocks))
-        return [self._cls_and_patches(collected[block]) for block in blocks]
+    def forward_block_tokens(self, images: torch.Tensor, blocks: Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(B, 3, H, W) -> the final tokens (as `forward_tokens`) and one (B, 1 + h*w, C) [CLS,
+        patches] tensor per block in `blocks`, taken before the final norm, from one pass."""
+        tokens, collected = self._run(images, None, collect=tuple(blocks))
+        return self._cls_and_patches(self.final_norm(tokens)), [self._cls_and_patches(collected[b]) for b in blocks]
+
+    def forward_visible_tokens(self, images: torch.Tensor, keep_indices: torch.Tensor) -> torch.Tensor:
+        """MAE-style pass over the visible patches only: (B, 3, H, W), keep_indices (B, Nv) into
+        the row-major patch grid -> (B, 1 + Nv, C) [CLS, visible patches] after the final norm.
+
+        Patches are dropped after the position embedding, so each kept token keeps its position.
+        Rotary embeddings (Eva) are tied to the full grid, so this pass supports plain ViTs only.
+        """
+        if self._uses_rope:
+            raise ValueError("a pass over visible patches only needs a ViT with absolute position "
+                             "embeddings; Eva models use rotary embeddings over the full grid")
+        tokens, _ = self.embed(images)
+        prefix, patches = tokens[:, :self.num_prefix_tokens], tokens[:, self.num_prefix_tokens:]
+        index = keep_indices.unsqueeze(-1).expand(-1, -1, patches.shape[-1])
+        x = torch.cat([prefix, torch.gather(patches, 1, index)], dim=1)
+        for block in self.backbone.blocks:
+            x = block(x)
+        return self._cls_and_patches(self.final_norm(x))
 
     def final_norm(self, tokens: torch.Tensor) -> torch.Tensor:
         """The backbone's trained final norm. timm puts it in `norm`, except where the model pools
