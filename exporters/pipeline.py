@@ -127,7 +127,9 @@ def _data_specs(calib: Sequence[str] | str | None, run: RunDir | None) -> list[s
     if calib:
         return [calib] if isinstance(calib, str) else list(calib)
     source = run.read_config().get("source") if run is not None else None
-    return [source] if source else []
+    if not source:
+        return []
+    return list(source) if isinstance(source, list) else [source]
 
 
 def _checked(path: Path, precision: str, segmenter, images: np.ndarray, started: float) -> ExportedFile:

@@ -132,7 +132,7 @@ def test_train_passes_options_and_config_file_to_the_library(monkeypatch, tmp_pa
     assert "stop here" in str(result.exception)
     config = captured["config"]
     assert config.teacher == "dinov2-l" and config.student == "vit-s"  # the option overrides the file
-    assert config.stages == (2, 3) and config.source == "gtav=/data/gta"
+    assert config.stages == (2, 3) and config.source == ("gtav=/data/gta",)
     assert config.stage3.steps == 123 and config.stage3.decoder == "linear" and config.stage3.label_fraction == 0.125
     assert config.pretrained is False and config.targets == ("cityscapes=/a", "acdc=/b")
     assert captured["run_path"] == tmp_path / "run" and captured["resume"] is False

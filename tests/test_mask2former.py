@@ -22,7 +22,8 @@ from gkd_deploy.models.decoders.mask2former.point_sampling import PointSampler, 
 from gkd_deploy.models.decoders.mask2former.targets import Targets, semantic_targets
 from gkd_deploy.models.decoders.mask2former.transformer_decoder import attention_mask
 from gkd_deploy.models.segmenter import SegmenterConfig, build_segmenter
-from gkd_deploy.training.stages import FrozenEncoderTask
+from gkd_deploy.distill.masking import BatchRandom
+from gkd_deploy.training.stages import TaskObjective
 
 ENCODER_STRIDE = 16
 SMALL = {
@@ -452,7 +453,7 @@ def test_frozen_encoder_training_lowers_the_loss(monkeypatch):
     monkeypatch.setitem(DECODERS, "mask2former", Mask2FormerDecoder)
     config = SegmenterConfig("tiny-student", decoder="mask2former", img_size=64,
                              decoder_options={**SMALL, "num_queries": 8})
-    task = FrozenEncoderTask(build_segmenter(config)).train()
+    task = TaskObjective(build_segmenter(config), train_encoder=False).train()
     # Left half dark, right half bright, labelled class 0 and class 1; brightness varies by image.
     images = torch.zeros(4, 3, 64, 64)
     for i in range(4):
@@ -463,7 +464,7 @@ def test_frozen_encoder_training_lowers_the_loss(monkeypatch):
     optimizer = torch.optim.AdamW(task.segmenter.decoder.parameters(), lr=1e-3, weight_decay=0.05)
     history = []
     for _ in range(30):
-        losses = task(images, labels)
+        losses = task(images, labels, BatchRandom.single(4))
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         optimizer.step()

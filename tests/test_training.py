@@ -10,11 +10,11 @@ import torch
 from gkd_deploy.errors import ConfigError
 from gkd_deploy.models.checkpoint import load_encoder, load_segmenter
 from gkd_deploy.models.builder import create_encoder
-from gkd_deploy.distill.gkd import GKDDistiller
-from gkd_deploy.distill.masking import random_patch_mask
+from gkd_deploy.distill.gkd import Distiller, ThreeTermObjective
+from gkd_deploy.distill.masking import BatchRandom, first_images_mask
 from gkd_deploy.training.config import DistillSettings, TaskSettings, TrainConfig
 from gkd_deploy.training.sampling import GlobalBatchSampler
-from gkd_deploy.training.stages import FrozenEncoderTask, labelled_subset
+from gkd_deploy.training.stages import TaskObjective
 from gkd_deploy.training.trainer import train
 from gkd_deploy.models.segmenter import SegmenterConfig, build_segmenter
 
@@ -30,14 +30,17 @@ def synthetic(tmp_path_factory):
 
 
 def tiny_config(synthetic, **overrides) -> TrainConfig:
-    distill = DistillSettings(steps=6, batch_size=4, img_size=64, warmup_steps=1, base_lr=0.5, ema_decay=0.9,
-                              scale_range=(0.5, 1.0))
+    # Stage 3 resizes the 256 x 128 images to a short side of 64..256, so a 64 crop never needs
+    # padding: with ignored (padded) pixels, per-process cross-entropy means would average over
+    # different pixel counts and two processes could not match one exactly.
+    distill = DistillSettings(steps=6, batch_size=4, img_size=64, patch_size=16, warmup_steps=1, base_lr=0.5,
+                              ema_decay=0.9)
     config = TrainConfig(
         teacher="tiny-teacher", student="tiny-student", pretrained=False,
         proxy=f"images={synthetic.cityscapes / 'leftImg8bit' / 'train'}", source=f"cityscapes={synthetic.cityscapes}",
         targets=(f"acdc={synthetic.acdc}",), stages=(1, 2, 3), stage1=distill, stage2=distill,
-        stage3=TaskSettings(steps=6, batch_size=4, crop_size=64, lr=1e-3, decoder="semfpn", decoder_options=SMALL_FPN,
-                            scale_range=(0.5, 1.0)),
+        stage3=TaskSettings(steps=6, batch_size=4, crop_size=64, short_side=128, lr=1e-3, decoder="semfpn",
+                            decoder_options=SMALL_FPN),
         workers=0, checkpoint_every=3, log_every=1,
     )
     return dataclasses.replace(config, **overrides)
@@ -63,13 +66,17 @@ class Recorder:
 
 # --- pieces -------------------------------------------------------------------------------------
 
-def test_masks_have_the_configured_shares():
+def test_exactly_the_first_half_of_the_batch_is_masked():
+    # The authors' --mask_first_n: int(0.5 x B) images, the first ones, each int(0.5 x N) patches.
     generator = torch.Generator().manual_seed(0)
-    mask = random_patch_mask(2000, 64, mask_prob=0.5, mask_ratio=0.5, generator=generator)
-    masked_images = mask.any(dim=1)
-    assert 0.45 < masked_images.float().mean() < 0.55
-    assert (mask[masked_images].sum(dim=1) == 32).all()
-    assert not mask[~masked_images].any()
+    mask = first_images_mask(7, 64, mask_prob=0.5, mask_ratio=0.5, generator=generator)
+    assert mask.shape == (7, 64)
+    assert mask[:3].sum(dim=1).tolist() == [32, 32, 32]
+    assert not mask[3:].any()
+    assert first_images_mask(5, 10, 0.5, 0.35, torch.Generator().manual_seed(1)).sum(1).tolist() == [3, 3, 0, 0, 0]
+    # Patch choices are uniform: over many batches every patch is masked about as often.
+    counts = sum(first_images_mask(2, 16, 0.5, 0.5, torch.Generator().manual_seed(s))[0].float() for s in range(2000))
+    assert 0.4 < counts.min() / 2000 and counts.max() / 2000 < 0.6
 
 
 def test_global_batches_split_across_processes_and_resume_in_place():
@@ -87,25 +94,25 @@ def test_global_batches_split_across_processes_and_resume_in_place():
 def test_teacher_gets_no_gradient_and_student_and_heads_do():
     student = create_encoder("tiny-student", img_size=64)
     teacher = create_encoder("tiny-teacher", img_size=64)
-    distiller = GKDDistiller(student, teacher).train()
+    objective = ThreeTermObjective(student.embed_dim, teacher.embed_dim, mask_prob=1.0)
+    distiller = Distiller(student, teacher, objective).train()
     assert not teacher.training
     images = torch.rand(2, 3, 64, 64) * 255
-    mask = random_patch_mask(2, 16, 1.0, 0.5, torch.Generator().manual_seed(0))
-    losses = distiller(images, mask)
+    losses = distiller(images, BatchRandom.single(2))
     losses["loss"].backward()
     assert all(p.grad is None for p in teacher.parameters())
     assert student.mask_token.grad is not None and student.mask_token.grad.abs().sum() > 0
-    assert all(p.grad is not None for p in distiller.heads.parameters())
+    assert all(p.grad is not None for p in objective.heads.parameters())
     assert set(losses) == {"feature", "patch", "token", "loss"}
 
 
 def test_task_stage_trains_the_decoder_only():
     segmenter = build_segmenter(SegmenterConfig("tiny-student", decoder="semfpn", img_size=64,
                                                 decoder_options=SMALL_FPN))
-    task = FrozenEncoderTask(segmenter).train()
+    task = TaskObjective(segmenter, train_encoder=False).train()
     assert not segmenter.encoder.training and segmenter.decoder.training
     labels = torch.randint(0, 19, (2, 64, 64))
-    task(torch.rand(2, 3, 64, 64) * 255, labels)["loss"].backward()
+    task(torch.rand(2, 3, 64, 64) * 255, labels, BatchRandom.single(2))["loss"].backward()
     assert all(p.grad is None for p in segmenter.encoder.parameters())
     assert all(p.grad is not None for p in segmenter.decoder.parameters())
 
@@ -114,10 +121,10 @@ def test_label_fraction_is_a_fixed_subset(synthetic):
     from gkd_deploy.training.data import load_training_set
 
     dataset = load_training_set(f"cityscapes={synthetic.cityscapes}", labeled=True)
-    eighth = labelled_subset(dataset, 1 / 8, seed=0)
+    eighth = dataset.subset(1 / 8, seed=0)
     assert len(eighth) == 2
-    assert eighth.samples == labelled_subset(dataset, 1 / 8, seed=0).samples
-    assert eighth.samples != labelled_subset(dataset, 1 / 8, seed=5).samples or len(dataset) < 4
+    assert eighth.items == dataset.subset(1 / 8, seed=0).items
+    assert eighth.items != dataset.subset(1 / 8, seed=5).items or len(dataset) < 4
 
 
 def test_config_errors_name_the_field(synthetic):
@@ -227,17 +234,17 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(synt
     from gkd_deploy.training.loop import TrainingError
     from gkd_deploy.training import stages
 
-    original = stages.FrozenEncoderTask.forward
+    original = stages.TaskObjective.forward
     calls = {"n": 0}
 
-    def poisoned(self, images, labels):
+    def poisoned(self, images, labels, random):
         calls["n"] += 1
-        losses = original(self, images, labels)
+        losses = original(self, images, labels, random)
         if calls["n"] == 5:  # step 4: after the state saved at step 3
             losses["loss"] = losses["loss"] * float("nan")
         return losses
 
-    monkeypatch.setattr(stages.FrozenEncoderTask, "forward", poisoned)
+    monkeypatch.setattr(stages.TaskObjective, "forward", poisoned)
     config = tiny_config(synthetic, stages=(3,))
     with pytest.raises(TrainingError, match="stage 3: the loss became nan at step 4"):
         train(config, tmp_path / "run", callbacks=Recorder())
@@ -245,7 +252,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(synt
     assert state["step"] == 3
     assert all(torch.isfinite(t).all() for t in state["trained"].values())
     assert not (tmp_path / "run" / "checkpoints" / "segmenter.safetensors").exists()
-    monkeypatch.setattr(stages.FrozenEncoderTask, "forward", original)
+    monkeypatch.setattr(stages.TaskObjective, "forward", original)
     recorder = Recorder()
     train(None, tmp_path / "run", resume=True, callbacks=recorder)
     assert [m["step"] for m in recorder.steps[3]] == [4, 5, 6]
@@ -286,7 +293,7 @@ def test_mask2former_task_stage_raises_source_miou(synthetic, tmp_path):
 
     start = build_segmenter(SegmenterConfig("tiny-student", decoder="mask2former", decoder_options=SMALL_M2F,
                                             img_size=64, class_set=CITYSCAPES))
-    start.encoder = student_encoder(config, None, 64)
+    start.encoder = student_encoder(config, None, 64, 16)
     save_segmenter(start, tmp_path / "start.safetensors")
     source_val = f"cityscapes={synthetic.cityscapes}"
     before = evaluate_model(tmp_path / "start.safetensors", source_val, num_workers=0).report.domains[0].miou

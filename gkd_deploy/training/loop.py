@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol
@@ -117,7 +118,11 @@ def _steps(spec, batches, compute_losses, optimizer, parameters, after_step, sav
             )
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(parameters, spec.clip_grad) if spec.clip_grad > 0 else None
+        logging_step = (step + 1) % spec.log_every == 0 or step + 1 == spec.total_steps
+        grad_norm = None
+        if spec.clip_grad > 0 or logging_step:
+            # Without clipping the norm is still measured on logged steps (the scale factor is 1).
+            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, spec.clip_grad if spec.clip_grad > 0 else math.inf)
         progress["updating"] = True
         optimizer.step()
         after_step(step)

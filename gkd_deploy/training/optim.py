@@ -32,3 +32,18 @@ def param_groups(module: nn.Module, weight_decay: float, decay_biases: bool = Fa
 
 def adamw(module: nn.Module, lr: float, weight_decay: float, decay_biases: bool = False) -> torch.optim.AdamW:
     return torch.optim.AdamW(param_groups(module, weight_decay, decay_biases), lr=lr, betas=(0.9, 0.999))
+
+
+def adamw_parts(parts: list[tuple[nn.Module, float]], lr: float, weight_decay: float,
+                decay_biases: bool = True) -> torch.optim.AdamW:
+    """One AdamW over several modules, each at `lr` x its own scale (stored as the groups'
+    "lr_scale", which the training loop applies to the scheduled rate). A parameter shared by two
+    modules is optimised once, in the first module's groups."""
+    groups, seen = [], set()
+    for module, lr_scale in parts:
+        for group in param_groups(module, weight_decay, decay_biases):
+            params = [p for p in group["params"] if id(p) not in seen]
+            seen.update(id(p) for p in params)
+            if params:
+                groups.append({**group, "params": params, "lr_scale": lr_scale})
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))

@@ -1,45 +1,52 @@
 """The three GKD stages, each: build what it trains, restore a saved state, run the loop, save
 its result.
 
-- stage 1 / 2 (`distill_stage`): QSD distillation of the student encoder on the proxy folder /
-  the source images (labels unused); result `checkpoints/stage{N}-student.safetensors` (the EMA
-  weights when EMA is on).
-- stage 3 (`task_stage`): the decoder on the frozen encoder with the source labels; result
+- stage 1 / 2 (`distill_stage`): distillation of the student encoder on the proxy images / the
+  source images (labels unused), with the configured method (QSD by default). Results:
+  `checkpoints/stage{N}-student.safetensors` (the raw weights, which the next stage starts from,
+  as in the authors' code) and `stage{N}-student-ema.safetensors` when an EMA is kept.
+- stage 3 (`task_stage`): the decoder on the frozen encoder with the source labels; or, for the
+  baselines, with the encoder trained, a distillation loss beside the task loss, a teacher
+  segmenter's predictions as soft targets, or the frozen teacher as the encoder. Result:
   `checkpoints/segmenter.safetensors`.
+
+The student is rebuilt at each stage's patch and input size from the previous stage's weights:
+the authors' stage 1 runs at patch 14 (224 px, 16 x 16 tokens) and stages 2-3 at patch 16.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
-from timm.layers import resample_abs_pos_embed
 from timm.utils import ModelEmaV3
 from torch import nn
 
-from gkd_deploy.data.base import SegmentationDataset
-from gkd_deploy.distill.gkd import GKDDistiller, LossWeights
-from gkd_deploy.distill.masking import random_patch_mask
-from gkd_deploy.errors import ModelError
+from gkd_deploy.data.classes import IGNORE_INDEX
+from gkd_deploy.data.transforms import DistillTransform, TaskTransform
+from gkd_deploy.distill.gkd import Distiller, LossWeights
+from gkd_deploy.distill.masking import BatchRandom
+from gkd_deploy.distill.methods import MethodInputs, build_objective
+from gkd_deploy.errors import ConfigError, ModelError
 from gkd_deploy.models.builder import create_encoder
-from gkd_deploy.models.checkpoint import save_encoder, save_segmenter
+from gkd_deploy.models.checkpoint import load_segmenter, save_encoder, save_segmenter
+from gkd_deploy.models.decoders.base import DenseDecoder
 from gkd_deploy.models.encoder import ViTEncoder
+from gkd_deploy.models.patch_grid import fit_state_dict
 from gkd_deploy.models.segmenter import EncoderConfig, Segmenter, SegmenterConfig, build_segmenter
-from gkd_deploy.run import RunDir
-from gkd_deploy.training import state as training_state
-from gkd_deploy.training.config import TrainConfig
-from gkd_deploy.training.data import load_training_set, training_loader
+from gkd_deploy.run import RunDir, resolve_checkpoint
 from gkd_deploy.training import distributed
+from gkd_deploy.training import state as training_state
+from gkd_deploy.training.config import DistillSettings, TaskSettings, TrainConfig
+from gkd_deploy.training.data import load_training_set, training_loader
 from gkd_deploy.training.distributed import Context
 from gkd_deploy.training.loop import Callbacks, LoopSpec, run_loop
-from gkd_deploy.training.optim import adamw
+from gkd_deploy.training.optim import adamw, adamw_parts
 from gkd_deploy.training.schedule import warmup_cosine, warmup_poly
 
 log = logging.getLogger(__name__)
@@ -49,6 +56,15 @@ STAGE_TITLES = {1: "task-agnostic distillation", 2: "domain-agnostic distillatio
 
 def stage_result_path(run: RunDir, stage: int) -> Path:
     return run.segmenter_checkpoint if stage == 3 else run.checkpoint_dir / f"stage{stage}-student.safetensors"
+
+
+def stage_ema_path(run: RunDir, stage: int) -> Path:
+    return run.checkpoint_dir / f"stage{stage}-student-ema.safetensors"
+
+
+def handoff_path(run: RunDir, stage: int, settings: DistillSettings) -> Path:
+    """The weights the stage after `stage` starts from: the raw student (the authors') or its EMA."""
+    return stage_ema_path(run, stage) if settings.handoff == "ema" else stage_result_path(run, stage)
 
 
 def stage_state_path(run: RunDir, stage: int) -> Path:
@@ -63,37 +79,42 @@ class StageResult:
     metrics: dict[str, float]
 
 
+def step_random(config: TrainConfig, stage: int, step: int, global_batch: int, context: Context) -> BatchRandom:
+    """The step's randomness (masks): one generator per step for the whole global batch; each rank takes its rows."""
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + stage * 100_003 + step)
+    local = global_batch // context.world_size
+    return BatchRandom(generator, global_batch, slice(context.rank * local, (context.rank + 1) * local))
+
+
 # --- the student encoder, carried from stage to stage ----------------------------------------
 
-def student_encoder(config: TrainConfig, previous: Path | None, img_size: int) -> ViTEncoder:
-    """The student at `img_size`: from the previous stage's result, else its own initial weights."""
+def student_encoder(config: TrainConfig, previous: Path | None, img_size: int, patch_size: int) -> ViTEncoder:
+    """The student at `patch_size` on `img_size` inputs: from the previous stage's weights (kernel and
+    position embedding fitted to this stage's patch size and grid), else its own initial weights."""
     if previous is None:
         return create_encoder(config.student, pretrained=config.pretrained, weights=config.student_weights,
-                              patch_size=config.patch_size, img_size=img_size, role="student")
-    encoder = create_encoder(config.student, pretrained=False, patch_size=config.patch_size, img_size=img_size)
-    load_resized(encoder, previous)
+                              patch_size=patch_size, img_size=img_size, role="student")
+    encoder = create_encoder(config.student, pretrained=False, patch_size=patch_size, img_size=img_size,
+                             role="student")
+    state = fit_state_dict(load_file(str(previous)), encoder.backbone, prefix="backbone.")
+    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ModelError(f"{previous} does not fit the student encoder: missing {missing[:3]}, unexpected {unexpected[:3]}")
     return encoder
 
 
-def load_resized(encoder: ViTEncoder, path: Path) -> None:
-    """Load an encoder checkpoint saved at another input size: the position embedding is
-    interpolated to this encoder's grid (stage 1 trains at 224 px, stage 2 at 512 px)."""
-    state = load_file(str(path))
-    key = "backbone.pos_embed"
-    target = encoder.state_dict().get(key)
-    if key in state and target is not None and state[key].shape != target.shape:
-        grid = encoder.backbone.patch_embed.grid_size
-        prefix = 0 if getattr(encoder.backbone, "no_embed_class", False) else encoder.num_prefix_tokens
-        state[key] = resample_abs_pos_embed(state[key], new_size=list(grid), num_prefix_tokens=prefix)
-    missing, unexpected = encoder.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ModelError(f"{path} does not fit the student encoder: missing {missing[:3]}, unexpected {unexpected[:3]}")
+def teacher_encoder(config: TrainConfig, img_size: int, patch_size: int) -> nn.Module:
+    return create_encoder(config.teacher, pretrained=config.pretrained, weights=config.teacher_weights,
+                          patch_size=patch_size, img_size=img_size, role="teacher")
 
 
-def _ema(module: nn.Module, decay: float, device: torch.device) -> ModelEmaV3:
-    # With warm-up the decay ramps as 1 - (1 + step) ** -2/3 up to `decay`, so short runs average
-    # recent weights instead of staying at the initial ones.
-    return ModelEmaV3(module, decay=decay, use_warmup=True, device=device)
+def _objective(method: str, options: dict[str, Any], student: nn.Module, teacher: nn.Module, img_size: int,
+               settings: DistillSettings | None) -> nn.Module:
+    weights = LossWeights(settings.feature_weight, settings.patch_weight, settings.token_weight) if settings else LossWeights()
+    inputs = MethodInputs(student.embed_dim, teacher.embed_dim, student.grid_size(img_size, img_size), weights,
+                          mask_prob=settings.mask_prob if settings else 0.5,
+                          mask_ratio=settings.mask_ratio if settings else 0.5, options=dict(options))
+    return build_objective(method, student, teacher, inputs)
 
 
 # --- stages 1 and 2 ------------------------------------------------------------------------------
@@ -102,136 +123,194 @@ def distill_stage(stage: int, config: TrainConfig, run: RunDir, context: Context
                   callbacks: Callbacks) -> StageResult:
     settings = config.stage1 if stage == 1 else config.stage2
     torch.manual_seed(config.seed * 31 + stage)  # initial weights (heads, mask token) as a function of the seed
-    data_text = config.proxy if stage == 1 else config.source
-    dataset = load_training_set(data_text, labeled=False)
-    teacher = create_encoder(config.teacher, pretrained=config.pretrained, weights=config.teacher_weights,
-                             patch_size=config.patch_size, img_size=settings.img_size, role="teacher")
-    student = student_encoder(config, previous, settings.img_size)
-    distiller = GKDDistiller(student, teacher, LossWeights(settings.feature_weight, settings.patch_weight,
-                                                           settings.token_weight), head=settings.loss)
-    distiller = distiller.to(context.device)
+    entries = config.proxy if stage == 1 else config.source + config.distill_extra
+    dataset = load_training_set(entries, labeled=False)
+    steps = settings.steps_for(len(dataset))
+    teacher = teacher_encoder(config, settings.img_size, settings.patch_size)
+    student = student_encoder(config, previous, settings.img_size, settings.patch_size)
+    objective = _objective(settings.method, settings.method_options, student, teacher, settings.img_size, settings)
+    distiller = Distiller(student, teacher, objective).to(context.device)
     trained = distiller.trainable_modules()
     optimizer = adamw(trained, settings.lr(), settings.weight_decay)
-    ema = _ema(student, settings.ema_decay, context.device) if settings.ema else None
+    # The configured decay is used as given (no warm-up ramp); the EMA is kept beside the raw weights.
+    ema = ModelEmaV3(student, decay=settings.ema_decay, use_warmup=False, device=context.device) if settings.ema else None
     global_batch = settings.batch_size
     peak_lr = settings.lr()
     start = _restore(run, stage, config, trained, optimizer, ema, context)
     module = distributed.wrap(distiller, context)
     distiller.train()
-    num_patches = (settings.img_size // config.patch_size) ** 2
-    local_batch = global_batch // context.world_size
 
     def compute_losses(batch: dict[str, Any], step: int) -> dict[str, torch.Tensor]:
         images = batch["image"].to(context.device, non_blocking=True).float()
-        # One generator per step for the whole global batch; each rank takes its rows.
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + stage * 100_003 + step)
-        mask = random_patch_mask(global_batch, num_patches, settings.mask_prob, settings.mask_ratio, generator)
-        mask = mask[context.rank * local_batch:(context.rank + 1) * local_batch].to(context.device)
-        return module(images, mask)
+        return module(images, step_random(config, stage, step, global_batch, context))
 
-    spec = LoopSpec(stage=stage, total_steps=settings.steps, start_step=start, global_batch=global_batch,
-                    lr_at=lambda step: warmup_cosine(step, settings.steps, peak_lr, settings.min_lr,
-                                                     settings.warmup_steps),
+    spec = LoopSpec(stage=stage, total_steps=steps, start_step=start, global_batch=global_batch,
+                    lr_at=lambda step: warmup_cosine(step, steps, peak_lr, settings.min_lr, settings.warmup_steps),
                     clip_grad=settings.clip_grad, log_every=config.log_every,
                     checkpoint_every=config.checkpoint_every, seed=config.seed)
-    loader = training_loader(dataset, crop_size=settings.img_size, scale_range=settings.scale_range,
-                             global_batch=global_batch, seed=config.seed + stage, steps=settings.steps,
-                             start_step=start, rank=context.rank, world_size=context.world_size,
-                             workers=config.workers, pin_memory=context.device.type == "cuda")
+    loader = training_loader(dataset, DistillTransform(settings.img_size), global_batch=global_batch,
+                             seed=config.seed + stage, steps=steps, start_step=start, rank=context.rank,
+                             world_size=context.world_size, workers=config.workers,
+                             pin_memory=context.device.type == "cuda")
     if context.is_main:
-        callbacks.stage_started(stage, STAGE_TITLES[stage], settings.steps, start)
+        callbacks.stage_started(stage, STAGE_TITLES[stage], steps, start)
     metrics = run_loop(
         spec, batches=loader, compute_losses=compute_losses, optimizer=optimizer,
         parameters=[p for p in trained.parameters() if p.requires_grad],
-        after_step=lambda step: ema.update(student, step=step) if ema is not None else None,
+        after_step=lambda step: ema.update(student) if ema is not None else None,
         save_state=lambda step: _save(run, stage, step, config, trained, optimizer, ema, context),
         context=context, callbacks=callbacks)
     result = stage_result_path(run, stage)
     if context.is_main:
-        final = ema.module if ema is not None else student
-        save_encoder(final, result, EncoderConfig(config.student, config.patch_size, settings.img_size,
-                                                  student.feature_blocks),
-                     extra={"stage": stage, "steps": settings.steps, "ema": ema is not None})
+        encoder_config = EncoderConfig(config.student, settings.patch_size, settings.img_size, student.feature_blocks)
+        extra = {"stage": stage, "steps": steps, "method": settings.method}
+        if ema is not None:
+            save_encoder(ema.module, stage_ema_path(run, stage), encoder_config, extra={**extra, "weights": "ema"})
+        save_encoder(student, result, encoder_config, extra={**extra, "weights": "raw"})
     context.barrier()
-    return StageResult(stage, result, settings.steps, metrics)
+    return StageResult(stage, result, steps, metrics)
 
 
 # --- stage 3 ------------------------------------------------------------------------------------
 
-class FrozenEncoderTask(nn.Module):
-    """The decoder's own loss on features of the frozen encoder (eval mode, no gradients)."""
+class TaskObjective(nn.Module):
+    """Stage 3's loss: the decoder's own loss on the encoder's features, plus what a baseline adds.
 
-    def __init__(self, segmenter: Segmenter) -> None:
+    - `train_encoder` False (GKD): the encoder runs in eval mode without gradients;
+    - `distiller` (one-stage KD, eq. 3): the distillation loss on the same images, x `distill_weight`;
+    - `logit_teacher` (G2SD's specific distillation): KL of the teacher segmenter's per-pixel class
+      distribution to the student's at temperature T (x T^2), over labelled pixels, x `logit_weight`.
+    """
+
+    def __init__(self, segmenter: Segmenter, *, train_encoder: bool, distiller: Distiller | None = None,
+                 distill_weight: float = 1.0, logit_teacher: Segmenter | None = None, logit_weight: float = 1.0,
+                 temperature: float = 1.0) -> None:
         super().__init__()
         self.segmenter = segmenter
-        segmenter.encoder.requires_grad_(False)
+        self.train_encoder = train_encoder
+        segmenter.encoder.requires_grad_(train_encoder)
+        self.distiller = distiller
+        self.distill_weight = distill_weight
+        self.logit_teacher = logit_teacher.requires_grad_(False).eval() if logit_teacher is not None else None
+        self.logit_weight, self.temperature = logit_weight, temperature
 
-    def train(self, mode: bool = True) -> "FrozenEncoderTask":
+    def train(self, mode: bool = True) -> "TaskObjective":
         super().train(mode)
-        self.segmenter.encoder.eval()
+        if not self.train_encoder:
+            self.segmenter.encoder.eval()
+        if self.logit_teacher is not None:
+            self.logit_teacher.eval()
         return self
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """images (B, 3, H, W) float 0..255, labels (B, H, W) int64 train ids / 255 -> the decoder's losses."""
-        with torch.no_grad():
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, random: BatchRandom) -> dict[str, torch.Tensor]:
+        """images (B, 3, H, W) float 0..255, labels (B, H, W) int64 train ids / 255 -> losses."""
+        with torch.set_grad_enabled(self.train_encoder and torch.is_grad_enabled()):
             features = self.segmenter.encoder.forward_features(images)
         decoder = self.segmenter.decoder
-        return decoder.loss(decoder.forward_train(features), labels)
+        losses = decoder.loss(decoder.forward_train(features), labels)
+        total = losses["loss"]
+        if self.distiller is not None:
+            distilled = self.distiller(images, random)
+            losses["distill"] = distilled["loss"]
+            total = total + self.distill_weight * distilled["loss"]
+        if self.logit_teacher is not None:
+            losses["logit_kd"] = self._logit_kd(decoder(features), images, labels)
+            total = total + self.logit_weight * losses["logit_kd"]
+        losses["loss"] = total
+        return losses
+
+    def _logit_kd(self, student_scores: torch.Tensor, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            teacher_scores = self.logit_teacher(images).float()
+        student_scores = F.interpolate(student_scores.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
+        teacher_scores = F.interpolate(teacher_scores, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+        t = self.temperature
+        teacher_log = F.log_softmax(teacher_scores / t, dim=1)
+        per_pixel = (teacher_log.exp() * (teacher_log - F.log_softmax(student_scores / t, dim=1))).sum(1)
+        valid = (labels != IGNORE_INDEX).float()
+        return per_pixel.mul(valid).sum() / valid.sum().clamp(min=1.0) * t * t
 
 
-def labelled_subset(dataset: SegmentationDataset, fraction: float, seed: int) -> SegmentationDataset:
-    """A fixed share of the labelled samples, the same for a given seed (semi-supervised settings)."""
-    if fraction >= 1.0:
-        return dataset
-    count = max(1, math.ceil(len(dataset) * fraction))
-    chosen = np.sort(np.random.default_rng([seed, 7919]).choice(len(dataset), size=count, replace=False))
-    subset = copy.copy(dataset)
-    subset.samples = [dataset.samples[i] for i in chosen]
-    return subset
+def _task_encoder(config: TrainConfig, settings: TaskSettings, previous: Path | None) -> nn.Module:
+    if settings.encoder == "teacher":
+        return teacher_encoder(config, settings.crop_size, settings.patch_size)
+    return student_encoder(config, previous, settings.crop_size, settings.patch_size)
+
+
+def _logit_teacher(settings: TaskSettings, segmenter: Segmenter) -> Segmenter | None:
+    if settings.logit_teacher is None:
+        return None
+    if not isinstance(segmenter.decoder, DenseDecoder):
+        raise ConfigError(f"stage3.logit_teacher distils per-pixel class scores, which the '{settings.decoder}' "
+                          "decoder does not train on: use a dense decoder (semfpn or linear)")
+    checkpoint, _ = resolve_checkpoint(settings.logit_teacher)
+    teacher = load_segmenter(checkpoint)
+    if teacher.class_set.names != segmenter.class_set.names:
+        raise ConfigError(f"stage3.logit_teacher {checkpoint} predicts other classes than the source labels")
+    return teacher
 
 
 def task_stage(config: TrainConfig, run: RunDir, context: Context, previous: Path | None,
                callbacks: Callbacks) -> StageResult:
     settings = config.stage3
     torch.manual_seed(config.seed * 31 + 3)
-    dataset = labelled_subset(load_training_set(config.source, labeled=True), settings.label_fraction, config.seed)
-    segmenter_config = SegmenterConfig(encoder=config.student, decoder=settings.decoder,
-                                       decoder_options=dict(settings.decoder_options), patch_size=config.patch_size,
+    dataset = load_training_set(config.source, labeled=True).subset(settings.label_fraction, config.seed)
+    encoder_name = config.teacher if settings.encoder == "teacher" else config.student
+    segmenter_config = SegmenterConfig(encoder=encoder_name, decoder=settings.decoder,
+                                       decoder_options=dict(settings.decoder_options), patch_size=settings.patch_size,
                                        img_size=settings.crop_size, class_set=dataset.class_set)
     segmenter = build_segmenter(segmenter_config, pretrained=False)
-    segmenter.encoder = student_encoder(config, previous, settings.crop_size)
-    task = FrozenEncoderTask(segmenter).to(context.device)
-    optimizer = adamw(segmenter.decoder, settings.lr, settings.weight_decay, decay_biases=True)
-    start = _restore(run, 3, config, segmenter.decoder, optimizer, None, context)
+    segmenter.encoder = _task_encoder(config, settings, previous)
+    train_encoder = settings.encoder_lr > 0
+    distiller = None
+    if settings.distill_method is not None:
+        teacher = teacher_encoder(config, settings.crop_size, settings.patch_size)
+        objective = _objective(settings.distill_method, settings.distill_options, segmenter.encoder, teacher,
+                               settings.crop_size, None)
+        distiller = Distiller(segmenter.encoder, teacher, objective)
+    task = TaskObjective(segmenter, train_encoder=train_encoder, distiller=distiller,
+                         distill_weight=settings.distill_weight, logit_teacher=_logit_teacher(settings, segmenter),
+                         logit_weight=settings.logit_weight, temperature=settings.logit_temperature).to(context.device)
+    parts: list[tuple[nn.Module, float]] = [(segmenter.decoder, 1.0)]
+    if train_encoder:
+        parts.append((segmenter.encoder, settings.encoder_lr / settings.lr))
+    if distiller is not None:
+        parts.append((distiller.objective, 1.0))
+    trained = nn.ModuleDict({f"part{i}": module for i, (module, _) in enumerate(parts)})
+    optimizer = adamw_parts(parts, settings.lr, settings.weight_decay, decay_biases=True)
+    start = _restore(run, 3, config, trained, optimizer, None, context)
     module = distributed.wrap(task, context)
     task.train()
 
     def compute_losses(batch: dict[str, Any], step: int) -> dict[str, torch.Tensor]:
         images = batch["image"].to(context.device, non_blocking=True).float()
         labels = batch["label"].to(context.device, non_blocking=True)
-        return module(images, labels)
+        return module(images, labels, step_random(config, 3, step, settings.batch_size, context))
 
     spec = LoopSpec(stage=3, total_steps=settings.steps, start_step=start, global_batch=settings.batch_size,
                     lr_at=lambda step: warmup_poly(step, settings.steps, settings.lr, settings.min_lr,
                                                    settings.warmup_steps, settings.poly_power),
                     clip_grad=settings.clip_grad, log_every=config.log_every,
                     checkpoint_every=config.checkpoint_every, seed=config.seed)
-    loader = training_loader(dataset, crop_size=settings.crop_size, scale_range=settings.scale_range,
-                             global_batch=settings.batch_size, seed=config.seed + 3, steps=settings.steps,
-                             start_step=start, rank=context.rank, world_size=context.world_size,
-                             workers=config.workers, pin_memory=context.device.type == "cuda")
+    transform = TaskTransform((settings.crop_size, settings.crop_size), settings.short_side, settings.cat_max_ratio)
+    loader = training_loader(dataset, transform, global_batch=settings.batch_size, seed=config.seed + 3,
+                             steps=settings.steps, start_step=start, rank=context.rank,
+                             world_size=context.world_size, workers=config.workers,
+                             pin_memory=context.device.type == "cuda")
     if context.is_main:
         callbacks.stage_started(3, STAGE_TITLES[3], settings.steps, start)
     metrics = run_loop(
         spec, batches=loader, compute_losses=compute_losses, optimizer=optimizer,
-        parameters=[p for p in segmenter.decoder.parameters() if p.requires_grad],
+        parameters=[p for group in optimizer.param_groups for p in group["params"]],
         after_step=lambda step: None,
-        save_state=lambda step: _save(run, 3, step, config, segmenter.decoder, optimizer, None, context),
+        save_state=lambda step: _save(run, 3, step, config, trained, optimizer, None, context),
         context=context, callbacks=callbacks)
     if context.is_main:
+        encoder_from = ("teacher" if settings.encoder == "teacher" else
+                        str(previous) if previous else f"{config.student} initial weights")
         save_segmenter(segmenter.eval(), run.segmenter_checkpoint,
-                       extra={"stage": 3, "steps": settings.steps, "encoder_from": str(previous) if previous else
-                              f"{config.student} initial weights", "label_fraction": settings.label_fraction})
+                       extra={"stage": 3, "steps": settings.steps, "encoder_from": encoder_from,
+                              "encoder_trained": train_encoder, "label_fraction": settings.label_fraction})
     context.barrier()
     return StageResult(3, run.segmenter_checkpoint, settings.steps, metrics)
 

@@ -24,7 +24,7 @@ from gkd_deploy.run import RunDir
 from gkd_deploy.training.config import TrainConfig
 from gkd_deploy.training.distributed import Context, free_port, init_context, shutdown
 from gkd_deploy.training.loop import Callbacks, NoCallbacks
-from gkd_deploy.training.stages import StageResult, distill_stage, stage_result_path, task_stage
+from gkd_deploy.training.stages import StageResult, distill_stage, handoff_path, stage_result_path, task_stage
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def _train_stages(config: TrainConfig, run: RunDir, context: Context, callbacks:
                 if context.is_main:
                     _record_stage(run, result)
                     callbacks.stage_finished(stage, {"result": str(result.path), **result.metrics})
-            previous = done
+            previous = handoff_path(run, stage, config.stage_settings(stage)) if stage != 3 else done
         evaluation = None
         if context.is_main and 3 in config.stages and config.targets:
             evaluation = evaluate_model(run.path, list(config.targets), device=str(context.device),
