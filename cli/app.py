@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 import gkd_deploy
-from gkd_deploy.cli import benchmark, data, demo, evaluate, export, infer, models, train, validate
+from gkd_deploy.cli import benchmark, compare, data, demo, evaluate, export, infer, models, train, validate
 from gkd_deploy.cli.console import error_console
 from gkd_deploy.errors import GKDError
 
@@ -49,6 +49,7 @@ def root(
 app.command("models")(models.models)
 app.command("train")(train.train)
 app.command("eval")(evaluate.evaluate)
+app.command("compare")(compare.compare)
 app.command("export")(export.export)
 app.command("validate")(validate.validate)
 app.command("benchmark")(benchmark.benchmark)

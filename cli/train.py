@@ -4,50 +4,44 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
+from gkd_deploy.cli import options
 from gkd_deploy.cli.console import console, next_step, track
+from gkd_deploy.cli.options import collect_overrides
 from gkd_deploy.cli.progress import TrainingDisplay
 from gkd_deploy.cli.tables import miou_table
 from gkd_deploy.training.config import load_train_config
+from gkd_deploy.training.recipes import apply_recipe
 from gkd_deploy.training.trainer import launch, train as train_run
 
 
-def collect_overrides(**options: Any) -> dict[str, Any]:
-    """Command-line options that were given, as nested config keys (e.g. stage3.decoder)."""
-    overrides: dict[str, Any] = {}
-    for key, value in options.items():
-        if value is None:
-            continue
-        *parents, leaf = key.split("__")
-        target = overrides
-        for parent in parents:
-            target = target.setdefault(parent, {})
-        target[leaf] = value
-    return overrides
-
-
 def train(
-    teacher: Annotated[Optional[str], typer.Option(help="Teacher from `gkd models` (e.g. dinov2-b) or timm:<name>.")] = None,
-    student: Annotated[Optional[str], typer.Option(help="Student from `gkd models` (e.g. vit-s) or timm:<name>.")] = None,
-    proxy: Annotated[Optional[str], typer.Option(help="Stage 1 unlabeled images, NAME=PATH (e.g. images=/data/imagenet/train).")] = None,
-    source: Annotated[Optional[str], typer.Option(help="Source domain, NAME=PATH (e.g. gtav=/data/gta).")] = None,
-    targets: Annotated[Optional[str], typer.Option(help="Unseen domains scored at the end, NAME=PATH,... ")] = None,
+    teacher: options.Teacher = None,
+    student: options.Student = None,
+    proxy: options.Proxy = None,
+    source: options.Source = None,
+    targets: options.Targets = None,
     stages: Annotated[Optional[str], typer.Option(help="Stages to run, e.g. 1,2,3 or 2,3 (no proxy set).")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="YAML with the same settings; options given here override it.")] = None,
+    config: options.Config = None,
+    preset: options.Preset = None,
+    recipe: Annotated[Optional[str], typer.Option(help="A baseline or ablation instead of GKD (see `gkd compare --help`), "
+                                                       "e.g. one-stage-kd, cwd, gkd-unfrozen.")] = None,
+    method: Annotated[Optional[str], typer.Option(help="Distillation method of stages 1-2: qsd (GKD), mse, proteus, "
+                                                       "fitnets, cwd, vitkd, afdcd, g2sd.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder to create.")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue this run folder from its last checkpoint.")] = None,
     devices: Annotated[int, typer.Option(help="Processes on this machine (DDP); or launch with torchrun.")] = 1,
-    no_pretrained: Annotated[bool, typer.Option("--no-pretrained", help="Random initialisation, no weights download.")] = False,
-    teacher_weights: Annotated[Optional[str], typer.Option(help="Local teacher weights (.safetensors/.pth), offline.")] = None,
-    student_weights: Annotated[Optional[str], typer.Option(help="Local student weights (.safetensors/.pth), offline.")] = None,
-    decoder: Annotated[Optional[str], typer.Option(help="Stage-3 decoder: mask2former (default), mask2former-edge, semfpn or linear.")] = None,
+    no_pretrained: options.NoPretrained = False,
+    teacher_weights: options.TeacherWeights = None,
+    student_weights: options.StudentWeights = None,
+    decoder: options.Decoder = None,
     label_fraction: Annotated[Optional[str], typer.Option(help="Share of source labels for stage 3: 1/16, 1/8, 1/4, 1/2, 1.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of weights, data order, masks, augmentation.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda.")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Data loader workers per process.")] = None,
+    device: options.Device = None,
+    workers: options.Workers = None,
 ) -> None:
     """Distil the teacher into the student (stages 1-2), train the decoder on the frozen student
     (stage 3), then score every target domain."""
@@ -62,8 +56,12 @@ def train(
                 teacher=teacher, student=student, proxy=proxy, source=source, targets=targets, stages=stages,
                 pretrained=False if no_pretrained else None, teacher_weights=teacher_weights,
                 student_weights=student_weights, stage3__decoder=decoder, stage3__label_fraction=label_fraction,
-                seed=seed, device=device, workers=workers)
-            train_config = load_train_config(str(config) if config else None, overrides)
+                stage1__method=method, stage2__method=method, seed=seed, device=device, workers=workers)
+            if recipe is not None:
+                overrides["stages"] = [3]  # the recipe says which stages run
+            train_config = load_train_config(str(config) if config else None, overrides, preset=preset)
+            if recipe is not None:
+                train_config = apply_recipe(train_config, recipe)
             run_path = out
         if devices > 1:
             run = launch(train_config, run_path, devices, resume=resume is not None, make_callbacks=TrainingDisplay)

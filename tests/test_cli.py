@@ -16,7 +16,7 @@ runner = CliRunner()
 def test_version_and_help_on_every_command():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and gkd_deploy.__version__ in result.stdout
-    for command in (["models"], ["train"], ["eval"], ["export"], ["validate"], ["infer"], ["benchmark"], ["demo"], ["data"], ["data", "synthetic"]):
+    for command in (["models"], ["train"], ["compare"], ["eval"], ["export"], ["validate"], ["infer"], ["benchmark"], ["demo"], ["data"], ["data", "synthetic"]):
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0, (command, result.stdout)
         assert "Usage" in result.stdout

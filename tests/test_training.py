@@ -304,3 +304,111 @@ def test_mask2former_task_stage_raises_source_miou(synthetic, tmp_path):
     assert sum(losses[-5:]) < sum(losses[:5])
     assert after > before + 1.0, (before, after)
     assert load_segmenter(result.run.segmenter_checkpoint).config.decoder == "mask2former"
+
+
+# --- the authors' recipe: patch sizes per stage, raw hand-off, EMA, the baselines' stage 3 -------
+
+def test_the_ema_decay_means_what_the_config_says():
+    from gkd_deploy.training.stages import student_ema
+
+    module = torch.nn.Linear(3, 2, bias=False)
+    start = module.weight.detach().clone()
+    ema = student_ema(module, 0.9, torch.device("cpu"))
+    history = []
+    for value in (1.0, 2.0):
+        with torch.no_grad():
+            module.weight.fill_(value)
+        ema.update(module)
+        history.append(value)
+    expected = 0.9 * (0.9 * start + 0.1 * history[0]) + 0.1 * history[1]
+    torch.testing.assert_close(ema.module.weight, expected)
+
+
+def test_stage_one_runs_at_patch_14_and_stage_two_starts_from_its_raw_weights(synthetic, tmp_path):
+    from gkd_deploy.models.patch_grid import fit_state_dict
+
+    base = tiny_config(synthetic)
+    # Stage 1 at patch 14 (56 px: 4 x 4 tokens), stage 2 at patch 16 (64 px: the same grid). Stage 2's
+    # learning rate is negligible, so its result is the weights it started from.
+    config = tiny_config(synthetic, stages=(1, 2), targets=(),
+                         stage1=dataclasses.replace(base.stage1, img_size=56, patch_size=14, ema_decay=0.5),
+                         stage2=dataclasses.replace(base.stage2, base_lr=1e-12, min_lr=0.0, warmup_steps=0, ema=False))
+    train(config, tmp_path / "run", callbacks=Recorder())
+    checkpoints = tmp_path / "run" / "checkpoints"
+    stage1, stage1_config = load_encoder(checkpoints / "stage1-student.safetensors")
+    assert stage1_config.patch_size == 14 and stage1_config.img_size == 56
+    assert stage1.backbone.patch_embed.proj.weight.shape[-1] == 14
+    raw, ema = _weights(checkpoints / "stage1-student.safetensors"), _weights(checkpoints / "stage1-student-ema.safetensors")
+    assert not torch.allclose(raw["backbone.blocks.0.attn.qkv.weight"], ema["backbone.blocks.0.attn.qkv.weight"])
+    stage2, stage2_config = load_encoder(checkpoints / "stage2-student.safetensors")
+    assert stage2_config.patch_size == 16 and stage2.backbone.patch_embed.proj.weight.shape[-1] == 16
+    assert not (checkpoints / "stage2-student-ema.safetensors").exists()
+    # The RAW stage-1 weights, kernel resized 14 -> 16 (bicubic) and position embedding fitted.
+    expected = fit_state_dict(raw, stage2.backbone, prefix="backbone.")
+    for key, value in stage2.state_dict().items():
+        torch.testing.assert_close(value, expected[key], rtol=0, atol=1e-6, msg=key)
+
+
+@pytest.mark.parametrize("method", ["qsd", "mse", "proteus", "fitnets", "cwd", "vitkd", "afdcd", "g2sd"])
+def test_every_distillation_method_trains_the_student_only(method):
+    from gkd_deploy.distill.methods import MethodInputs, build_objective
+
+    student = create_encoder("tiny-student", img_size=64)
+    teacher = create_encoder("tiny-teacher", img_size=64)
+    options = {"afdcd": {"pool": 1, "patch": 2, "groups": 4}, "g2sd": {"decoder_dim": 32, "depth": 1, "num_heads": 2}}
+    objective = build_objective(method, student, teacher, MethodInputs(student.embed_dim, teacher.embed_dim, (4, 4),
+                                                                        options=options.get(method)))
+    distiller = Distiller(student, teacher, objective).train()
+    losses = distiller(torch.rand(4, 3, 64, 64) * 255, BatchRandom.single(4))
+    assert torch.isfinite(losses["loss"]) and losses["loss"] > 0
+    losses["loss"].backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+
+
+def test_methods_refuse_what_they_cannot_run():
+    from gkd_deploy.distill.methods import MethodInputs, build_objective
+    from tests.test_models import TINY_EVA
+
+    student, teacher = create_encoder("tiny-student", img_size=64), create_encoder("tiny-teacher", img_size=64)
+    inputs = MethodInputs(student.embed_dim, teacher.embed_dim, (4, 4))
+    with pytest.raises(ConfigError, match="unknown distillation method 'qsdd'"):
+        build_objective("qsdd", student, teacher, inputs)
+    with pytest.raises(ConfigError, match="unknown option.*temperature.*takes: tau, weight"):
+        build_objective("cwd", student, teacher, dataclasses.replace(inputs, options={"temperature": 2}))
+    with pytest.raises(ConfigError, match="rotary"):
+        build_objective("g2sd", create_encoder(TINY_EVA, img_size=64), teacher, inputs)
+    with pytest.raises(ConfigError, match="did you mean 'cwd'"):
+        TrainConfig.from_dict({"source": "cityscapes=/x", "stages": [2, 3], "stage2": {"method": "cdw"}})
+    with pytest.raises(ConfigError, match="encoder_lr > 0"):
+        TrainConfig.from_dict({"source": "cityscapes=/x", "stages": [3], "stage3": {"distill_method": "fitnets"}})
+
+
+def test_stage_three_baselines_train_what_they_say(synthetic, tmp_path):
+    base = tiny_config(synthetic)
+    stage2 = train(tiny_config(synthetic, stages=(2,), targets=()), tmp_path / "distilled", callbacks=Recorder())
+    student = _weights(stage2.run.checkpoint_dir / "stage2-student.safetensors")
+
+    def stage3(name, **settings):
+        config = tiny_config(synthetic, stages=(2, 3), targets=(), stage3=dataclasses.replace(base.stage3, **settings))
+        run = tmp_path / name
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints" / "stage2-student.safetensors").write_bytes(
+            (stage2.run.checkpoint_dir / "stage2-student.safetensors").read_bytes())
+        recorder = Recorder()
+        train(config, run, callbacks=recorder)
+        return load_segmenter(run / "checkpoints" / "segmenter.safetensors"), recorder
+
+    def encoder_changed(model):
+        return any(not torch.equal(model.encoder.state_dict()[k], v) for k, v in student.items())
+
+    frozen, _ = stage3("frozen")
+    assert not encoder_changed(frozen)
+    unfrozen, _ = stage3("unfrozen", encoder_lr=1e-3)
+    assert encoder_changed(unfrozen)
+    one_stage, recorder = stage3("one-stage", encoder_lr=1e-3, distill_method="fitnets", distill_weight=2.0)
+    assert encoder_changed(one_stage) and all("distill" in m for m in recorder.steps[3])
+    logit, recorder = stage3("logit", encoder_lr=1e-3, logit_teacher=str(tmp_path / "frozen"))
+    assert all(m["logit_kd"] >= 0 for m in recorder.steps[3])
+    reference, _ = stage3("teacher", encoder="teacher")
+    assert reference.config.encoder == "tiny-teacher" and reference.encoder.embed_dim == 96

@@ -106,7 +106,7 @@ class TaskSettings:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    teacher: str = "dinov2-b"
+    teacher: str | None = "dinov2-b"  # None: no teacher (a student trained on the source alone)
     student: str = "vit-s"
     pretrained: bool = True
     teacher_weights: str | None = None
@@ -148,6 +148,11 @@ class TrainConfig:
     def stage_settings(self, stage: int) -> DistillSettings | TaskSettings:
         return {1: self.stage1, 2: self.stage2, 3: self.stage3}[stage]
 
+    def needs_teacher(self) -> bool:
+        task = self.stage3
+        return bool({1, 2} & set(self.stages)) or (3 in self.stages and (
+            task.encoder == "teacher" or task.distill_method is not None))
+
     @property
     def patch_size(self) -> int:
         """The patch size of the segmenter that comes out (stage 3's)."""
@@ -163,6 +168,9 @@ class TrainConfig:
             raise ConfigError("stages 2 and 3 need the source domain: give --source NAME=PATH (e.g. gtav=/data/gta)")
         for entries in (self.proxy, self.source, self.distill_extra, self.targets):
             _check_entries(entries)
+        if self.teacher is None and self.needs_teacher():
+            raise ConfigError("this run needs a teacher (distillation stages, stage3.encoder 'teacher' or "
+                              "stage3.distill_method): give --teacher NAME")
         for stage in (1, 2):
             _check_distill(self.stage_settings(stage), f"stage{stage}")
         _check_task(self.stage3)
@@ -250,6 +258,14 @@ def _check_task(settings: TaskSettings) -> None:
     if settings.encoder == "teacher" and (settings.encoder_lr or settings.distill_method or settings.logit_teacher):
         raise ConfigError("stage3.encoder 'teacher' is the frozen-teacher reference: it takes no encoder_lr, "
                           "distill_method or logit_teacher")
+    if settings.logit_teacher is not None:
+        from gkd_deploy.models.decoders import DECODERS, PRESETS
+        from gkd_deploy.models.decoders.base import DenseDecoder
+
+        decoder = PRESETS[settings.decoder][0] if settings.decoder in PRESETS else settings.decoder
+        if not issubclass(DECODERS[decoder], DenseDecoder):
+            raise ConfigError(f"stage3.logit_teacher distils per-pixel class scores, which the '{settings.decoder}' "
+                              "decoder does not train on: use a dense decoder (semfpn or linear)")
     if settings.logit_temperature <= 0:
         raise ConfigError(f"stage3.logit_temperature must be positive, got {settings.logit_temperature}")
 

@@ -35,7 +35,6 @@ from gkd_deploy.distill.methods import MethodInputs, build_objective
 from gkd_deploy.errors import ConfigError, ModelError
 from gkd_deploy.models.builder import create_encoder
 from gkd_deploy.models.checkpoint import load_segmenter, save_encoder, save_segmenter
-from gkd_deploy.models.decoders.base import DenseDecoder
 from gkd_deploy.models.encoder import ViTEncoder
 from gkd_deploy.models.patch_grid import fit_state_dict
 from gkd_deploy.models.segmenter import EncoderConfig, Segmenter, SegmenterConfig, build_segmenter
@@ -117,6 +116,12 @@ def _objective(method: str, options: dict[str, Any], student: nn.Module, teacher
     return build_objective(method, student, teacher, inputs)
 
 
+def student_ema(student: nn.Module, decay: float, device: torch.device) -> ModelEmaV3:
+    """An EMA of the student at exactly `decay` from the first step: ema <- decay * ema + (1 - decay) * w.
+    (timm's warm-up would ramp the decay up from 0 and silently replace the configured value.)"""
+    return ModelEmaV3(student, decay=decay, use_warmup=False, device=device)
+
+
 # --- stages 1 and 2 ------------------------------------------------------------------------------
 
 def distill_stage(stage: int, config: TrainConfig, run: RunDir, context: Context, previous: Path | None,
@@ -132,8 +137,7 @@ def distill_stage(stage: int, config: TrainConfig, run: RunDir, context: Context
     distiller = Distiller(student, teacher, objective).to(context.device)
     trained = distiller.trainable_modules()
     optimizer = adamw(trained, settings.lr(), settings.weight_decay)
-    # The configured decay is used as given (no warm-up ramp); the EMA is kept beside the raw weights.
-    ema = ModelEmaV3(student, decay=settings.ema_decay, use_warmup=False, device=context.device) if settings.ema else None
+    ema = student_ema(student, settings.ema_decay, context.device) if settings.ema else None
     global_batch = settings.batch_size
     peak_lr = settings.lr()
     start = _restore(run, stage, config, trained, optimizer, ema, context)
@@ -240,9 +244,6 @@ def _task_encoder(config: TrainConfig, settings: TaskSettings, previous: Path | 
 def _logit_teacher(settings: TaskSettings, segmenter: Segmenter) -> Segmenter | None:
     if settings.logit_teacher is None:
         return None
-    if not isinstance(segmenter.decoder, DenseDecoder):
-        raise ConfigError(f"stage3.logit_teacher distils per-pixel class scores, which the '{settings.decoder}' "
-                          "decoder does not train on: use a dense decoder (semfpn or linear)")
     checkpoint, _ = resolve_checkpoint(settings.logit_teacher)
     teacher = load_segmenter(checkpoint)
     if teacher.class_set.names != segmenter.class_set.names:
