@@ -39,13 +39,17 @@ def synthetic(
     seed: Annotated[int, typer.Option(help="Scenes are a pure function of the seed.")] = 0,
     video: Annotated[bool, typer.Option("--video", help="Also write a short driving clip (mp4) in a target style.")] = False,
     video_style: Annotated[str, typer.Option(help="Style of the clip: fog, night, rain or snow.")] = "fog",
+    proxy: Annotated[int, typer.Option(help="Unlabeled proxy images for stage 1 (other scenes, random camera "
+                                            "looks, no weather) in proxy-synth/.")] = 0,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores).")] = None,
 ) -> None:
     """Write the built-in synthetic street scenes in the Cityscapes and ACDC layouts."""
     summary = write_synthetic(out, train=train, val=val, target=target, size=parse_size(size), seed=seed,
-                              video=video, video_style=video_style, workers=workers, track=track)
+                              video=video, video_style=video_style, proxy=proxy, workers=workers, track=track)
     console.print(f"source (Cityscapes layout): {summary.cityscapes}")
     console.print(f"targets (ACDC layout):      {summary.acdc}")
+    if summary.proxy is not None:
+        console.print(f"proxy (images):             {summary.proxy}")
     if summary.video is not None:
         console.print(f"video:                      {summary.video}")
     next_step(f"gkd eval CHECKPOINT --targets cityscapes={summary.cityscapes},acdc={summary.acdc}")

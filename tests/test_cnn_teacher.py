@@ -188,3 +188,36 @@ def test_weights_that_do_not_fit_are_refused_with_the_first_mismatch(tmp_path):
         torch.save(state, path)
         encoder = create_encoder("effnet-lite0", weights=path, role="teacher")
         torch.testing.assert_close(encoder.backbone.conv_stem.weight, lite0["_conv_stem.weight"])
+
+
+def test_a_cnn_teacher_runs_through_all_three_stages_and_as_the_teacher_reference(tmp_path):
+    """EfficientNet-Lite0 (real weights) distils a tiny ViT at patch 14 then 16, and serves as the
+    frozen encoder of the teacher reference; the segmenters rebuild from their checkpoints."""
+    import dataclasses
+
+    from gkd_deploy.data.synthetic import write_synthetic
+    from gkd_deploy.models.checkpoint import load_segmenter
+    from gkd_deploy.training.config import DistillSettings, TaskSettings, TrainConfig
+    from gkd_deploy.training.trainer import train
+
+    data = write_synthetic(tmp_path / "data", train=4, val=2, target=1, size=(128, 64), seed=1, workers=1)
+    distill = DistillSettings(steps=2, batch_size=2, img_size=56, patch_size=14, ema=False)
+    config = TrainConfig(
+        teacher="effnet-lite0", student="tiny-student", pretrained=True,
+        proxy=f"images={data.cityscapes / 'leftImg8bit' / 'train'}", source=f"cityscapes={data.cityscapes}",
+        targets=(f"acdc={data.acdc}",), stages=(1, 2, 3), stage1=distill,
+        stage2=dataclasses.replace(distill, img_size=64, patch_size=16),
+        stage3=TaskSettings(steps=2, batch_size=2, crop_size=64, short_side=64, decoder="semfpn",
+                            decoder_options={"neck_channels": 16, "head_channels": 8, "groups": 4}),
+        workers=0, checkpoint_every=2, log_every=1)
+    result = train(config, tmp_path / "gkd")
+    assert len(result.stages) == 3 and len(result.evaluation.report.domains) == 4
+    assert load_segmenter(result.run.segmenter_checkpoint).config.encoder == "tiny-student"
+    reference = train(dataclasses.replace(config, stages=(3,), stage3=dataclasses.replace(config.stage3, encoder="teacher")),
+                      tmp_path / "teacher")
+    model = load_segmenter(reference.run.segmenter_checkpoint)
+    assert model.config.encoder == "effnet-lite0" and model.encoder.embed_dim == 112
+    # The checkpoint holds the teacher's real weights (not a random rebuild).
+    fresh = create_encoder("effnet-lite0", pretrained=True, img_size=64)
+    first = next(iter(fresh.state_dict()))
+    torch.testing.assert_close(model.encoder.state_dict()[first], fresh.state_dict()[first])

@@ -49,3 +49,16 @@ def test_bad_modes_are_refused():
         InferenceMode("slide", crop=64, stride=96)
     with pytest.raises(ConfigError, match="multiple of the patch size"):
         InferenceMode("slide", crop=70, stride=30, multiple=16)
+
+
+@pytest.mark.parametrize("window_batch", [2, 5, 64])
+def test_batched_windows_give_the_same_logits(window_batch):
+    # A model whose output depends on the whole window (its mean), so windows must not mix.
+    def windowed(images):
+        return images[:, :2] - images.mean(dim=(1, 2, 3), keepdim=True)
+
+    images = torch.rand(2, 3, 70, 150)
+    one = predict_logits(windowed, images, InferenceMode("slide", crop=32, stride=21, multiple=16))
+    many = predict_logits(windowed, images, InferenceMode("slide", crop=32, stride=21, multiple=16,
+                                                          window_batch=window_batch))
+    torch.testing.assert_close(many, one, rtol=0, atol=1e-6)

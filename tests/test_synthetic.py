@@ -250,3 +250,22 @@ def test_render_scene_checks_its_arguments():
         render_scene(0, (100, 60))
     with pytest.raises(ConfigError, match="seed"):
         render_scene(-5, SMALL)
+
+
+def test_proxy_images_are_other_scenes_in_random_looks_without_labels(tmp_path):
+    from gkd_deploy.data.registry import build_domains, parse_dataset_arg
+
+    summary = write_synthetic(tmp_path, train=0, val=0, target=0, proxy=3, size=SMALL, seed=2, workers=1)
+    assert summary.proxy == tmp_path / "proxy-synth" and summary.proxy_images == 3 and summary.images == 3
+    assert not summary.cityscapes.exists()  # a proxy-only call writes nothing else
+    assert sorted(p.name for p in (summary.proxy / "images").iterdir()) == [f"proxy_{i:06d}.png" for i in range(3)]
+    (domain,) = build_domains(parse_dataset_arg(f"images={summary.proxy}"), "train").values()
+    assert len(domain) == 3 and not domain.labeled
+    # The random look keeps the geometry (labels) and changes colours, but adds no weather: no haze,
+    # darkness or snow cover, so the image keeps about the clear frame's local contrast.
+    for seed in range(3):
+        clear, clear_label = render_scene(seed, SMALL, "clear")
+        random_look, label = render_scene(seed, SMALL, "random")
+        assert np.array_equal(label, clear_label)
+        assert not np.array_equal(random_look, clear)
+        assert 0.5 < _local_contrast(random_look) / _local_contrast(clear) < 2.0

@@ -240,3 +240,18 @@ def test_eval_transform_resizes_the_image_only_and_is_picklable():
     identity = eval_transform(None)
     assert identity(image, label)[0] is image
     assert fit_within(1024, 2048, (1024, 512)) == (512, 1024)
+
+
+def test_rand_augment_posterize_at_the_top_magnitude_gives_a_black_image():
+    # m9 + magnitude noise reaches 10, where timm asks Pillow for 0 bits (refused since Pillow 9);
+    # the recipe ran on a Pillow that returned the fully masked image.
+    from PIL import Image
+    from timm.data.auto_augment import RandAugment
+
+    image = Image.fromarray(np.full((4, 4, 3), 200, np.uint8))
+    assert np.asarray(transforms._posterize(image, 0)).max() == 0
+    assert np.asarray(transforms._posterize(image, 1)).max() == 128
+    transform = DistillTransform(32)
+    rand_augment = next(s for s in transform._timm_pipeline().transforms if isinstance(s, RandAugment))
+    posterize = [op for op in rand_augment.ops if op.name.startswith("Posterize")]
+    assert posterize and all(op.aug_fn is transforms._posterize for op in posterize)

@@ -13,6 +13,10 @@ The three transforms follow the GKD authors' pipelines:
   RandomErasing 0.25 in pixel mode), returned as float RGB on the 0..255 scale;
 - `EvalTransform`: the authors' test-time resize of the image (labels stay at full resolution).
 
+Stage 3 is written here rather than on albumentations: mmseg's short-side choice with a long-side
+cap, its `cat_max_ratio` crop retries and its photometric distortion (steps, order, ranges) have
+no exact albumentations counterpart, and a numpy generator per item needs no global seeding.
+
 Training transforms are reseeded per item (`reseed`) from the item's place in the data order, so
 a resumed run and a run split over several processes augment every image exactly as a single
 uninterrupted run does. All transforms pickle, for DataLoader workers.
@@ -205,11 +209,17 @@ class DistillTransform(_Reseedable):
     def _timm_pipeline(self):
         if self._pipeline is None:
             from timm.data import create_transform
+            from timm.data.auto_augment import RandAugment
 
             self._pipeline = create_transform(
                 input_size=self.img_size, is_training=True, color_jitter=0.3, auto_augment=RAND_AUGMENT,
                 interpolation="bicubic", re_prob=0.25, re_mode="pixel", re_count=1,
                 mean=IMAGENET_MEAN, std=IMAGENET_STD)
+            for step in self._pipeline.transforms:
+                if isinstance(step, RandAugment):
+                    for op in step.ops:
+                        if op.name.startswith("Posterize"):
+                            op.aug_fn = _posterize
         return self._pipeline
 
     def __call__(self, image: np.ndarray, label: np.ndarray | None) -> tuple[np.ndarray, None]:
@@ -242,6 +252,19 @@ class DistillTransform(_Reseedable):
 
     def __repr__(self) -> str:
         return f"DistillTransform(img_size={self.img_size}, seed={self.seed})"
+
+
+def _posterize(image, bits_to_keep: int, **_: Any):
+    """RandAugment's posterize, keeping `bits_to_keep` of the 8 bits per channel. At the top of the
+    magnitude range (m9 plus noise reaches 10) timm asks for 0 bits, which Pillow >= 9 refuses;
+    older Pillow, which the recipe was run with, gave the masked, black image: so do we."""
+    from PIL import ImageOps
+
+    if bits_to_keep >= 8:
+        return image
+    if bits_to_keep <= 0:
+        return image.point([0] * 256 * len(image.getbands()))
+    return ImageOps.posterize(image, bits_to_keep)
 
 
 def fit_within(height: int, width: int, size: tuple[int, int]) -> tuple[int, int]:

@@ -28,6 +28,7 @@ class InferenceMode:
     stride: int = 341
     multiple: int = 16
     crop_width: int | None = None  # for windows that are not square (a model exported at H x W)
+    window_batch: int = 1  # windows run together in one call (same result, fewer calls)
 
     def __post_init__(self) -> None:
         if self.mode not in ("whole", "slide"):
@@ -36,6 +37,8 @@ class InferenceMode:
             raise ConfigError(f"slide inference needs 0 < stride <= crop, got stride {self.stride}, crop {self.crop}")
         if any(side % self.multiple for side in self.window):
             raise ConfigError(f"crop {self.crop} must be a multiple of the patch size {self.multiple}")
+        if self.window_batch < 1:
+            raise ConfigError(f"window_batch must be >= 1, got {self.window_batch}")
 
     @property
     def window(self) -> tuple[int, int]:
@@ -47,7 +50,7 @@ def predict_logits(model: Model, images: torch.Tensor, mode: InferenceMode) -> t
     """(B, 3, H, W) float images -> (B, K, H, W) logits."""
     if mode.mode == "whole":
         return _whole(model, images, mode.multiple)
-    return _slide(model, images, mode.window, mode.stride)
+    return _slide(model, images, mode.window, mode.stride, mode.window_batch)
 
 
 def resize_scores(scores: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
@@ -77,20 +80,25 @@ def _window_starts(length: int, crop: int, stride: int) -> list[int]:
     return starts
 
 
-def _slide(model: Model, images: torch.Tensor, window: tuple[int, int], stride: int) -> torch.Tensor:
+def _slide(model: Model, images: torch.Tensor, window: tuple[int, int], stride: int, window_batch: int = 1) -> torch.Tensor:
     height, width = images.shape[-2:]
     crop_h, crop_w = window
     # Images smaller than a window are padded (zeros, as mmseg) and the padding cropped away after.
     padded = _pad_to(images, max(height, crop_h), max(width, crop_w))
     padded_height, padded_width = padded.shape[-2:]
+    boxes = [(top, left) for top in _window_starts(padded_height, crop_h, stride)
+             for left in _window_starts(padded_width, crop_w, stride)]
+    batch = images.shape[0]
     logits_sum = None
     counts = torch.zeros(1, 1, padded_height, padded_width)
-    for top in _window_starts(padded_height, crop_h, stride):
-        for left in _window_starts(padded_width, crop_w, stride):
-            window_logits = model(padded[..., top:top + crop_h, left:left + crop_w])
-            if logits_sum is None:
-                logits_sum = torch.zeros(images.shape[0], window_logits.shape[1], padded_height, padded_width,
-                                         dtype=window_logits.dtype, device=window_logits.device)
-            logits_sum[..., top:top + crop_h, left:left + crop_w] += window_logits
+    for first in range(0, len(boxes), window_batch):
+        chunk = boxes[first:first + window_batch]
+        crops = torch.cat([padded[..., top:top + crop_h, left:left + crop_w] for top, left in chunk])
+        chunk_logits = model(crops)  # (len(chunk) * B, K, crop_h, crop_w), window-major
+        if logits_sum is None:
+            logits_sum = torch.zeros(batch, chunk_logits.shape[1], padded_height, padded_width,
+                                     dtype=chunk_logits.dtype, device=chunk_logits.device)
+        for index, (top, left) in enumerate(chunk):
+            logits_sum[..., top:top + crop_h, left:left + crop_w] += chunk_logits[index * batch:(index + 1) * batch]
             counts[..., top:top + crop_h, left:left + crop_w] += 1
     return (logits_sum / counts.to(logits_sum.device))[..., :height, :width]

@@ -15,6 +15,9 @@ from gkd_deploy.models.checkpoint import load_segmenter
 from gkd_deploy.run import resolve_checkpoint
 
 
+WINDOW_BATCH = 8
+
+
 @dataclass(frozen=True)
 class EvalOutcome:
     report: EvalReport
@@ -23,12 +26,14 @@ class EvalOutcome:
 
 
 def default_inference_mode(img_size: int, patch_size: int, mode: str = "slide", crop: int | None = None,
-                           stride: int | None = None, crop_width: int | None = None) -> InferenceMode:
+                           stride: int | None = None, crop_width: int | None = None,
+                           window_batch: int = 1) -> InferenceMode:
     """Slide with the training crop and a 2/3 stride (512 -> 341), as the paper evaluates.
     `crop_width` makes the window crop x crop_width (a model exported at a non-square size)."""
     crop = crop or img_size
     stride = stride or max(patch_size, (min(crop, crop_width or crop) * 2) // 3)
-    return InferenceMode(mode=mode, crop=crop, stride=stride, multiple=patch_size, crop_width=crop_width)
+    return InferenceMode(mode=mode, crop=crop, stride=stride, multiple=patch_size, crop_width=crop_width,
+                         window_batch=window_batch)
 
 
 def evaluate_model(
@@ -58,7 +63,9 @@ def evaluate_model(
         raise ConfigError("no target data sets: pass --targets NAME=PATH[,NAME=PATH...] "
                           "(e.g. cityscapes=data/cityscapes-synth,acdc=data/acdc-synth)")
     model = load_segmenter(checkpoint)
-    inference = default_inference_mode(model.config.img_size, model.config.patch_size, mode, crop, stride)
+    # PyTorch takes any batch: the windows of an image run together (the result is the same).
+    inference = default_inference_mode(model.config.img_size, model.config.patch_size, mode, crop, stride,
+                                       window_batch=WINDOW_BATCH)
     domains = eval_domains(targets, split=split)
     report = evaluate(model, domains, class_set=model.class_set, mode=inference, device=device,
                       num_workers=num_workers, track=track, model_name=str(checkpoint))

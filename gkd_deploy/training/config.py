@@ -121,6 +121,7 @@ class TrainConfig:
     stage3: TaskSettings = TaskSettings()
     seed: int = 0
     device: str = "auto"
+    autocast: str = "auto"  # bf16 on CUDA, fp32 on CPU; "bf16" everywhere, or "off"
     workers: int = 4
     checkpoint_every: int = 500
     log_every: int = 10
@@ -174,6 +175,10 @@ class TrainConfig:
         for stage in (1, 2):
             _check_distill(self.stage_settings(stage), f"stage{stage}")
         _check_task(self.stage3)
+        from gkd_deploy.training.loop import AUTOCAST_MODES
+
+        if self.autocast not in AUTOCAST_MODES:
+            raise ConfigError(f"autocast must be one of {', '.join(AUTOCAST_MODES)}, got '{self.autocast}'")
         for name in ("workers", "checkpoint_every", "log_every"):
             if getattr(self, name) < (0 if name == "workers" else 1):
                 raise ConfigError(f"{name} must be {'>= 0' if name == 'workers' else 'positive'}, got {getattr(self, name)}")

@@ -43,7 +43,7 @@ class NoCallbacks:
         log.info("stage %d (%s): steps %d..%d", stage, title, start_step, total_steps)
 
     def step_finished(self, stage: int, step: int, metrics: dict[str, float]) -> None:
-        log.info("stage %d step %d: %s", stage, step, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+        pass  # the loop logs every logged step itself
 
     def stage_finished(self, stage: int, summary: dict[str, Any]) -> None:
         log.info("stage %d done: %s", stage, summary)
@@ -60,12 +60,17 @@ class LoopSpec:
     log_every: int
     checkpoint_every: int
     seed: int
+    autocast: str = "auto"
 
 
-def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (no loss scaling needed); full fp32 on CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+AUTOCAST_MODES = ("auto", "bf16", "off")
+
+
+def autocast_for(device: torch.device, mode: str = "auto") -> contextlib.AbstractContextManager:
+    """bf16 autocast ("auto": on CUDA, where it needs no loss scaling; "bf16": on any device, which
+    also roughly halves a CPU step on processors with bf16 instructions); "off" or CPU "auto": fp32."""
+    if mode == "bf16" or (mode == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -109,7 +114,7 @@ def _steps(spec, batches, compute_losses, optimizer, parameters, after_step, sav
         lr = spec.lr_at(step)
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
-        with autocast_for(context.device):
+        with autocast_for(context.device, spec.autocast):
             losses = compute_losses(batch, step)
         if not context.all_finite(losses["loss"]):
             raise TrainingError(
@@ -138,6 +143,8 @@ def _steps(spec, batches, compute_losses, optimizer, parameters, after_step, sav
             last_metrics["lr"] = lr
             last_metrics["images_per_s"] = spec.global_batch * window_steps / max(elapsed, 1e-9)
             if context.is_main:
+                # Into the log (and so the run's train.log) whatever the display does with it.
+                log.info("stage %d step %d: %s", spec.stage, done, " ".join(f"{k}={v:.4g}" for k, v in last_metrics.items()))
                 callbacks.step_finished(spec.stage, done, last_metrics)
             window_start, window_steps = time.perf_counter(), 0
         if done % spec.checkpoint_every == 0 or done == spec.total_steps:

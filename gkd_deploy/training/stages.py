@@ -151,7 +151,7 @@ def distill_stage(stage: int, config: TrainConfig, run: RunDir, context: Context
     spec = LoopSpec(stage=stage, total_steps=steps, start_step=start, global_batch=global_batch,
                     lr_at=lambda step: warmup_cosine(step, steps, peak_lr, settings.min_lr, settings.warmup_steps),
                     clip_grad=settings.clip_grad, log_every=config.log_every,
-                    checkpoint_every=config.checkpoint_every, seed=config.seed)
+                    checkpoint_every=config.checkpoint_every, seed=config.seed, autocast=config.autocast)
     loader = training_loader(dataset, DistillTransform(settings.img_size), global_batch=global_batch,
                              seed=config.seed + stage, steps=steps, start_step=start, rank=context.rank,
                              world_size=context.world_size, workers=config.workers,
@@ -292,7 +292,7 @@ def task_stage(config: TrainConfig, run: RunDir, context: Context, previous: Pat
                     lr_at=lambda step: warmup_poly(step, settings.steps, settings.lr, settings.min_lr,
                                                    settings.warmup_steps, settings.poly_power),
                     clip_grad=settings.clip_grad, log_every=config.log_every,
-                    checkpoint_every=config.checkpoint_every, seed=config.seed)
+                    checkpoint_every=config.checkpoint_every, seed=config.seed, autocast=config.autocast)
     transform = TaskTransform((settings.crop_size, settings.crop_size), settings.short_side, settings.cat_max_ratio)
     loader = training_loader(dataset, transform, global_batch=settings.batch_size, seed=config.seed + 3,
                              steps=settings.steps, start_step=start, rank=context.rank,

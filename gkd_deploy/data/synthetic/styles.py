@@ -10,6 +10,9 @@ lights, never the label map's values as an output: the labels stay exactly as re
   rain streaks.
 - snow: snow on upward-facing ground and on the top edges of things, speckled trees, grey-white
   sky, haze, falling flakes, lower saturation.
+- random: no weather at all; a random camera look per scene (white balance, exposure, contrast,
+  saturation, gamma, a hue turn). The proxy set of stage 1 is rendered in it: generic images
+  that carry none of the target conditions.
 
 Parameters that define the look (fog density, how dark the night is) are drawn once per scene
 (`sample_style`), per-frame randomness (noise, rain streaks, flakes) from a separate generator,
@@ -27,9 +30,10 @@ from .noise import ground_noise, smooth_noise
 from .scene import SceneBuffers
 from .street import ID
 
-STYLES = ("clear", "fog", "night", "rain", "snow")
+STYLES = ("clear", "fog", "night", "rain", "snow", "random")
 SOURCE_STYLE = "clear"
-TARGET_STYLES = STYLES[1:]
+TARGET_STYLES = ("fog", "night", "rain", "snow")
+PROXY_STYLE = "random"
 
 _GROUND = np.zeros(256, bool)
 _GROUND[[ID["road"], ID["sidewalk"], ID["terrain"]]] = True
@@ -63,6 +67,8 @@ def sample_style(style: str, rng: np.random.Generator) -> StyleParams:
                          "puddles": u(0.2, 0.6), "streaks": u(0.6, 1.4), "angle": u(-0.25, 0.25)},
         "snow": lambda: {"cover": u(0.65, 1.0), "visibility": u(90, 300), "flakes": u(0.5, 1.5), "saturation": u(0.45, 0.7),
                          "sky": u(0.78, 0.9)},
+        "random": lambda: {"gains": tuple(u(0.75, 1.25, 3)), "exposure": u(0.8, 1.25), "contrast": u(0.7, 1.3),
+                           "saturation": u(0.5, 1.5), "gamma": u(0.75, 1.35), "hue": u(-0.12, 0.12)},
     }
     if style not in values:
         raise ValueError(f"unknown style {style!r}; choose from {STYLES}")
@@ -75,7 +81,8 @@ def apply_style(buf: SceneBuffers, params: StyleParams, rng: np.random.Generator
     if params.style == "clear":
         rgb *= params["exposure"]
     else:
-        rgb = {"fog": _fog, "night": _night, "rain": _rain, "snow": _snow}[params.style](buf, rgb, params, rng)
+        rgb = {"fog": _fog, "night": _night, "rain": _rain, "snow": _snow, "random": _random_look}[params.style](
+            buf, rgb, params, rng)
     return _finish(rgb, rng, noise=0.006 if params.style != "night" else 0.0)
 
 
@@ -85,6 +92,22 @@ def _finish(rgb: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarr
     if noise > 0:
         rgb += rng.standard_normal(rgb.shape, dtype=np.float32) * np.float32(noise)
     return np.rint(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+# -- random (the proxy set) ---------------------------------------------------------------------
+
+
+def _random_look(buf: SceneBuffers, rgb: np.ndarray, p: StyleParams, rng: np.random.Generator) -> np.ndarray:
+    """A camera's colour rendering, drawn per scene: white balance, exposure, contrast around the
+    mean, saturation, gamma, and a turn of the hue circle (a fraction of a full turn)."""
+    rgb = np.clip(rgb * np.asarray(p["gains"], np.float32) * np.float32(p["exposure"]), 0.0, 1.0)
+    mean = rgb.mean()
+    rgb = np.clip(mean + p["contrast"] * (rgb - mean), 0.0, 1.0)
+    grey = rgb.mean(axis=2, keepdims=True)
+    rgb = np.clip(grey + p["saturation"] * (rgb - grey), 0.0, 1.0) ** np.float32(p["gamma"])
+    hsv = cv2.cvtColor(rgb.astype(np.float32), cv2.COLOR_RGB2HSV)  # float input: hue in degrees
+    hsv[..., 0] = (hsv[..., 0] + 360.0 * p["hue"]) % 360.0
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
 # -- fog ----------------------------------------------------------------------------------------

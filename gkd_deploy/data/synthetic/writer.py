@@ -4,6 +4,7 @@
     <out>/cityscapes-synth/gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_labelTrainIds.png
     <out>/acdc-synth/rgb_anon/<cond>/val/<seq>/<seq>_frame_<n>_rgb_anon.png
     <out>/acdc-synth/gt/<cond>/val/<seq>/<seq>_frame_<n>_gt_labelTrainIds.png
+    <out>/proxy-synth/images/proxy_<n>.png                            (optional: the stage-1 proxy set)
     <out>/video/synth-<style>.mp4                                     (optional)
 
 Cityscapes holds the clear source domain; ACDC one folder per adverse condition, rendered from
@@ -37,7 +38,7 @@ from ...errors import ConfigError, DataError
 from ..registry import DATASET_MANIFEST
 from .checks import check_choice, check_int, check_size
 from .render import render_frame, render_scene
-from .styles import SOURCE_STYLE, STYLES, TARGET_STYLES
+from .styles import PROXY_STYLE, SOURCE_STYLE, STYLES, TARGET_STYLES
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ CONDITIONS = TARGET_STYLES  # ACDC's fog, night, rain, snow
 ACDC_SEQUENCE_LENGTH = 25  # frames per GoPro sequence folder
 CITYSCAPES_FRAME = 19  # Cityscapes annotates the 20th frame of each 30-frame snippet
 VIDEO_FPS = 10.0
-_STREAMS = {"train": 0, "val": 1, "fog": 2, "night": 3, "rain": 4, "snow": 5, "video": 6}
+_STREAMS = {"train": 0, "val": 1, "fog": 2, "night": 3, "rain": 4, "snow": 5, "video": 6, "proxy": 7}
 
 Track = Callable[[Iterable, str, int], Iterable]
 
@@ -56,7 +57,8 @@ class SyntheticSummary:
     """What `write_synthetic` wrote: data set roots, the video (or None) and image counts.
 
     train/val count Cityscapes images; target counts ACDC images per condition. The two
-    roots are not written (nor replaced) when all three counts are 0.
+    roots are not written (nor replaced) when all three counts are 0. `proxy` is the folder of
+    unlabeled proxy images (other scenes in random camera looks, no weather) or None.
     """
 
     cityscapes: Path
@@ -68,11 +70,13 @@ class SyntheticSummary:
     conditions: tuple[str, ...]
     size: tuple[int, int]
     seconds: float
+    proxy: Path | None = None
+    proxy_images: int = 0
 
     @property
     def images(self) -> int:
-        """All still images written (source and target)."""
-        return self.train + self.val + self.target * len(self.conditions)
+        """All still images written (source, target and proxy)."""
+        return self.train + self.val + self.target * len(self.conditions) + self.proxy_images
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ class _Task:
     style: str
     size: tuple[int, int]
     image: Path
-    label: Path
+    label: Path | None
 
 
 def scene_seed(seed: int, stream: str, index: int) -> int:
@@ -102,18 +106,20 @@ def write_synthetic(
     video: bool = False,
     video_frames: int = 48,
     video_style: str = "fog",
+    proxy: int = 0,
     workers: int | None = None,
     track: Track | None = None,
 ) -> SyntheticSummary:
-    """Render and write the synthetic Cityscapes (source) and ACDC (target) sets, and
-    optionally a short driving video in `video_style`.
+    """Render and write the synthetic Cityscapes (source) and ACDC (target) sets, optionally
+    `proxy` unlabeled proxy images for stage 1, and a short driving video in `video_style`.
 
     size is (width, height), multiples of 8. workers: processes to render with (default: all
     CPUs; 1 renders in this process). track: optional progress wrapper called as
     track(iterable, description, total). Raises ConfigError naming a bad argument.
     """
     out_dir = Path(out_dir)
-    train, val, target = (check_int(v, name) for v, name in ((train, "train"), (val, "val"), (target, "target")))
+    train, val, target, proxy = (check_int(v, name) for v, name in ((train, "train"), (val, "val"),
+                                                                     (target, "target"), (proxy, "proxy")))
     size, seed = check_size(size), check_int(seed, "seed")
     if not isinstance(video, bool):
         raise ConfigError(f"video must be True or False, got {video!r}")
@@ -123,15 +129,15 @@ def write_synthetic(
     workers = (os.cpu_count() or 1) if workers is None else check_int(workers, "workers", 1)
     if track is not None and not callable(track):
         raise ConfigError(f"track must be a callable track(iterable, description, total), got {track!r}")
-    if train + val + target == 0 and not video:
-        raise ConfigError("train, val and target are all 0 and video is off: nothing to write")
+    if train + val + target + proxy == 0 and not video:
+        raise ConfigError("train, val, target and proxy are all 0 and video is off: nothing to write")
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"out_dir {out_dir} exists and is not a folder")
 
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     cityscapes, acdc = out_dir / "cityscapes-synth", out_dir / "acdc-synth"
-    jobs = train + val + target * len(CONDITIONS) + (video_frames if video else 0)
+    jobs = train + val + target * len(CONDITIONS) + proxy + (video_frames if video else 0)
     with _Renderer(min(workers, jobs)) as renderer:
         if train + val + target:  # a video-only call leaves existing image sets alone
             with _staged(cityscapes) as stage_cs, _staged(acdc) as stage_acdc:
@@ -141,12 +147,20 @@ def write_synthetic(
                 done = renderer.map_unordered(_write_pair, tasks)
                 for _ in _tracked(track, done, "Rendering synthetic street scenes", len(tasks)):
                     pass
+        proxy_root = None
+        if proxy:
+            proxy_root = out_dir / "proxy-synth"
+            with _staged(proxy_root) as stage_proxy:
+                tasks = _proxy_tasks(stage_proxy, proxy, size, seed)
+                for _ in _tracked(track, renderer.map_unordered(_write_image, tasks), "Rendering proxy images", proxy):
+                    pass
         video_path = None
         if video:
             video_path = _write_video(renderer, out_dir / "video" / f"synth-{video_style}.mp4", scene_seed(seed, "video", 0),
                                       video_frames, size, video_style, track)
     seconds = time.perf_counter() - started
-    summary = SyntheticSummary(cityscapes, acdc, video_path, train, val, target, CONDITIONS, size, round(seconds, 3))
+    summary = SyntheticSummary(cityscapes, acdc, video_path, train, val, target, CONDITIONS, size, round(seconds, 3),
+                               proxy_root, proxy)
     log.info("wrote %d synthetic images%s to %s in %.1f s", summary.images, " and a video" if video else "", out_dir, seconds)
     return summary
 
@@ -188,6 +202,13 @@ def _acdc_tasks(stage: Path, target: int, size, seed: int) -> list[_Task]:
     return tasks
 
 
+def _proxy_tasks(stage: Path, count: int, size, seed: int) -> list[_Task]:
+    """Proxy images: scenes of their own stream, each in a random camera look (no weather)."""
+    (stage / "images").mkdir(parents=True, exist_ok=True)
+    return [_Task(scene_seed(seed, "proxy", index), PROXY_STYLE, size, stage / "images" / f"proxy_{index:06d}.png", None)
+            for index in range(count)]
+
+
 def _write_manifest(root: Path) -> None:
     """Score the synthetic domains at the resolution they are rendered at: the real sets' test-time
     resizes (Cityscapes to 1024 x 512, ...) are for their own native resolutions."""
@@ -202,6 +223,13 @@ def _write_pair(task: _Task) -> str:
     image, label = render_scene(task.seed, task.size, task.style)
     _write_png(task.image, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     _write_png(task.label, label)
+    return task.image.name
+
+
+def _write_image(task: _Task) -> str:
+    """Render one scene and write its image only (the proxy set is unlabeled)."""
+    image, _ = render_scene(task.seed, task.size, task.style)
+    _write_png(task.image, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     return task.image.name
 
 
