@@ -146,13 +146,23 @@ def test_train_needs_a_run_folder():
 def test_demo_runs_the_whole_path_in_miniature(tmp_path):
     from gkd_deploy.demo import DemoSettings, run_demo
 
-    settings = DemoSettings(train=8, val=2, target=2, size=(128, 64), distill_steps=3, task_steps=3, crop=64,
+    settings = DemoSettings(train=8, val=2, target=2, proxy=8, size=(128, 64), distill_steps=3, task_steps=3, crop=64,
                             workers=0)
     result = run_demo(tmp_path / "demo", settings)
-    assert [d.domain for d in result.evaluation.report.domains] == [
-        "cityscapes", "acdc-fog", "acdc-night", "acdc-rain", "acdc-snow"]
+    domains = ["cityscapes", "acdc-fog", "acdc-night", "acdc-rain", "acdc-snow"]
+    assert [d.domain for d in result.evaluation.report.domains] == domains
     for name in ("stage1-student.safetensors", "stage2-student.safetensors", "segmenter.safetensors"):
         assert (result.run.checkpoint_dir / name).is_file()
+    # The real teacher (EfficientNet-Lite0, pip weights) distils the student; the same student from
+    # scratch is the comparison, scored on the same domains.
+    import yaml
+
+    config = yaml.safe_load((result.run.path / "config.yaml").read_text())
+    assert config["teacher"] == "effnet-lite0" and config["stages"] == [1, 2, 3] and config["stage3"]["encoder_lr"] == 0
+    assert config["proxy"] == [f"images={result.data.proxy}"] and len(list((result.data.proxy / "images").iterdir())) == 8
+    scratch = yaml.safe_load((result.baseline.path / "config.yaml").read_text())
+    assert scratch["stages"] == [3] and scratch["stage3"]["encoder_lr"] > 0
+    assert [d.domain for d in result.baseline_evaluation.report.domains] == domains
     assert result.data.video is not None and result.data.video.is_file()
     # `gkd eval RUN` scores a finished run on the targets in its config.
     evaluated = runner.invoke(app, ["eval", str(result.run.path), "--workers", "0"])
@@ -166,15 +176,21 @@ def test_demo_runs_the_whole_path_in_miniature(tmp_path):
         run_demo(tmp_path / "other", settings)
 
 
-def test_gkd_demo_ends_with_an_annotated_clip_and_a_benchmark_table(tmp_path):
+def test_gkd_demo_ends_with_an_annotated_clip_and_a_benchmark_table(tmp_path, monkeypatch):
     import json
 
     import cv2
 
+    from gkd_deploy.cli.console import console
+
+    monkeypatch.setattr(console, "width", 200)
+
     out = tmp_path / "demo"
-    result = runner.invoke(app, ["demo", "--out", str(out), "--train", "8", "--target", "2", "--distill-steps", "2",
-                                 "--task-steps", "3"])
+    result = runner.invoke(app, ["demo", "--out", str(out), "--train", "8", "--target", "2", "--proxy", "8",
+                                 "--distill-steps", "2", "--task-steps", "3"])
     assert result.exit_code == 0, result.output
+    assert "distilled from effnet-lite0" in result.output  # the title wraps with the table's width
+    assert "from scratch" in result.output and "difference" in result.output and "targets (mean)" in result.output
     assert "validation failed" not in result.output
     clip = cv2.VideoCapture(str(out / "infer" / "synth-fog-seg.mp4"))
     frames = 0

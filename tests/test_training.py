@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from gkd_deploy.errors import ConfigError
+from gkd_deploy.errors import ConfigError, DataError
 from gkd_deploy.models.checkpoint import load_encoder, load_segmenter
 from gkd_deploy.models.builder import create_encoder
 from gkd_deploy.distill.gkd import Distiller, ThreeTermObjective
@@ -412,3 +412,51 @@ def test_stage_three_baselines_train_what_they_say(synthetic, tmp_path):
     assert all(m["logit_kd"] >= 0 for m in recorder.steps[3])
     reference, _ = stage3("teacher", encoder="teacher")
     assert reference.config.encoder == "tiny-teacher" and reference.encoder.embed_dim == 96
+
+
+def test_an_eva02_student_distils_with_its_rotary_embeddings():
+    from tests.test_models import TINY_EVA
+
+    student = create_encoder(TINY_EVA, img_size=56, patch_size=14)  # EVA-02 S/B are students in the zoo
+    teacher = create_encoder("tiny-teacher", img_size=56, patch_size=14)
+    objective = ThreeTermObjective(student.embed_dim, teacher.embed_dim)
+    losses = Distiller(student, teacher, objective).train()(torch.rand(2, 3, 56, 56) * 255, BatchRandom.single(2))
+    losses["loss"].backward()
+    assert torch.isfinite(losses["loss"]) and student.mask_token.grad.abs().sum() > 0
+
+
+def test_the_paper_preset_and_lengths_in_epochs():
+    from gkd_deploy.training.config import load_train_config
+
+    config = load_train_config(None, {"proxy": "images=/p", "source": "gtav=/g"}, preset="paper")
+    assert (config.stage1.epochs, config.stage1.batch_size, config.stage1.img_size, config.stage1.patch_size) == (100, 512, 224, 14)
+    assert (config.stage2.epochs, config.stage2.batch_size, config.stage2.img_size, config.stage2.patch_size) == (300, 128, 512, 16)
+    assert (config.stage3.steps, config.stage3.batch_size, config.stage3.crop_size) == (40_000, 4, 512)
+    assert config.stage1.warmup_steps == config.stage2.warmup_steps == 0 and config.stage2.clip_grad == 0
+    assert config.stage2.lr() == pytest.approx(5e-4 * 128 / 512)
+    # Epochs become steps when a stage sees its data: whole batches per epoch (ImageNet, GTAV).
+    assert config.stage1.steps_for(1_281_167) == 100 * (1_281_167 // 512)
+    assert config.stage2.steps_for(24_966) == 300 * 195
+    assert config.stage3.decoder == "mask2former" and config.stage2.method == "qsd" and config.stage2.handoff == "raw"
+
+
+def test_several_source_domains_train_as_one_set(synthetic, tmp_path):
+    import tests.fixtures_data as fx
+    from gkd_deploy.training.data import load_training_set
+
+    synthia = fx.make_synthia(tmp_path / "synthia", frames=3)
+    both = load_training_set([f"cityscapes={synthetic.cityscapes}", f"synthia={synthia}"], labeled=True)
+    assert both.names == ("cityscapes", "synthia") and len(both) == 16 + 3
+    assert {tuple(sorted(item)) for item in (both[0], both[len(both) - 1])} == {("image", "label", "name")}
+    config = tiny_config(synthetic, distill_extra=(f"synthia={synthia}",))
+    assert config.distill_extra == (f"synthia={synthia}",)  # stage 2 distils on source + these images
+    with pytest.raises(DataError, match="needs labels"):
+        load_training_set([f"cityscapes={synthetic.cityscapes}", f"images={synthetic.cityscapes / 'leftImg8bit'}"],
+                          labeled=True)
+
+
+def test_settings_of_earlier_versions_say_what_replaced_them():
+    with pytest.raises(ConfigError, match="'patch_size' is no longer used: the patch size is set per stage"):
+        TrainConfig.from_dict({"source": "cityscapes=/x", "stages": [3], "patch_size": 16})
+    with pytest.raises(ConfigError, match="'stage2.loss' is no longer used.*stageN.method"):
+        TrainConfig.from_dict({"source": "cityscapes=/x", "stages": [2], "stage2": {"loss": "mse"}})

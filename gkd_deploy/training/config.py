@@ -296,6 +296,14 @@ def parse_fraction(text: str | float) -> float:
 
 # --- coercion by type hint -----------------------------------------------------------------------
 
+# Settings of earlier versions, and what took their place (so an old config says what to change).
+_REPLACED = {
+    "patch_size": "the patch size is set per stage: stage1.patch_size (14), stage2.patch_size and stage3.patch_size (16)",
+    "loss": "the distillation objective is stageN.method (qsd, mse, proteus, fitnets, cwd, vitkd, afdcd, g2sd)",
+    "scale_range": "stage 3 resizes the short side to stage3.short_side x 0.5-2.0; stages 1-2 use timm's "
+                   "RandomResizedCrop",
+}
+
 def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping of settings, got {type(data).__name__}")
@@ -304,6 +312,8 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     values = {}
     for key, value in data.items():
         if key not in fields:
+            if key in _REPLACED:
+                raise ConfigError(f"setting '{prefix}{key}' is no longer used: {_REPLACED[key]}")
             close = difflib.get_close_matches(key, fields, n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
             raise ConfigError(f"unknown setting '{prefix}{key}'{hint}")
