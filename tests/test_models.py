@@ -202,3 +202,40 @@ def test_eva02_tokens_get_the_trained_final_norm():
 
 def test_mask_token_starts_at_zero():
     assert torch.count_nonzero(create_encoder("tiny-student", img_size=64).mask_token) == 0
+
+
+def test_our_own_encoder_checkpoint_is_accepted_as_weights_exactly(tmp_path):
+    # A stage-2 student (keys "backbone.*" and the mask token, saved at 128 px) as --student-weights.
+    from gkd_deploy.models.checkpoint import EncoderConfig, save_encoder
+
+    trained = create_encoder("tiny-student", img_size=128)
+    with torch.no_grad():
+        trained.backbone.pos_embed.normal_()
+    path = save_encoder(trained, tmp_path / "stage2-student.safetensors",
+                        EncoderConfig("tiny-student", patch_size=16, img_size=128, feature_blocks=None))
+    loaded = create_encoder("tiny-student", weights=path, img_size=128)
+    # Loaded at the geometry it was saved at: no resampling round trip, every tensor exact.
+    for key, value in trained.backbone.state_dict().items():
+        torch.testing.assert_close(loaded.backbone.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_a_weights_file_that_does_not_fill_the_model_is_refused_with_the_keys(tmp_path):
+    source = timm.create_model("deit_small_patch16_224", embed_dim=64, depth=4, num_heads=2, num_classes=0)
+    renamed = {f"student.{key}": value for key, value in source.state_dict().items()}
+    path = tmp_path / "renamed.safetensors"
+    save_file(renamed, str(path))
+    with pytest.raises(WeightsError, match=r"do not fit 'tiny-student'.*tensors missing \['cls_token'.*unexpected"):
+        create_encoder("tiny-student", weights=path)
+    partial = dict(list(source.state_dict().items())[:-4])  # a truncated export: the last block's norm etc.
+    save_file(partial, str(tmp_path / "partial.safetensors"))
+    with pytest.raises(WeightsError, match="4 of .* tensors missing"):
+        create_encoder("tiny-student", weights=tmp_path / "partial.safetensors")
+
+
+@pytest.mark.parametrize("name, payload", [("garbage.safetensors", b"not a safetensors file"),
+                                           ("empty.safetensors", b""), ("garbage.pth", b"\x80\x04junk")])
+def test_unreadable_weights_files_are_weights_errors(tmp_path, name, payload):
+    path = tmp_path / name
+    path.write_bytes(payload)
+    with pytest.raises(WeightsError, match=f"cannot read weights from .*{name}"):
+        create_encoder("tiny-student", weights=path)

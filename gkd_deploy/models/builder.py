@@ -13,6 +13,8 @@ CNN specs (`spec.family == "cnn"`: the EfficientNet-Lite teachers, `timm:<cnn>`)
 from __future__ import annotations
 
 import logging
+import math
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,9 +23,9 @@ import torch
 from gkd_deploy.errors import ModelError, WeightsError
 from gkd_deploy.models.cnn_encoder import CNNEncoder, build_cnn_encoder, count_cnn_parameters
 from gkd_deploy.models.encoder import ViTEncoder
-from gkd_deploy.models.patch_grid import drop_distillation_token, fit_state_dict
+from gkd_deploy.models.patch_grid import KERNEL_KEY, POS_KEY, drop_distillation_token, fit_state_dict
 from gkd_deploy.models.registry import ModelSpec, get_model_spec
-from gkd_deploy.models.weights import check_weights_file, ensure_hub_weights_available
+from gkd_deploy.models.weights import check_weights_file, ensure_hub_weights_available, read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -84,21 +86,77 @@ def _weights_source(spec: ModelSpec, pretrained: bool, weights: str | Path | Non
 
 def _load_pretrained(spec: ModelSpec, backbone: torch.nn.Module, source: str) -> dict[str, Any]:
     """Load the weights into `backbone` (built at our patch and input size); return their pretrained cfg."""
-    label = f"hub ({spec.timm_name})" if source == "hub" else source
-    load_kwargs: dict[str, Any] = {"pretrained": True}
-    if source != "hub":
-        load_kwargs["pretrained_cfg_overlay"] = {"file": source}
-    # The weights' own architecture, patch size and input size: timm loads them without resampling.
-    native = _create_timm_model(spec, spec.timm_name, label, **spec.overrides, num_classes=0, **load_kwargs)
+    if source == "hub":
+        # The weights' own architecture, patch size and input size: timm loads them without resampling.
+        native = _create_timm_model(spec, spec.timm_name, f"hub ({spec.timm_name})", **spec.overrides,
+                                    num_classes=0, pretrained=True)
+    else:
+        native = _native_from_file(spec, Path(source))
     state = native.state_dict()
     if spec.drops_distillation_token:
         state = drop_distillation_token(state)
     state = fit_state_dict(state, backbone)
     missing, unexpected = backbone.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise WeightsError(f"weights from {label} do not fit '{spec.name}' ({spec.architecture}): missing "
+        raise WeightsError(f"weights from {source} do not fit '{spec.name}' ({spec.architecture}): missing "
                            f"{missing[:3]}, unexpected {unexpected[:3]}")
     return native.pretrained_cfg
+
+
+# Where a gkd-deploy checkpoint keeps a backbone's tensors: an encoder (stage 1-2 student), a segmenter.
+OWN_PREFIXES = ("encoder.backbone.", "backbone.")
+
+
+def _native_from_file(spec: ModelSpec, path: Path) -> torch.nn.Module:
+    """The weights' own architecture with every one of its tensors taken from `path`, strictly.
+
+    The file may hold timm's names, the original release's (timm's checkpoint filter for the
+    architecture converts them, e.g. DINOv2's), or be one of our own encoder or segmenter
+    checkpoints (its backbone tensors are taken). The classifier is left out. A file that does not
+    fill the model is refused with the keys that differ: nothing trains from random weights while
+    the log says they came from a file.
+    """
+    state = read_state_dict(path)
+    for prefix in OWN_PREFIXES:
+        if any(key.startswith(prefix) for key in state):
+            state = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+            break
+    native = _create_timm_model(spec, spec.timm_name, str(path), **{**spec.overrides, **_file_geometry(state)},
+                                num_classes=0)
+    checkpoint_filter = getattr(sys.modules.get(type(native).__module__), "checkpoint_filter_fn", None)
+    if checkpoint_filter is not None:
+        try:
+            state = checkpoint_filter(state, native)
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise WeightsError(f"weights from {path} cannot be read as {spec.timm_name}: "
+                               f"{error.__class__.__name__}: {error}") from error
+    classifier = native.pretrained_cfg.get("classifier") or ()
+    heads = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+    state = {key: value for key, value in state.items() if not any(key.startswith(f"{head}.") for head in heads)}
+    expected = native.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    mismatched = [f"{key} {tuple(state[key].shape)} vs {tuple(value.shape)}" for key, value in expected.items()
+                  if key in state and state[key].shape != value.shape]
+    if missing or unexpected or mismatched:
+        raise WeightsError(
+            f"weights from {path} do not fit '{spec.name}' ({spec.timm_name}): {len(missing)} of "
+            f"{len(expected)} tensors missing {missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]}"
+            + (f", shapes differ: {mismatched[:3]}" if mismatched else "")
+            + ". Give a checkpoint of this architecture (timm's names, the original release, or a gkd encoder checkpoint).")
+    native.load_state_dict(state, strict=True)
+    return native
+
+
+def _file_geometry(state: dict[str, torch.Tensor]) -> dict[str, int]:
+    """The patch and input size a ViT state dict was saved at (from its kernel and square position
+    grid), so that the weights load into their own geometry without a resampling round trip; {}
+    when the file does not say (timm's filter then resamples to the architecture's default)."""
+    kernel, pos_embed = state.get(KERNEL_KEY), state.get(POS_KEY)
+    if kernel is None or pos_embed is None or kernel.ndim != 4 or pos_embed.ndim != 3:
+        return {}
+    side = math.isqrt(pos_embed.shape[1])  # prefix tokens (class, distillation) are fewer than 2 * side
+    return {"patch_size": int(kernel.shape[-1]), "img_size": side * int(kernel.shape[-1])}
 
 
 def _create_timm_model(spec: ModelSpec, timm_name: str, source: str, **kwargs) -> torch.nn.Module:

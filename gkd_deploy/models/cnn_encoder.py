@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gkd_deploy.errors import ModelError, WeightsError
-from gkd_deploy.models.weights import check_weights_file, ensure_hub_weights_available
+from gkd_deploy.models.weights import check_weights_file, ensure_hub_weights_available, read_state_dict
 
 if TYPE_CHECKING:
     from gkd_deploy.models.registry import ModelSpec
@@ -204,26 +204,6 @@ def package_weights_path(package: str) -> Path:
         raise WeightsError(f"expected one .pth file in the package {package} ({list(found.submodule_search_locations)}), "
                            f"found {len(files)}: reinstall it with {fix}")
     return files[0]
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from a .safetensors or .pth file (tensors only, unwrapped from "state_dict"/"model")."""
-    path = Path(path)
-    try:
-        if path.suffix.lower() == ".safetensors":
-            from safetensors.torch import load_file
-
-            state: Any = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling and format errors come in many classes
-        raise WeightsError(f"cannot read weights from {path}: {error.__class__.__name__}: {error}") from error
-    for key in ("state_dict", "model"):
-        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
-            state = state[key]
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsError(f"{path} does not hold a state dict of tensors")
-    return dict(state)
 
 
 def map_state_dict_by_order(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor],

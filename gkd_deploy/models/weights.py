@@ -11,7 +11,10 @@ from __future__ import annotations
 import logging
 import socket
 from pathlib import Path
+from typing import Any, Mapping
 from urllib.parse import urlparse
+
+import torch
 
 from gkd_deploy.errors import WeightsError
 
@@ -29,6 +32,28 @@ def check_weights_file(path: Path) -> Path:
     if path.suffix.lower() not in WEIGHT_SUFFIXES:
         raise WeightsError(f"weights file {path} has suffix '{path.suffix}'; expected one of {', '.join(WEIGHT_SUFFIXES)}")
     return path
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a .safetensors or .pth file (tensors only, unwrapped from "state_dict"/"model");
+    WeightsError, never a library's own exception, for a file that is not one (.pth files are read
+    with `weights_only=True`: no pickled code runs)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling and format errors come in many classes
+        raise WeightsError(f"cannot read weights from {path}: {error.__class__.__name__}: {error}") from error
+    for key in ("state_dict", "model"):
+        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
+            state = state[key]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{path} does not hold a state dict of tensors")
+    return dict(state)
 
 
 def ensure_hub_weights_available(model_label: str, timm_name: str) -> None:
