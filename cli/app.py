@@ -9,6 +9,7 @@ import traceback
 from typing import Annotated, Optional
 
 import typer
+from rich.text import Text
 
 import gkd_deploy
 from gkd_deploy.cli import benchmark, compare, data, demo, evaluate, export, infer, models, train, validate
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     except GKDError as error:
         if os.environ.get("GKD_DEBUG"):
             traceback.print_exc()
-        error_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        error_console.print(Text.assemble(("error:", "bold red"), " ", str(error)), highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

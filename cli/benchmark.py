@@ -165,5 +165,5 @@ def benchmark(
     elif data:
         console.print("[yellow]no plot:[/] no measured row has an mIoU")
     console.print(f"{len(report.ok_rows)} measured, {len(report.not_run)} skipped or failed; report: "
-                  + ", ".join(str(path) for path in written))
+                  + escape(", ".join(str(path) for path in written)))
     next_step(*_next_commands(report))

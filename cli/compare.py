@@ -86,5 +86,5 @@ def compare(
 
     report = run_compare(base, settings, out, track=track, make_callbacks=TrainingDisplay, on_run=announce)
     console.print(compare_table(report))
-    console.print(f"table: {out / 'compare.json'}, {out / 'compare.csv'}, {out / 'compare.png'}")
+    console.print(f"table: {escape(str(out / 'compare.json'))}, {escape(str(out / 'compare.csv'))}, {escape(str(out / 'compare.png'))}")
     next_step(f"gkd eval {out / report.methods[-1] / f'seed-{settings.seeds[0]}'} --per-class")

@@ -7,6 +7,7 @@ from typing import Iterable, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
 console = Console()
 error_console = Console(stderr=True)
@@ -32,4 +33,6 @@ def fmt(value: float, digits: int = 2) -> str:
 def next_step(*commands: str) -> None:
     """Print the command(s) a user would run next."""
     for command in commands:
-        console.print(f"[dim]next:[/] [cyan]{command}[/]")
+        # Text, not markup: a path or an extra in brackets (gkd-deploy[tensorrt]) prints as it is;
+        # soft_wrap: a long command is not broken inside.
+        console.print(Text.assemble(("next:", "dim"), " ", (command, "cyan")), soft_wrap=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from gkd_deploy.cli.console import console, next_step, track
 from gkd_deploy.data.synthetic import write_synthetic
@@ -46,10 +47,10 @@ def synthetic(
     """Write the built-in synthetic street scenes in the Cityscapes and ACDC layouts."""
     summary = write_synthetic(out, train=train, val=val, target=target, size=parse_size(size), seed=seed,
                               video=video, video_style=video_style, proxy=proxy, workers=workers, track=track)
-    console.print(f"source (Cityscapes layout): {summary.cityscapes}")
-    console.print(f"targets (ACDC layout):      {summary.acdc}")
+    console.print(f"source (Cityscapes layout): {escape(str(summary.cityscapes))}")
+    console.print(f"targets (ACDC layout):      {escape(str(summary.acdc))}")
     if summary.proxy is not None:
-        console.print(f"proxy (images):             {summary.proxy}")
+        console.print(f"proxy (images):             {escape(str(summary.proxy))}")
     if summary.video is not None:
-        console.print(f"video:                      {summary.video}")
+        console.print(f"video:                      {escape(str(summary.video))}")
     next_step(f"gkd eval CHECKPOINT --targets cityscapes={summary.cityscapes},acdc={summary.acdc}")

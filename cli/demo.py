@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.markup import escape
 
 from gkd_deploy.benchmark import run_benchmark
 from gkd_deploy.cli.benchmark import benchmark_table
@@ -59,8 +60,8 @@ def demo(
                                             task_steps=task_steps), track=track, callbacks=display)
     finally:
         display.close()
-    console.print(f"data:  {result.data.cityscapes.parent} (clip: {result.data.video})")
-    console.print(f"runs:  {result.run.path} (GKD), {result.baseline.path} (from scratch)")
+    console.print(f"data:  {escape(str(result.data.cityscapes.parent))} (clip: {escape(str(result.data.video))})")
+    console.print(f"runs:  {escape(str(result.run.path))} (GKD), {escape(str(result.baseline.path))} (from scratch)")
     console.print(miou_table(result.evaluation.report))
     console.print(comparison_table(result.baseline_evaluation.report, result.evaluation.report))
     console.print("[yellow]The teacher is EfficientNet-Lite0 with real ImageNet weights (from pip, nothing is "
@@ -69,7 +70,7 @@ def demo(
 
     exported = export_model(result.run.path, precisions=("fp32", "fp16", "int8"))
     for file in exported.files:
-        console.print(f"exported {file.path} ({file.size_bytes / 1e6:.2f} MB): {file.parity}")
+        console.print(f"exported {escape(str(file.path))} ({file.size_bytes / 1e6:.2f} MB): {escape(str(file.parity))}")
     targets = f"acdc={result.data.acdc}"
     failed = []
     reference_cache = {}  # PyTorch's labels, computed once for the three files
@@ -97,7 +98,7 @@ def demo(
     bench_dir = out / "benchmark"
     paths = [report.write_json(bench_dir / "benchmark.json"), report.write_csv(bench_dir / "benchmark.csv")]
     console.print(benchmark_table(report))
-    console.print(f"benchmark: {', '.join(str(p) for p in paths)}")
+    console.print(f"benchmark: {escape(str(', '.join(str(p) for p in paths)))}")
     next_step(f"gkd eval {result.run.path} --per-class",
               f"gkd validate {exported.files[-1].path} --targets {targets}",
               f"gkd infer {result.data.video} --model {exported.files[-1].path} --out clip-int8.mp4",

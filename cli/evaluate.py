@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from gkd_deploy.cli.console import console, track
 from gkd_deploy.cli.tables import miou_table
@@ -29,4 +30,4 @@ def evaluate(
     outcome = evaluate_model(model, targets, split=split, mode=mode, crop=crop, stride=stride, device=device,
                              num_workers=workers, json_path=json_path, track=track)
     console.print(miou_table(outcome.report, per_class=per_class))
-    console.print(f"checkpoint: {outcome.checkpoint}\nreport:     {outcome.json_path}")
+    console.print(f"checkpoint: {escape(str(outcome.checkpoint))}\nreport:     {escape(str(outcome.json_path))}")

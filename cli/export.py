@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.markup import escape
 
 from gkd_deploy.cli.console import console, next_step
 from gkd_deploy.exporters.pipeline import export_model
@@ -52,7 +53,7 @@ def export(
         table.add_row(file.path.name, file.precision, f"{file.size_bytes / 1e6:.2f}", f"{file.seconds:.1f}",
                       f"{parity.max_abs_diff:.2e}" if parity else "-", f"{parity.pixel_agreement:.2f}" if parity else "-")
     console.print(table)
-    console.print(f"files in {outcome.files[0].path.parent}")
+    console.print(f"files in {escape(str(outcome.files[0].path.parent))}")
     if outcome.calibration_images:
         console.print(f"int8 calibrated on {outcome.calibration_images} images ({calib_method})")
     first = outcome.files[-1].path

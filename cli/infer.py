@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
+from rich.markup import escape
 
 from gkd_deploy.cli.console import console, next_step
 from gkd_deploy.cli.data import parse_input_size
@@ -23,9 +25,9 @@ class InferDisplay:
         self.task = None
 
     def start(self, source, info) -> None:
-        console.print(f"model: {info.source} ({info.backend}, {info.precision}"
+        console.print(f"model: {escape(str(info.source))} ({info.backend}, {info.precision}"
                       + (f", {info.input_size[1]}x{info.input_size[0]}" if info.input_size else "") + ")")
-        console.print(f"source: {source.description} ({source.kind}, {source.fps:g} fps)")
+        console.print(f"source: {escape(str(source.description))} ({source.kind}, {source.fps:g} fps)")
         self.progress.start()
         self.task = self.progress.add_task("segmenting", total=source.expected, fps="")
 
@@ -64,7 +66,7 @@ def infer(
         display.close()
     print_summary(result)
     if json_path is not None:
-        console.print(f"summary: {json_path}")
+        console.print(f"summary: {escape(str(json_path))}")
     if result.stats.interrupted:
         raise typer.Exit(code=130)  # the shell's code for Ctrl-C; the outputs are complete files
     next_step(f"gkd benchmark --model {model}")
@@ -73,13 +75,13 @@ def infer(
 def print_summary(result: InferResult) -> None:
     stats = result.stats
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(Text.assemble(("warning:", "yellow"), " ", str(warning)))
     for note in result.notes:
-        console.print(f"[dim]note:[/] {note}")
+        console.print(Text.assemble(("note:", "dim"), " ", str(note)))
     if stats.interrupted:
         console.print(f"[yellow]interrupted after {stats.processed} frames[/]")
     console.print(f"{stats.processed} frames in {stats.seconds:.2f} s: [bold]{stats.fps:.1f} fps[/] end to end, "
                   f"model alone {stats.model_fps:.1f} fps (decode {stats.decode_seconds:.2f} s, "
                   f"model {stats.model_seconds:.2f} s, render+write {stats.write_seconds:.2f} s)")
     for path in stats.outputs:
-        console.print(f"wrote {path}")
+        console.print(f"wrote {escape(str(path))}")

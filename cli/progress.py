@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
 
 from gkd_deploy.cli.console import console
 
@@ -38,9 +39,9 @@ class TrainingDisplay:
 
     def stage_finished(self, stage: int, summary: dict[str, Any]) -> None:
         if summary.get("skipped"):
-            console.print(f"stage {stage}: already finished ({summary['result']}), skipped")
+            console.print(f"stage {stage}: already finished ({escape(str(summary['result']))}), skipped")
             return
-        console.print(f"stage {stage}: wrote {summary['result']}")
+        console.print(f"stage {stage}: wrote {escape(str(summary['result']))}")
 
     def close(self) -> None:
         if self.progress.live.is_started:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from gkd_deploy.cli import options
 from gkd_deploy.cli.console import console, next_step, track
@@ -73,8 +74,8 @@ def train(
         display.close()
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
-    console.print(f"run folder: {run.path}")
+    console.print(f"run folder: {escape(str(run.path))}")
     if evaluation is not None:
         console.print(miou_table(evaluation.report))
-        console.print(f"report: {evaluation.json_path}")
+        console.print(f"report: {escape(str(evaluation.json_path))}")
     next_step(f"gkd eval {run.path} --per-class")

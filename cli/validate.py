@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.markup import escape
 
 from gkd_deploy.cli.console import console, fmt, next_step, track
 from gkd_deploy.evaluation.validation import ValidationReport, validate_export
@@ -38,7 +39,7 @@ def validate(
     outcome = validate_export(model, targets, reference=reference, tolerance=tolerance, split=split, device=device,
                               num_workers=workers, json_path=json_path, track=track)
     console.print(validation_table(outcome.report))
-    console.print(f"report: {outcome.json_path}")
+    console.print(f"report: {escape(str(outcome.json_path))}")
     if not outcome.report.passed:
         console.print(f"[bold red]validation failed:[/] a domain's mIoU moved by more than {outcome.report.tolerance}")
         raise typer.Exit(code=1)

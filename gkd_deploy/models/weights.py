@@ -34,6 +34,23 @@ def check_weights_file(path: Path) -> Path:
     return path
 
 
+def check_weights_readable(path: Path) -> Path:
+    """`check_weights_file`, then the file's index read (not its tensors): WeightsError for a file
+    that is damaged, empty or not a weights file at all, in milliseconds, before a run starts."""
+    path = check_weights_file(path)
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as handle:
+                handle.keys()
+        else:
+            torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # unpickling and format errors come in many classes
+        raise WeightsError(f"cannot read weights from {path}: {error.__class__.__name__}: {error}") from error
+    return path
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from a .safetensors or .pth file (tensors only, unwrapped from "state_dict"/"model");
     WeightsError, never a library's own exception, for a file that is not one (.pth files are read

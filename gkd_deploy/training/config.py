@@ -172,6 +172,7 @@ class TrainConfig:
         if self.teacher is None and self.needs_teacher():
             raise ConfigError("this run needs a teacher (distillation stages, stage3.encoder 'teacher' or "
                               "stage3.distill_method): give --teacher NAME")
+        _check_models(self)
         for stage in (1, 2):
             _check_distill(self.stage_settings(stage), f"stage{stage}")
         _check_task(self.stage3)
@@ -195,6 +196,15 @@ PAPER: dict[str, Any] = {
     "stage3": {"steps": 40_000, "batch_size": 4, "crop_size": 512, "short_side": 512, "lr": 1e-4},
 }
 PRESETS: dict[str, dict[str, Any]] = {"paper": PAPER}
+
+
+def _check_models(config: "TrainConfig") -> None:
+    """Both names are in the zoo (or timm) in their roles: ModelError before a run folder is written."""
+    from gkd_deploy.models.registry import get_model_spec
+
+    get_model_spec(config.student, role="student")
+    if config.teacher is not None:
+        get_model_spec(config.teacher, role="teacher")
 
 
 def _check_entries(entries: tuple[DataEntry, ...]) -> None:

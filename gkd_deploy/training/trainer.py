@@ -20,6 +20,7 @@ from gkd_deploy.errors import ConfigError
 from gkd_deploy.evaluation.evaluator import Track, no_progress
 from gkd_deploy.evaluation.runner import EvalOutcome, evaluate_model
 from gkd_deploy.fileio import write_json, write_yaml
+from gkd_deploy.models.weights import check_weights_readable
 from gkd_deploy.run import RunDir
 from gkd_deploy.training.config import TrainConfig
 from gkd_deploy.training.distributed import Context, free_port, init_context, shutdown
@@ -46,8 +47,13 @@ def prepare_run(config: TrainConfig | None, run_path: str | Path, resume: bool) 
         return stored, run
     if config is None:
         raise ConfigError("no training config given")
+    if run.path.exists() and not run.path.is_dir():
+        raise ConfigError(f"{run.path} is a file, not a folder: give --out a folder for the run")
     if run.config_path.exists():
         raise ConfigError(f"{run.path} already holds a run: continue it with --resume {run.path}, or choose another --out")
+    for weights in (config.teacher_weights, config.student_weights):
+        if weights is not None:
+            check_weights_readable(Path(weights))
     run.path.mkdir(parents=True, exist_ok=True)
     write_yaml(run.config_path, config.to_dict())
     return config, run

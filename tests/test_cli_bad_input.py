@@ -1,0 +1,114 @@
+"""Bad input at the command line: exit 1, one error line, no traceback, nothing written or changed.
+
+Each case runs the real `gkd` entry point (`main`) the way a user types it."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from gkd_deploy.cli.app import main
+from tests.fixtures_data import make_acdc, make_cityscapes
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    make_cityscapes(root / "cityscapes", split="train")
+    make_acdc(root / "acdc")
+    return root
+
+
+def run_gkd(argv: list[str], capsys) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def train_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "--teacher", "tiny-teacher", "--student", "tiny-student", "--stages", "2,3",
+            "--source", f"cityscapes={data / 'cityscapes'}", "--targets", f"acdc={data / 'acdc'}",
+            "--out", str(out), *extra]
+
+
+def garbage_weights(folder: Path) -> Path:
+    path = folder / "teacher.safetensors"
+    path.write_bytes(b"this is not a safetensors file")
+    return path
+
+
+CASES = {
+    # name: (arguments after the common ones, expected message, replaces --teacher?)
+    "unknown teacher": (["--teacher", "dinov9-b"], "unknown model 'dinov9-b'"),
+    "a CNN as the student": (["--student", "effnet-lite0"], "CNN encoders serve as teachers only"),
+    "garbage teacher weights": (["--teacher-weights", "{weights}"], "cannot read weights from"),
+    "unknown device": (["--device", "tpu"], "unknown device 'tpu'"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_train_that_cannot_start_writes_nothing(case, data, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("GKD_DEBUG", raising=False)
+    extra, message = CASES[case]
+    extra = [arg.replace("{weights}", str(garbage_weights(tmp_path))) for arg in extra]
+    out = tmp_path / "run"
+    code, err = run_gkd(train_args(data, out, *extra), capsys)
+    assert code == 1 and message in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    # Validated before the first byte: no run folder, so the corrected command is not refused.
+    assert not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_train_on_cuda_without_a_gpu_says_so_and_writes_nothing(data, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("GKD_DEBUG", raising=False)
+    code, err = run_gkd(train_args(data, tmp_path / "run", "--device", "cuda"), capsys)
+    assert code == 1 and "torch sees no CUDA GPU" in err and "--device cpu" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_out_naming_a_file_leaves_the_file_alone(data, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("GKD_DEBUG", raising=False)
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    code, err = run_gkd(train_args(data, target), capsys)
+    assert code == 1 and "is a file, not a folder" in err and "Traceback" not in err
+    assert target.read_text() == "mine"
+
+
+def test_messages_print_as_written_not_as_markup(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("GKD_DEBUG", raising=False)
+    folder = tmp_path / "runs[v2]"
+    code, err = run_gkd(["eval", str(folder / "exp1")], capsys)
+    assert code == 1 and f"{folder / 'exp1'} not found" in err  # the brackets survive
+    before = snapshot(tmp_path)
+    assert before == {}
+
+
+def test_next_step_hints_print_brackets_and_do_not_wrap(monkeypatch, capsys):
+    from gkd_deploy.cli.console import console, next_step
+
+    monkeypatch.setattr(console, "width", 40)
+    command = "pip install 'gkd-deploy[tensorrt]' && gkd export runs/a-rather-long-run-name --precision fp16"
+    next_step(command)
+    out = capsys.readouterr().out
+    assert out.strip() == f"next: {command}"
+
+
+@pytest.mark.parametrize("option", [["--task-steps", "0"], ["--train", "-3"], ["--distill-steps", "0"]])
+def test_demo_with_a_bad_option_keeps_the_previous_demo(option, tmp_path, capsys, monkeypatch):
+    from gkd_deploy.demo import MARKER
+
+    monkeypatch.delenv("GKD_DEBUG", raising=False)
+    out = tmp_path / "demo-out"
+    (out / "run").mkdir(parents=True)
+    (out / MARKER).write_text("written by gkd demo")
+    (out / "run" / "eval.json").write_text("{}")
+    before = snapshot(out)
+    code, err = run_gkd(["demo", "--out", str(out), *option], capsys)
+    assert code == 1 and "must be at least 1" in err and "Traceback" not in err
+    assert snapshot(out) == before
