@@ -46,6 +46,16 @@ class DemoSettings:
     seed: int = 0
     workers: int = 0
 
+    def __post_init__(self) -> None:
+        # Checked when the settings are made, before `run_demo` clears the previous demo's folder.
+        for name in ("train", "val", "target", "proxy", "distill_steps", "task_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"demo setting {name} must be at least 1, got {getattr(self, name)}")
+        if self.workers < 0:
+            raise ConfigError(f"demo setting workers must be >= 0, got {self.workers}")
+        if self.crop < 32 or self.crop % 16:
+            raise ConfigError(f"demo setting crop must be a multiple of 16 from 32, got {self.crop}")
+
 
 @dataclass(frozen=True)
 class DemoResult:
