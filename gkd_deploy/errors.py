@@ -6,9 +6,28 @@ Every message names the bad input and says what to do about it. The command line
 
 from __future__ import annotations
 
+import re
+
+# How torch's DataLoader re-raises an exception from a worker process: the same class, built from
+# one text holding the worker's whole traceback, whose last line is "<module>.<Class>: <message>".
+_WORKER_TRACEBACK = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
+_FINAL_LINE = re.compile(r"^gkd_deploy\.errors\.\w+: ", re.MULTILINE)
+
 
 class GKDError(Exception):
-    """Base class: a problem with the user's input or environment, not a bug."""
+    """Base class: a problem with the user's input or environment, not a bug.
+
+    Raised in a DataLoader worker, it reaches the main process with the worker's own message
+    (not the traceback text torch wraps it in), so a bad file gives the same one line with
+    `--workers 4` as with `--workers 0`.
+    """
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str) and _WORKER_TRACEBACK.match(args[0]):
+            finals = list(_FINAL_LINE.finditer(args[0]))
+            if finals:
+                args = (args[0][finals[-1].end():].strip(),)
+        super().__init__(*args)
 
 
 class ConfigError(GKDError):

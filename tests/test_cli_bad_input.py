@@ -112,3 +112,43 @@ def test_demo_with_a_bad_option_keeps_the_previous_demo(option, tmp_path, capsys
     code, err = run_gkd(["demo", "--out", str(out), *option], capsys)
     assert code == 1 and "must be at least 1" in err and "Traceback" not in err
     assert snapshot(out) == before
+
+
+class _BadItems(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        from gkd_deploy.errors import DataError
+
+        raise DataError(f"acdc-fog: label frame{index}.png holds unexpected values [200]; expected train ids 0-18")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_data_error_in_a_loader_worker_keeps_its_one_line_message(workers):
+    from gkd_deploy.errors import DataError
+
+    loader = torch.utils.data.DataLoader(_BadItems(), batch_size=2, num_workers=workers)
+    with pytest.raises(DataError) as error:
+        next(iter(loader))
+    assert str(error.value) == "acdc-fog: label frame0.png holds unexpected values [200]; expected train ids 0-18"
+
+
+def test_train_with_workers_reports_a_bad_label_in_one_line(data, tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    from tests.fixtures_data import write_gray
+
+    monkeypatch.delenv("GKD_DEBUG", raising=False)
+    source = tmp_path / "bad-cityscapes"
+    make_cityscapes(source, split="train")
+    label = sorted(source.rglob("*_gtFine_labelTrainIds.png"))[0]
+    write_gray(label, np.full((32, 64), 77, dtype=np.uint8))  # not a Cityscapes train id
+    config = tmp_path / "train.yaml"
+    config.write_text(f"student: tiny-student\nstages: [3]\nsource: cityscapes={source}\nworkers: 2\n"
+                      "stage3: {steps: 2, batch_size: 2, crop_size: 32, short_side: 32, decoder: linear}\n")
+    args = ["train", "--config", str(config), "--recipe", "source-only", "--no-pretrained",
+            "--out", str(tmp_path / "run")]
+    code, err = run_gkd(args, capsys)
+    assert code == 1 and "holds unexpected values [77]" in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
