@@ -10,12 +10,22 @@ from rich.table import Table
 from rich.markup import escape
 
 from gkd_deploy.cli.console import console, next_step
+from gkd_deploy.errors import ConfigError
 from gkd_deploy.exporters.pipeline import export_model
 from gkd_deploy.exporters.tensorrt import EngineOptions
 
 
 def _list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_batch_range(text: str) -> tuple[int, int, int]:
+    """"MIN,OPT,MAX" -> three integers; ConfigError for anything else."""
+    parts = _list(text)
+    if len(parts) != 3 or not all(part.isdigit() for part in parts):
+        raise ConfigError(f"--batch takes MIN,OPT,MAX (three whole numbers, e.g. 1,1,8), got {text!r}")
+    low, opt, high = (int(part) for part in parts)
+    return low, opt, high
 
 
 def export(
@@ -39,7 +49,7 @@ def export(
     from gkd_deploy.cli.data import parse_input_size
 
     input_size = parse_input_size(size) if size else None
-    min_batch, opt_batch, max_batch = (int(v) for v in _list(batch))
+    min_batch, opt_batch, max_batch = parse_batch_range(batch)
     outcome = export_model(
         model, precisions=_list(precision), formats=_list(format), input_size=input_size, opset=opset, calib=calib,
         calib_count=calib_count, calib_method=calib_method, quantize_sensitive=quantize_sensitive, out_dir=out,

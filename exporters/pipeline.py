@@ -18,11 +18,11 @@ from typing import Sequence
 
 import numpy as np
 
-from gkd_deploy.calib import calibration_images, quantize_int8
+from gkd_deploy.calib import METHODS as CALIB_METHODS, calibration_images, quantize_int8
 from gkd_deploy.errors import ConfigError, ExportError
 from gkd_deploy.exporters.check import ParityReport, assert_parity, check_parity
 from gkd_deploy.exporters.fp16 import convert_fp16
-from gkd_deploy.exporters.onnx_export import export_onnx
+from gkd_deploy.exporters.onnx_export import MAX_OPSET, MIN_OPSET, export_onnx
 from gkd_deploy.exporters.tensorrt import EngineOptions, build_engine
 from gkd_deploy.models.checkpoint import load_segmenter
 from gkd_deploy.run import RunDir, resolve_checkpoint
@@ -81,8 +81,17 @@ def export_model(
     out_dir: str | Path | None = None,
     engine: EngineOptions = EngineOptions(),
 ) -> ExportOutcome:
+    # Every argument is checked before the first file is written.
     precisions = _check(precisions, PRECISIONS, "precision")
     formats = _check(formats, FORMATS, "format")
+    if "int8" in precisions and calib_method not in CALIB_METHODS:
+        raise ConfigError(f"unknown calibration method {calib_method!r}; use one of {', '.join(CALIB_METHODS)}")
+    if "int8" in precisions and calib_count < 1:
+        raise ConfigError(f"calib_count must be at least 1, got {calib_count}")
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ConfigError(f"opset {opset!r} is not supported; use {MIN_OPSET}..{MAX_OPSET}")
+    if input_size is not None and (len(input_size) != 2 or min(input_size) < 1):
+        raise ConfigError(f"input size must be (height, width) in pixels, got {input_size}")
     checkpoint, run = resolve_checkpoint(source)
     segmenter = load_segmenter(checkpoint).eval()
     size = input_size or (segmenter.config.img_size, segmenter.config.img_size)

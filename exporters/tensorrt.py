@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from gkd_deploy.errors import ExportError
+from gkd_deploy.errors import ConfigError, ExportError
 from gkd_deploy.fileio import atomic_path
 from gkd_deploy.runtime.metadata import read_onnx_metadata, sidecar_path
 
@@ -28,6 +28,15 @@ class EngineOptions:
     min_batch: int = 1
     opt_batch: int = 1
     max_batch: int = 8
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
+            raise ConfigError(f"TensorRT batch range MIN,OPT,MAX must satisfy 1 <= MIN <= OPT <= MAX, got "
+                              f"{self.min_batch},{self.opt_batch},{self.max_batch}")
+        if not 0 <= self.optimization_level <= 5:
+            raise ConfigError(f"TensorRT optimisation level must be 0-5, got {self.optimization_level}")
+        if self.workspace_gib <= 0:
+            raise ConfigError(f"TensorRT workspace must be positive (GiB), got {self.workspace_gib}")
 
 
 def trtexec_command(onnx_path: Path, engine_path: Path, options: EngineOptions) -> str:

@@ -3,7 +3,7 @@
     RUN/config.yaml                       resolved configuration
     RUN/checkpoints/segmenter.safetensors the latest complete segmenter (weights + config)
     RUN/checkpoints/...                   per-stage checkpoints (training)
-    RUN/metrics.json, RUN/eval.json       training metrics, evaluation results
+    RUN/metrics.json, RUN/eval.json       training metrics, evaluation results (later evaluations: eval-2.json, ...)
     RUN/export/                           exported models with their metadata
 """
 
@@ -38,7 +38,17 @@ class RunDir:
 
     @property
     def eval_path(self) -> Path:
+        """The training's own report (the scores at the end of `gkd train`)."""
         return self.path / "eval.json"
+
+    def new_eval_path(self) -> Path:
+        """Where a later `gkd eval` of this run writes: eval.json while there is none, then
+        eval-2.json, eval-3.json, ... (a report is never overwritten by another evaluation)."""
+        path, number = self.eval_path, 1
+        while path.exists():
+            number += 1
+            path = self.path / f"eval-{number}.json"
+        return path
 
     @property
     def export_dir(self) -> Path:

@@ -152,3 +152,46 @@ def test_train_with_workers_reports_a_bad_label_in_one_line(data, tmp_path, caps
     code, err = run_gkd(args, capsys)
     assert code == 1 and "holds unexpected values [77]" in err, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_bad_command_options_are_refused_before_anything_runs(tmp_path):
+    from gkd_deploy.errors import ConfigError, GKDError
+    from gkd_deploy.cli.export import parse_batch_range
+    from gkd_deploy.evaluation.runner import default_inference_mode
+    from gkd_deploy.evaluation.validation import validate_export
+    from gkd_deploy.exporters.pipeline import export_model
+    from gkd_deploy.exporters.tensorrt import EngineOptions
+    from gkd_deploy.infer import InferSettings
+
+    with pytest.raises(ConfigError, match="MIN,OPT,MAX"):
+        parse_batch_range("1,8")
+    assert parse_batch_range("1, 4 ,8") == (1, 4, 8)
+    with pytest.raises(ConfigError, match="1 <= MIN <= OPT <= MAX"):
+        EngineOptions(min_batch=4, opt_batch=2, max_batch=8)
+    with pytest.raises(ConfigError, match="stride"):
+        default_inference_mode(128, 16, stride=0)  # refused, not replaced by the default
+    assert default_inference_mode(128, 16).stride == 85
+    with pytest.raises(ConfigError, match="--fps must be a positive"):
+        InferSettings(fps=-5)
+    missing = tmp_path / "no-such-run"
+    # Option errors come first: the missing run is not even looked at, nothing is written.
+    with pytest.raises(ConfigError, match="unknown calibration method 'nosuch'"):
+        export_model(missing, precisions=("fp32", "int8"), calib_method="nosuch")
+    with pytest.raises(ConfigError, match="tolerance"):
+        validate_export(missing / "model.onnx", "acdc=/x", tolerance=-1)
+    zero = tmp_path / "model.onnx"
+    zero.write_bytes(b"")
+    with pytest.raises(GKDError, match="is empty"):
+        validate_export(zero, "acdc=/x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def test_a_later_eval_never_overwrites_the_trainings_report(tmp_path):
+    from gkd_deploy.run import RunDir
+
+    run = RunDir(tmp_path)
+    assert run.new_eval_path() == tmp_path / "eval.json"
+    run.eval_path.write_text("{}")
+    assert run.new_eval_path() == tmp_path / "eval-2.json"
+    (tmp_path / "eval-2.json").write_text("{}")
+    assert run.new_eval_path() == tmp_path / "eval-3.json"

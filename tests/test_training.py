@@ -163,7 +163,13 @@ def test_every_stage_lowers_its_loss_and_the_run_folder_is_complete(synthetic, t
     for key, value in encoder.state_dict().items():
         torch.testing.assert_close(model.encoder.state_dict()[key], value, rtol=0, atol=0)
     assert [d.domain for d in result.evaluation.report.domains] == ["acdc-fog", "acdc-night", "acdc-rain", "acdc-snow"]
-    assert (run.path / "eval.json").is_file()
+    trained_report = (run.path / "eval.json").read_text()
+    # A later evaluation of the run (its own targets by default) writes beside, never over, the training's report.
+    from gkd_deploy.evaluation.runner import evaluate_model
+
+    again = evaluate_model(run.path, num_workers=0)
+    assert again.json_path == run.path / "eval-2.json" and again.json_path.is_file()
+    assert (run.path / "eval.json").read_text() == trained_report
 
 
 def _weights(path):

@@ -30,8 +30,9 @@ def default_inference_mode(img_size: int, patch_size: int, mode: str = "slide", 
                            window_batch: int = 1) -> InferenceMode:
     """Slide with the training crop and a 2/3 stride (512 -> 341), as the paper evaluates.
     `crop_width` makes the window crop x crop_width (a model exported at a non-square size)."""
-    crop = crop or img_size
-    stride = stride or max(patch_size, (min(crop, crop_width or crop) * 2) // 3)
+    # None means the default; a given 0 or negative value is refused by InferenceMode, not replaced.
+    crop = img_size if crop is None else crop
+    stride = max(patch_size, (min(crop, crop_width or crop) * 2) // 3) if stride is None else stride
     return InferenceMode(mode=mode, crop=crop, stride=stride, multiple=patch_size, crop_width=crop_width,
                          window_batch=window_batch)
 
@@ -52,7 +53,8 @@ def evaluate_model(
     """Evaluate a checkpoint (or a run folder's segmenter) on every domain of `targets`.
 
     Without `targets`, a run folder's configured targets are used. The JSON report goes to
-    `json_path`, else the run's `eval.json`, else `<checkpoint>.eval.json` beside the file.
+    `json_path`, else the run's next free report (`eval.json`, then `eval-2.json`, ...: the
+    training's own is never overwritten), else `<checkpoint>.eval.json` beside the file.
     """
     checkpoint, run = resolve_checkpoint(source)
     if targets:
@@ -70,6 +72,6 @@ def evaluate_model(
     report = evaluate(model, domains, class_set=model.class_set, mode=inference, device=device,
                       num_workers=num_workers, track=track, model_name=str(checkpoint))
     if json_path is None:
-        json_path = run.eval_path if run is not None else checkpoint.with_name(checkpoint.stem + ".eval.json")
+        json_path = run.new_eval_path() if run is not None else checkpoint.with_name(checkpoint.stem + ".eval.json")
     write_json(json_path, report.to_dict())
     return EvalOutcome(report=report, checkpoint=checkpoint, json_path=Path(json_path))

@@ -149,6 +149,8 @@ def validate_export(
     exports of one checkpoint, pass the same `reference_cache` dict to each call: PyTorch's
     predictions are then computed once."""
     model_path = Path(model_path)
+    if tolerance is not None and not tolerance >= 0:
+        raise ConfigError(f"tolerance is the largest |delta| in mIoU points allowed: give a value >= 0, got {tolerance}")
     exported = load_predictor(model_path, device)
     if exported.info.input_size is None:
         raise ConfigError(f"{model_path} is not an exported model; give the .onnx file or engine to validate")

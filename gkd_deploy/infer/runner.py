@@ -39,6 +39,18 @@ class InferSettings:
     device: str = "auto"
     json_path: Path | None = None
 
+    def __post_init__(self) -> None:
+        # Checked before a source is opened or an output written.
+        if self.fps is not None and not self.fps > 0:
+            raise ConfigError(f"--fps must be a positive frame rate, got {self.fps}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"--alpha must be between 0 and 1, got {self.alpha}")
+        for name in ("batch", "queue_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ConfigError(f"max_frames must be at least 1, got {self.max_frames}")
+
 
 @dataclass(frozen=True)
 class InferResult:

@@ -130,6 +130,9 @@ def read_onnx_metadata(path: str | Path) -> ExportMetadata:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path} not found")
+    if path.stat().st_size == 0:
+        # protobuf reads zero bytes as an empty, valid model: say what the file is instead.
+        raise ModelError(f"{path} is empty (0 bytes): an interrupted copy or export? Export again with `gkd export`")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as error:  # protobuf raises DecodeError and others for non-ONNX bytes

@@ -98,7 +98,7 @@ def _train_stages(config: TrainConfig, run: RunDir, context: Context, callbacks:
         evaluation = None
         if context.is_main and 3 in config.stages and config.targets:
             evaluation = evaluate_model(run.path, list(config.targets), device=str(context.device),
-                                        num_workers=min(config.workers, 2), track=track)
+                                        num_workers=min(config.workers, 2), json_path=run.eval_path, track=track)
         context.barrier()
         return TrainResult(run=run, stages=tuple(results), evaluation=evaluation)
     finally:
