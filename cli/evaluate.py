@@ -14,7 +14,7 @@ from gkd_deploy.evaluation.runner import evaluate_model
 
 
 def evaluate(
-    model: Annotated[Path, typer.Argument(help="A run folder or a segmenter checkpoint (.safetensors).")],
+    model: Annotated[Path, typer.Argument(help="A run folder, a segmenter checkpoint (.safetensors), or an exported .onnx file or engine.")],
     targets: Annotated[Optional[str], typer.Option(
         help="Comma-separated NAME=PATH data sets, e.g. cityscapes=/data/cs,acdc=/data/acdc (default: the run's targets).")] = None,
     split: Annotated[str, typer.Option(help="Split to score: val or train.")] = "val",

@@ -27,7 +27,7 @@ def validation_table(report: ValidationReport) -> Table:
 
 def validate(
     model: Annotated[Path, typer.Argument(help="An exported .onnx file or TensorRT engine.")],
-    targets: Annotated[str, typer.Option(help="Comma-separated NAME=PATH data sets to score on.")],
+    targets: Annotated[Optional[str], typer.Option(help="Comma-separated NAME=PATH data sets to score on (default: the run's targets).")] = None,
     reference: Annotated[Optional[Path], typer.Option(help="Run folder or checkpoint to compare with (default: the one the model was exported from).")] = None,
     tolerance: Annotated[Optional[float], typer.Option(help="Largest |delta| in mIoU points (default 0.1 for fp32/fp16, 1.0 for int8).")] = None,
     split: Annotated[str, typer.Option(help="Split to score: val or train.")] = "val",

@@ -28,6 +28,15 @@ class RunDir:
     def config_path(self) -> Path:
         return self.path / "config.yaml"
 
+    @classmethod
+    def containing(cls, checkpoint: str | Path) -> "RunDir | None":
+        """The run folder a checkpoint file lies in (RUN/checkpoints/FILE with RUN/config.yaml), else None."""
+        folder = Path(checkpoint).parent
+        if folder.name != "checkpoints":
+            return None
+        run = cls(folder.parent)
+        return run if run.config_path.is_file() else None
+
     @property
     def checkpoint_dir(self) -> Path:
         return self.path / "checkpoints"
@@ -77,4 +86,4 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, RunDir | None]:
         return run.segmenter_checkpoint, run
     if not path.exists():
         raise ModelError(f"{path} not found: give a run folder or a .safetensors checkpoint")
-    return path, None
+    return path, RunDir.containing(path)

@@ -179,3 +179,17 @@ def test_tensorrt_engine_matches_onnxruntime(exported):
     trt_scores = load_predictor(engine)(images).cpu()
     ort_scores = load_predictor(exported / "model-fp32.onnx")(images)
     assert (trt_scores.argmax(1) == ort_scores.argmax(1)).float().mean() > 0.999
+
+
+def test_eval_scores_an_exported_file_as_validate_does_with_the_runs_targets(exported, data, tmp_path):
+    from gkd_deploy.evaluation.runner import evaluate_model
+    from gkd_deploy.evaluation.validation import validate_export
+
+    model = exported / "model-fp32.onnx"
+    outcome = evaluate_model(model, num_workers=0, json_path=tmp_path / "eval.json")  # targets from the run
+    validation = validate_export(model, f"acdc={data.acdc}", num_workers=0, json_path=tmp_path / "validate.json")
+    assert [d.domain for d in outcome.report.domains] == ["acdc-fog", "acdc-night", "acdc-rain", "acdc-snow"]
+    for scored, validated in zip(outcome.report.domains, validation.report.domains):
+        assert scored.miou == pytest.approx(validated.exported_miou, abs=1e-9)
+    result = runner.invoke(app, ["validate", str(model), "--workers", "0", "--json", str(tmp_path / "v.json")])
+    assert result.exit_code == 0, result.output  # validate, too, defaults to the run's targets

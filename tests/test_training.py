@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from gkd_deploy.errors import ConfigError, DataError
 from gkd_deploy.models.checkpoint import load_encoder, load_segmenter
@@ -466,3 +468,19 @@ def test_settings_of_earlier_versions_say_what_replaced_them():
         TrainConfig.from_dict({"source": "cityscapes=/x", "stages": [3], "patch_size": 16})
     with pytest.raises(ConfigError, match="'stage2.loss' is no longer used.*stageN.method"):
         TrainConfig.from_dict({"source": "cityscapes=/x", "stages": [2], "stage2": {"loss": "mse"}})
+
+
+def test_a_run_folder_stores_absolute_paths_and_evaluates_from_anywhere(synthetic, tmp_path, monkeypatch):
+    from gkd_deploy.evaluation.runner import evaluate_model
+
+    monkeypatch.chdir(synthetic.cityscapes.parent)  # the data named relative to here
+    config = tiny_config(synthetic, stages=(3,), teacher=None, proxy=(),
+                         source=f"cityscapes={synthetic.cityscapes.name}", targets=(f"acdc={synthetic.acdc.name}",))
+    run = train(config, tmp_path / "run").run
+    stored = yaml.safe_load(run.config_path.read_text())
+    assert stored["source"] == [f"cityscapes={synthetic.cityscapes}"] and stored["targets"] == [f"acdc={synthetic.acdc}"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    outcome = evaluate_model(Path("..") / "run", num_workers=0)  # relative run path, the run's own targets
+    assert [d.domain for d in outcome.report.domains] == ["acdc-fog", "acdc-night", "acdc-rain", "acdc-snow"]

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Sequence
 
 from gkd_deploy.data.registry import DatasetSpec, parse_dataset_list
-from gkd_deploy.errors import ConfigError
+from gkd_deploy.errors import ConfigError, GKDError
 from gkd_deploy.evaluation.evaluator import EvalReport, Track, eval_domains, evaluate, no_progress
 from gkd_deploy.evaluation.inference import InferenceMode
 from gkd_deploy.fileio import write_json
 from gkd_deploy.models.checkpoint import load_segmenter
-from gkd_deploy.run import resolve_checkpoint
+from gkd_deploy.run import RunDir, resolve_checkpoint
 
 
 WINDOW_BATCH = 8
@@ -37,6 +37,16 @@ def default_inference_mode(img_size: int, patch_size: int, mode: str = "slide", 
                          window_batch=window_batch)
 
 
+def target_specs(targets: Sequence[DatasetSpec | str] | str | None, run: RunDir | None) -> list[DatasetSpec]:
+    """The given targets, else the run's configured ones; ConfigError when there are none."""
+    if targets:
+        return parse_dataset_list(targets)
+    if run is not None and run.read_config().get("targets"):
+        return parse_dataset_list(run.read_config()["targets"])
+    raise ConfigError("no target data sets: pass --targets NAME=PATH[,NAME=PATH...] "
+                      "(e.g. cityscapes=data/cityscapes-synth,acdc=data/acdc-synth)")
+
+
 def evaluate_model(
     source: str | Path,
     targets: Sequence[DatasetSpec | str] | str | None = None,
@@ -50,20 +60,18 @@ def evaluate_model(
     json_path: str | Path | None = None,
     track: Track = no_progress,
 ) -> EvalOutcome:
-    """Evaluate a checkpoint (or a run folder's segmenter) on every domain of `targets`.
+    """Evaluate a checkpoint (or a run folder's segmenter, or an exported .onnx / .engine file) on
+    every domain of `targets`.
 
     Without `targets`, a run folder's configured targets are used. The JSON report goes to
     `json_path`, else the run's next free report (`eval.json`, then `eval-2.json`, ...: the
     training's own is never overwritten), else `<checkpoint>.eval.json` beside the file.
     """
+    if Path(source).suffix.lower() in EXPORTED_SUFFIXES:
+        return _evaluate_exported(Path(source), targets, split=split, mode=mode, crop=crop, stride=stride,
+                                  device=device, num_workers=num_workers, json_path=json_path, track=track)
     checkpoint, run = resolve_checkpoint(source)
-    if targets:
-        targets = parse_dataset_list(targets)
-    if not targets and run is not None and run.read_config().get("targets"):
-        targets = parse_dataset_list(run.read_config()["targets"])
-    if not targets:
-        raise ConfigError("no target data sets: pass --targets NAME=PATH[,NAME=PATH...] "
-                          "(e.g. cityscapes=data/cityscapes-synth,acdc=data/acdc-synth)")
+    targets = target_specs(targets, run)
     model = load_segmenter(checkpoint)
     # PyTorch takes any batch: the windows of an image run together (the result is the same).
     inference = default_inference_mode(model.config.img_size, model.config.patch_size, mode, crop, stride,
@@ -75,3 +83,38 @@ def evaluate_model(
         json_path = run.new_eval_path() if run is not None else checkpoint.with_name(checkpoint.stem + ".eval.json")
     write_json(json_path, report.to_dict())
     return EvalOutcome(report=report, checkpoint=checkpoint, json_path=Path(json_path))
+
+
+EXPORTED_SUFFIXES = (".onnx", ".engine")
+
+
+def _evaluate_exported(path: Path, targets, *, split: str, mode: str, crop: int | None, stride: int | None,
+                       device: str, num_workers: int, json_path: str | Path | None, track: Track) -> EvalOutcome:
+    """An exported file has a fixed input size, so it is scored with sliding windows of that size
+    (as `gkd validate` scores it). Default targets: those of the run it was exported from, when
+    that run is found."""
+    from gkd_deploy.evaluation.validation import find_reference
+    from gkd_deploy.runtime.loader import load_predictor
+
+    if crop is not None or mode != "slide":
+        raise ConfigError(f"{path.name} has a fixed input size: it is scored with sliding windows of that size "
+                          "(leave out --crop and --mode)")
+    predictor = load_predictor(path, device)
+    if predictor.info.input_size is None:
+        raise ConfigError(f"{path} carries no input size; export it with `gkd export`")
+    run = None
+    if not targets:
+        metadata = getattr(predictor, "metadata", None)
+        try:
+            run = resolve_checkpoint(find_reference(path, getattr(metadata, "source_checkpoint", None),
+                                                    getattr(metadata, "source_sha256", None)))[1]
+        except GKDError:
+            run = None
+    targets = target_specs(targets, run)
+    height, width = predictor.info.input_size
+    inference = default_inference_mode(height, predictor.info.patch_size, "slide", None, stride, crop_width=width)
+    report = evaluate(predictor, eval_domains(targets, split=split), class_set=predictor.info.class_set,
+                      mode=inference, device=device, num_workers=num_workers, track=track, model_name=str(path))
+    json_path = Path(json_path) if json_path is not None else path.with_name(path.name + ".eval.json")
+    write_json(json_path, report.to_dict())
+    return EvalOutcome(report=report, checkpoint=path, json_path=json_path)

@@ -20,7 +20,7 @@ from gkd_deploy.errors import ConfigError
 from gkd_deploy.evaluation.evaluator import (Track, check_class_sets, domain_batches, eval_domains, no_progress,
                                             score_class_indices)
 from gkd_deploy.evaluation.inference import InferenceMode, predict_logits, resize_scores
-from gkd_deploy.evaluation.runner import default_inference_mode
+from gkd_deploy.evaluation.runner import default_inference_mode, target_specs
 from gkd_deploy.fileio import write_json
 from gkd_deploy.metrics import SegmentationMetric
 from gkd_deploy.models.checkpoint import file_sha256
@@ -134,7 +134,7 @@ def compare_domain(reference: Predictor, exported: Predictor, dataset, mode: Inf
 
 def validate_export(
     model_path: str | Path,
-    targets: Sequence[DatasetSpec | str] | str,
+    targets: Sequence[DatasetSpec | str] | str | None = None,
     *,
     reference: str | Path | None = None,
     tolerance: float | None = None,
@@ -160,6 +160,7 @@ def validate_export(
                                         getattr(metadata, "source_sha256", None))
     else:
         reference_path, _ = resolve_checkpoint(reference)
+    targets = target_specs(targets, resolve_checkpoint(reference_path)[1])  # default: the run's targets
     reference_model = load_predictor(reference_path, device)
     if reference_model.info.class_set.names != exported.info.class_set.names:
         raise ConfigError(f"{model_path} and {reference_path} predict different classes")

@@ -16,6 +16,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Union
 
 from gkd_deploy.errors import ConfigError
@@ -145,6 +146,23 @@ class TrainConfig:
     def merged(self, overrides: Mapping[str, Any]) -> "TrainConfig":
         """A copy with `overrides` applied (nested keys as dicts, e.g. {"stage3": {"steps": 10}})."""
         return TrainConfig.from_dict(deep_merge(self.to_dict(), overrides))
+
+    def with_absolute_paths(self) -> "TrainConfig":
+        """A copy whose data folders and weights files are absolute (resolved against the working
+        folder now), as a run folder stores them: `gkd eval ../run` and `--resume` then work from
+        any folder."""
+        from gkd_deploy.data.registry import parse_dataset_list
+
+        changes: dict[str, Any] = {}
+        for name in ("proxy", "source", "distill_extra", "targets"):
+            entries = getattr(self, name)
+            if entries:
+                changes[name] = tuple(dataclasses.replace(spec, path=spec.path.expanduser().absolute()).to_config()
+                                      for spec in parse_dataset_list(list(entries)))
+        for name in ("teacher_weights", "student_weights"):
+            if getattr(self, name) is not None:
+                changes[name] = str(Path(getattr(self, name)).expanduser().absolute())
+        return dataclasses.replace(self, **changes)
 
     def stage_settings(self, stage: int) -> DistillSettings | TaskSettings:
         return {1: self.stage1, 2: self.stage2, 3: self.stage3}[stage]

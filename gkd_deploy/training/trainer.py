@@ -54,6 +54,7 @@ def prepare_run(config: TrainConfig | None, run_path: str | Path, resume: bool) 
     for weights in (config.teacher_weights, config.student_weights):
         if weights is not None:
             check_weights_readable(Path(weights))
+    config = config.with_absolute_paths()
     run.path.mkdir(parents=True, exist_ok=True)
     write_yaml(run.config_path, config.to_dict())
     return config, run
