@@ -64,17 +64,24 @@ def train(
             if recipe is not None:
                 train_config = apply_recipe(train_config, recipe)
             run_path = out
-        if devices > 1:
-            run = launch(train_config, run_path, devices, resume=resume is not None, make_callbacks=TrainingDisplay)
-            evaluation = None
-        else:
-            result = train_run(train_config, run_path, resume=resume is not None, callbacks=display, track=track)
-            run, evaluation = result.run, result.evaluation
+        try:
+            if devices > 1:
+                run = launch(train_config, run_path, devices, resume=resume is not None, make_callbacks=TrainingDisplay)
+                evaluation = None
+            else:
+                result = train_run(train_config, run_path, resume=resume is not None, callbacks=display, track=track)
+                run, evaluation = result.run, result.evaluation
+        except KeyboardInterrupt:
+            display.close()
+            if os.environ.get("RANK", "0") == "0" and (Path(run_path) / "config.yaml").is_file():
+                console.print(f"[yellow]interrupted after {display.elapsed()}[/]; the last checkpoint is kept")
+                next_step(f"gkd train --resume {run_path}   # continues where it stopped")
+            raise typer.Exit(130) from None
     finally:
         display.close()
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
-    console.print(f"run folder: {escape(str(run.path))}")
+    console.print(f"run folder: {escape(str(run.path))} (trained in {display.elapsed()})")
     if evaluation is not None:
         console.print(miou_table(evaluation.report))
         console.print(f"report: {escape(str(evaluation.json_path))}")

@@ -204,3 +204,32 @@ def test_gkd_demo_ends_with_an_annotated_clip_and_a_benchmark_table(tmp_path, mo
         assert rows[measured]["status"] == "ok" and rows[measured]["p50_ms"] > 0, measured
     assert rows[("torch", "int8")]["status"] == "skipped" and "Q/DQ" in rows[("torch", "int8")]["reason"]
     assert (out / "benchmark" / "benchmark.csv").is_file()
+
+
+def test_training_display_without_a_terminal_prints_plain_lines(capsys):
+    from gkd_deploy.cli.progress import TrainingDisplay
+
+    display = TrainingDisplay()
+    assert not display.live  # pytest captures the output: not a terminal
+    display.stage_described(2, "qsd distillation of tiny-student (0.21M params) on [16] images")
+    display.stage_started(2, "domain-agnostic distillation", 10, 0)
+    display.step_finished(2, 5, {"loss": 1.25, "feature": 0.5, "lr": 1e-3, "images_per_s": 80.0})
+    display.close()
+    out = capsys.readouterr().out
+    assert "stage 2: qsd distillation of tiny-student (0.21M params) on [16] images" in out
+    line = next(line for line in out.splitlines() if "step 5/10" in line)
+    assert line.startswith("stage 2 step 5/10 eta ") and "loss 1.2500 feature 0.5000 lr 1.00e-03 80.0 img/s" in line
+
+
+def test_ctrl_c_in_training_prints_the_resume_command(monkeypatch, tmp_path):
+    def interrupted(config, run_path, **kwargs):
+        (run_path / "config.yaml").parent.mkdir(parents=True)
+        (run_path / "config.yaml").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("gkd_deploy.cli.train.train_run", interrupted)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--teacher", "tiny-teacher", "--student", "tiny-student", "--stages", "3",
+                                 "--source", f"cityscapes={tmp_path}", "--out", str(out)])
+    assert result.exit_code == 130
+    assert "interrupted after" in result.output and f"gkd train --resume {out}" in result.output

@@ -202,6 +202,19 @@ def test_resume_continues_exactly_where_the_run_stopped(synthetic, tmp_path, sto
         assert want.keys() == got.keys()
         for key in want:
             torch.testing.assert_close(got[key], want[key], rtol=0, atol=0)
+    # metrics.csv: every logged step once, as in the uninterrupted run, with the same losses.
+    def csv_rows(run_path):
+        import csv
+
+        with (run_path / "metrics.csv").open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        return {(r["stage"], r["step"], r["metric"]): r["value"] for r in rows if r["metric"] != "images_per_s"}, len(rows)
+
+    whole, whole_count = csv_rows(tmp_path / "whole")
+    cut, cut_count = csv_rows(tmp_path / "cut")
+    assert cut_count == whole_count and cut.keys() == whole.keys()
+    assert {(stage, step) for stage, step, _ in whole} == {(s, str(t)) for s in ("2", "3") for t in range(1, 7)}
+    assert all(float(cut[key]) == pytest.approx(float(whole[key]), rel=1e-5) for key in whole)
 
 
 def test_a_run_folder_is_not_overwritten(synthetic, tmp_path):

@@ -29,13 +29,47 @@ class TrainingError(GKDError):
 
 
 class Callbacks(Protocol):
-    """What a progress display gets told (rank 0 only)."""
+    """What a progress display gets told (rank 0 only). A display may also define
+    `stage_described(stage, text)`: one line on what the stage trains, on which data, how long."""
 
     def stage_started(self, stage: int, title: str, total_steps: int, start_step: int) -> None: ...
 
     def step_finished(self, stage: int, step: int, metrics: dict[str, float]) -> None: ...
 
     def stage_finished(self, stage: int, summary: dict[str, Any]) -> None: ...
+
+
+def describe_stage(callbacks: Callbacks, stage: int, text: str) -> None:
+    """Log the stage's summary line and pass it to displays that show it."""
+    log.info("stage %d: %s", stage, text)
+    described = getattr(callbacks, "stage_described", None)
+    if described is not None:
+        described(stage, text)
+
+
+class CallbackGroup:
+    """Several callbacks told the same thing, in order."""
+
+    def __init__(self, *members: Callbacks) -> None:
+        self.members = members
+
+    def stage_described(self, stage: int, text: str) -> None:
+        for member in self.members:
+            described = getattr(member, "stage_described", None)
+            if described is not None:
+                described(stage, text)
+
+    def stage_started(self, stage: int, title: str, total_steps: int, start_step: int) -> None:
+        for member in self.members:
+            member.stage_started(stage, title, total_steps, start_step)
+
+    def step_finished(self, stage: int, step: int, metrics: dict[str, float]) -> None:
+        for member in self.members:
+            member.step_finished(stage, step, metrics)
+
+    def stage_finished(self, stage: int, summary: dict[str, Any]) -> None:
+        for member in self.members:
+            member.stage_finished(stage, summary)
 
 
 class NoCallbacks:

@@ -44,7 +44,7 @@ from gkd_deploy.training import state as training_state
 from gkd_deploy.training.config import DistillSettings, TaskSettings, TrainConfig
 from gkd_deploy.training.data import load_training_set, training_loader
 from gkd_deploy.training.distributed import Context
-from gkd_deploy.training.loop import Callbacks, LoopSpec, run_loop
+from gkd_deploy.training.loop import Callbacks, LoopSpec, describe_stage, run_loop
 from gkd_deploy.training.optim import adamw, adamw_parts
 from gkd_deploy.training.schedule import warmup_cosine, warmup_poly
 
@@ -124,6 +124,10 @@ def student_ema(student: nn.Module, decay: float, device: torch.device) -> Model
 
 # --- stages 1 and 2 ------------------------------------------------------------------------------
 
+def _model_label(name: str | None, model: nn.Module) -> str:
+    return f"{name} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params)"
+
+
 def distill_stage(stage: int, config: TrainConfig, run: RunDir, context: Context, previous: Path | None,
                   callbacks: Callbacks) -> StageResult:
     settings = config.stage1 if stage == 1 else config.stage2
@@ -157,6 +161,11 @@ def distill_stage(stage: int, config: TrainConfig, run: RunDir, context: Context
                              world_size=context.world_size, workers=config.workers,
                              pin_memory=context.device.type == "cuda")
     if context.is_main:
+        describe_stage(callbacks, stage, (
+            f"{settings.method} distillation of {_model_label(config.student, student)} from "
+            f"{_model_label(config.teacher, teacher)} on {len(dataset)} images at {settings.img_size} px (patch "
+            f"{settings.patch_size}): {steps} steps of {global_batch}, peak lr {peak_lr:.3g}, on {context.device}"
+            + (f" x {context.world_size} processes" if context.world_size > 1 else "")))
         callbacks.stage_started(stage, STAGE_TITLES[stage], steps, start)
     metrics = run_loop(
         spec, batches=loader, compute_losses=compute_losses, optimizer=optimizer,
@@ -299,6 +308,13 @@ def task_stage(config: TrainConfig, run: RunDir, context: Context, previous: Pat
                              world_size=context.world_size, workers=config.workers,
                              pin_memory=context.device.type == "cuda")
     if context.is_main:
+        encoder_state = "trained" if train_encoder else "frozen"
+        describe_stage(callbacks, 3, (
+            f"{settings.decoder} decoder on the {encoder_state} {_model_label(encoder_name, segmenter.encoder)} "
+            f"({sum(p.numel() for p in segmenter.decoder.parameters()) / 1e6:.2f}M decoder params), "
+            f"{len(dataset)} labelled images, crop {settings.crop_size}: {settings.steps} steps of "
+            f"{settings.batch_size}, peak lr {settings.lr:.3g}, on {context.device}"
+            + (f" x {context.world_size} processes" if context.world_size > 1 else "")))
         callbacks.stage_started(3, STAGE_TITLES[3], settings.steps, start)
     metrics = run_loop(
         spec, batches=loader, compute_losses=compute_losses, optimizer=optimizer,

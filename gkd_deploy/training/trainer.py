@@ -9,6 +9,7 @@ continues from its last saved step with the same optimizer, EMA, schedule and da
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -19,12 +20,12 @@ from typing import Any, Callable
 from gkd_deploy.errors import ConfigError
 from gkd_deploy.evaluation.evaluator import Track, no_progress
 from gkd_deploy.evaluation.runner import EvalOutcome, evaluate_model
-from gkd_deploy.fileio import write_json, write_yaml
+from gkd_deploy.fileio import atomic_path, write_json, write_yaml
 from gkd_deploy.models.weights import check_weights_readable
 from gkd_deploy.run import RunDir
 from gkd_deploy.training.config import TrainConfig
 from gkd_deploy.training.distributed import Context, free_port, init_context, shutdown
-from gkd_deploy.training.loop import Callbacks, NoCallbacks
+from gkd_deploy.training.loop import CallbackGroup, Callbacks, NoCallbacks
 from gkd_deploy.training.stages import StageResult, distill_stage, handoff_path, stage_result_path, task_stage
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ def train(config: TrainConfig | None, run_path: str | Path, *, resume: bool = Fa
 def _train_stages(config: TrainConfig, run: RunDir, context: Context, callbacks: Callbacks,
                   track: Track) -> TrainResult:
     handler = _log_to_file(run) if context.is_main else None
+    if context.is_main:
+        callbacks = CallbackGroup(MetricsCSV(run.path / METRICS_CSV), callbacks)
     try:
         results: list[StageResult] = []
         previous: Path | None = None
@@ -106,6 +109,38 @@ def _train_stages(config: TrainConfig, run: RunDir, context: Context, callbacks:
         if handler is not None:
             logging.getLogger("gkd_deploy").removeHandler(handler)
             handler.close()
+
+
+METRICS_CSV = "metrics.csv"
+CSV_HEADER = ["stage", "step", "metric", "value"]
+
+
+class MetricsCSV:
+    """Every logged step's metrics in RUN/metrics.csv, one row per (stage, step, metric), so that
+    losses, lr and speed can be plotted from any tool. A resumed stage first drops the rows past
+    the step it resumes from (they are logged again), so the file has each step once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def stage_started(self, stage: int, title: str, total_steps: int, start_step: int) -> None:
+        if not self.path.is_file():
+            with self.path.open("w", newline="") as handle:
+                csv.writer(handle).writerow(CSV_HEADER)
+            return
+        with self.path.open(newline="") as handle:
+            rows = list(csv.reader(handle))[1:]
+        kept = [row for row in rows if not (int(row[0]) == stage and int(row[1]) > start_step)]
+        if len(kept) != len(rows):
+            with atomic_path(self.path) as temporary, Path(temporary).open("w", newline="") as handle:
+                csv.writer(handle).writerows([CSV_HEADER, *kept])
+
+    def step_finished(self, stage: int, step: int, metrics: dict[str, float]) -> None:
+        with self.path.open("a", newline="") as handle:
+            csv.writer(handle).writerows([stage, step, name, f"{value:.6g}"] for name, value in metrics.items())
+
+    def stage_finished(self, stage: int, summary: dict[str, Any]) -> None:
+        pass
 
 
 def _record_stage(run: RunDir, result: StageResult) -> None:
