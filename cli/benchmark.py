@@ -14,9 +14,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from gkd_deploy.benchmark import BenchmarkReport, BenchmarkRow, default_report_paths, run_benchmark
+from gkd_deploy.cli import options
 from gkd_deploy.cli.console import console, fmt, next_step, track
 from gkd_deploy.cli.data import parse_input_size
-from gkd_deploy.errors import ConfigError
+from gkd_deploy.errors import ConfigError, GKDError
+from gkd_deploy.fileio import check_writable
 
 _EXPORT_COMMAND = re.compile(r"`(gkd export [^`]+)`")
 # Short headers that wrap at their space keep the table narrow.
@@ -136,7 +138,7 @@ def benchmark(
     precision: Annotated[str, typer.Option(help="fp32, fp16, bf16, int8 (comma-separated); an exported file runs at its own.")] = "fp32",
     batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated (e.g. 1,8).")] = "1",
     size: Annotated[Optional[str], typer.Option(help="Input sizes WIDTHxHEIGHT, comma-separated (default: each model's own).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda: where torch runs; cpu also skips the GPU backends.")] = "auto",
+    device: Annotated[str, typer.Option(help=options.DEVICE_HELP + " Where torch runs; cpu also skips the GPU backends.")] = "auto",
     warmup: Annotated[int, typer.Option(help="Untimed runs first (the first one is reported as 'first run').")] = 5,
     min_runs: Annotated[int, typer.Option(help="Timed runs at least ...")] = 30,
     min_time: Annotated[float, typer.Option(help="... and at least this many seconds of them.")] = 2.0,
@@ -153,12 +155,17 @@ def benchmark(
     models = [part for item in model for part in _list(item)]
     if plot is not None and not data:
         raise ConfigError("--plot draws p50 latency against mIoU: also give --data NAME=PATH,... to score the models")
+    defaults = default_report_paths(models[0])
+    # The reports are written after every measurement: a path that cannot be written fails now, not then.
+    check_writable(json_path or defaults["json"], "JSON report")
+    check_writable(csv_path or defaults["csv"], "CSV report")
+    if data:
+        check_writable(plot or defaults["plot"], "plot")
     report = run_benchmark(models, backends=_list(backends), precisions=_list(precision),
                            batch_sizes=_batch_sizes(batch), input_sizes=_input_sizes(size), device=device,
                            warmup=warmup, min_runs=min_runs, min_seconds=min_time, data=data, split=split,
                            peak_tflops=peak_tflops, num_workers=workers, track=track)
     console.print(benchmark_table(report))
-    defaults = default_report_paths(models[0])
     written = [report.write_json(json_path or defaults["json"]), report.write_csv(csv_path or defaults["csv"])]
     if any(row.miou is not None for row in report.rows):
         written.append(report.write_plot(plot or defaults["plot"]))
@@ -166,4 +173,7 @@ def benchmark(
         console.print("[yellow]no plot:[/] no measured row has an mIoU")
     console.print(f"{len(report.ok_rows)} measured, {len(report.not_run)} skipped or failed; report: "
                   + escape(", ".join(str(path) for path in written)))
+    if not report.ok_rows:
+        raise GKDError("nothing could be measured: every combination was skipped or failed (the reasons are in the "
+                       "table and the report)")
     next_step(*_next_commands(report))

@@ -8,9 +8,11 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
+from gkd_deploy.cli import options
 from gkd_deploy.cli.console import console, track
 from gkd_deploy.cli.tables import miou_table
 from gkd_deploy.evaluation.runner import evaluate_model
+from gkd_deploy.training.config import default_workers
 
 
 def evaluate(
@@ -21,13 +23,14 @@ def evaluate(
     mode: Annotated[str, typer.Option(help="Inference: 'slide' (crop windows) or 'whole' (the full image).")] = "slide",
     crop: Annotated[Optional[int], typer.Option(help="Sliding-window size (default: the model's input size).")] = None,
     stride: Annotated[Optional[int], typer.Option(help="Sliding-window stride (default: 2/3 of the crop).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    workers: Annotated[int, typer.Option(help="Data loader worker processes.")] = 2,
+    device: Annotated[str, typer.Option(help=options.DEVICE_HELP)] = "auto",
+    workers: Annotated[Optional[int], typer.Option(help=options.WORKERS_HELP)] = None,
     per_class: Annotated[bool, typer.Option("--per-class", help="Show IoU of every class.")] = False,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Where to write the JSON report.")] = None,
 ) -> None:
     """Score a segmenter: mIoU per domain and per class, from one confusion matrix per split."""
     outcome = evaluate_model(model, targets, split=split, mode=mode, crop=crop, stride=stride, device=device,
-                             num_workers=workers, json_path=json_path, track=track)
+                             num_workers=default_workers() if workers is None else workers, json_path=json_path,
+                             track=track)
     console.print(miou_table(outcome.report, per_class=per_class))
     console.print(f"checkpoint: {escape(str(outcome.checkpoint))}\nreport:     {escape(str(outcome.json_path))}")

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 from rich.markup import escape
 
+from gkd_deploy.cli import options
 from gkd_deploy.cli.console import console, next_step
 from gkd_deploy.cli.data import parse_input_size
 from gkd_deploy.infer import InferResult, InferSettings, InferStats, infer as run_infer
@@ -52,7 +53,7 @@ def infer(
     batch: Annotated[int, typer.Option(help="Frames per model call (taken from what is already decoded).")] = 1,
     max_frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames.")] = None,
     fps: Annotated[Optional[float], typer.Option(help="Output frame rate (default: the source's; 10 for images).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help=options.DEVICE_HELP)] = "auto",
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write a JSON summary (frames, FPS, timings).")] = None,
 ) -> None:
     """Segment every frame; decoding, inference and encoding overlap; no frame of a file is dropped."""

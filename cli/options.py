@@ -24,8 +24,10 @@ TeacherWeights = Annotated[Optional[str], typer.Option(help="Local teacher weigh
 StudentWeights = Annotated[Optional[str], typer.Option(help="Local student weights (.safetensors/.pth), offline.")]
 Decoder = Annotated[Optional[str], typer.Option(
     help="Stage-3 decoder: mask2former (default), mask2former-edge, semfpn or linear.")]
-Device = Annotated[Optional[str], typer.Option(help="auto, cpu, cuda.")]
-Workers = Annotated[Optional[int], typer.Option(help="Data loader workers per process.")]
+DEVICE_HELP = "auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."
+WORKERS_HELP = "Data loader worker processes (default: 4, at most this machine's CPU cores)."
+Device = Annotated[Optional[str], typer.Option(help=DEVICE_HELP)]
+Workers = Annotated[Optional[int], typer.Option(help=WORKERS_HELP)]
 
 
 def collect_overrides(**options: Any) -> dict[str, Any]:

@@ -9,8 +9,10 @@ import typer
 from rich.table import Table
 from rich.markup import escape
 
+from gkd_deploy.cli import options
 from gkd_deploy.cli.console import console, fmt, next_step, track
 from gkd_deploy.evaluation.validation import ValidationReport, validate_export
+from gkd_deploy.training.config import default_workers
 
 
 def validation_table(report: ValidationReport) -> Table:
@@ -31,13 +33,14 @@ def validate(
     reference: Annotated[Optional[Path], typer.Option(help="Run folder or checkpoint to compare with (default: the one the model was exported from).")] = None,
     tolerance: Annotated[Optional[float], typer.Option(help="Largest |delta| in mIoU points (default 0.1 for fp32/fp16, 1.0 for int8).")] = None,
     split: Annotated[str, typer.Option(help="Split to score: val or train.")] = "val",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    workers: Annotated[int, typer.Option(help="Data loader worker processes.")] = 2,
+    device: Annotated[str, typer.Option(help=options.DEVICE_HELP)] = "auto",
+    workers: Annotated[Optional[int], typer.Option(help=options.WORKERS_HELP)] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Where to write the JSON report.")] = None,
 ) -> None:
     """Run PyTorch and the exported model over every target domain; fail when mIoU drifts."""
     outcome = validate_export(model, targets, reference=reference, tolerance=tolerance, split=split, device=device,
-                              num_workers=workers, json_path=json_path, track=track)
+                              num_workers=default_workers() if workers is None else workers, json_path=json_path,
+                             track=track)
     console.print(validation_table(outcome.report))
     console.print(f"report: {escape(str(outcome.json_path))}")
     if not outcome.report.passed:

@@ -42,3 +42,21 @@ def write_yaml(path: str | Path, data: Any) -> Path:
     with atomic_path(path) as temporary:
         temporary.write_text(yaml.safe_dump(data, sort_keys=False))
     return Path(path)
+
+
+def check_writable(path: str | Path, what: str = "output") -> Path:
+    """ConfigError unless a file can be written at `path` (its folder is created if need be): for
+    outputs written after long work, checked before the work starts."""
+    from gkd_deploy.errors import ConfigError
+
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+        os.close(handle)
+        os.remove(probe)
+    except OSError as error:
+        raise ConfigError(f"cannot write the {what} {path}: {error.strerror or error}; choose another path") from None
+    return path

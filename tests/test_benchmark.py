@@ -416,3 +416,23 @@ def test_cuda_event_timing_and_autocast_rows(run):
         assert row.ok, row.reason
         assert row.gpu_mb > 0 and row.p50_ms > 0 and 0 < row.peak_percent < 100
     assert report.system.gpu == torch.cuda.get_device_name()
+
+
+def test_a_benchmark_that_cannot_write_its_report_fails_before_measuring(run, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("gkd_deploy.cli.benchmark.run_benchmark", lambda *a, **k: calls.append(1))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = runner.invoke(app, ["benchmark", "--model", str(run.path), "--json", str(blocker / "report.json")])
+    assert result.exit_code == 1 and not calls  # nothing was measured, so nothing is lost
+    assert "cannot write the JSON report" in str(result.exception)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="needs a machine without TensorRT")
+def test_a_benchmark_where_nothing_could_run_exits_1(run, tmp_path):
+    # Without TensorRT the only combination asked for is skipped.
+    result = runner.invoke(app, ["benchmark", "--model", str(run.path), "--backends", "tensorrt", "--device", "cpu",
+                                 "--json", str(tmp_path / "r.json"), "--csv", str(tmp_path / "r.csv")])
+    assert result.exit_code == 1, result.output
+    assert "nothing could be measured" in str(result.exception)
+    assert (tmp_path / "r.json").is_file()  # the skip reasons are kept

@@ -11,6 +11,7 @@ one GPU; `PAPER` holds the paper's lengths and batches (`gkd train --preset pape
 from __future__ import annotations
 
 import dataclasses
+import os
 import difflib
 import math
 import types
@@ -123,7 +124,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     autocast: str = "auto"  # bf16 on CUDA, fp32 on CPU; "bf16" everywhere, or "off"
-    workers: int = 4
+    workers: int = dataclasses.field(default_factory=lambda: default_workers())
     checkpoint_every: int = 500
     log_every: int = 10
 
@@ -201,6 +202,15 @@ class TrainConfig:
         for name in ("workers", "checkpoint_every", "log_every"):
             if getattr(self, name) < (0 if name == "workers" else 1):
                 raise ConfigError(f"{name} must be {'>= 0' if name == 'workers' else 'positive'}, got {getattr(self, name)}")
+
+
+def default_workers() -> int:
+    """Data loader workers when none are given: 4, or fewer on a machine with fewer CPU cores."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
 
 
 LABEL_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
