@@ -59,10 +59,17 @@ app.command("demo")(demo.demo)
 app.add_typer(data.app, name="data")
 
 
+VERBOSE_FLAGS = ("-v", "--verbose")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `gkd` script. GKD_DEBUG=1 shows the traceback of a handled error."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(arg in VERBOSE_FLAGS for arg in args[1:]):
+        # `gkd train ... -v` as well as `gkd -v train ...`: the flag belongs to the root command.
+        args = ["--verbose"] + [arg for arg in args if arg not in VERBOSE_FLAGS]
     try:
-        app(args=argv, prog_name="gkd")
+        app(args=args, prog_name="gkd")
     except GKDError as error:
         if os.environ.get("GKD_DEBUG"):
             traceback.print_exc()

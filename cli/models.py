@@ -19,11 +19,15 @@ def models(
     if role not in (None, "teacher", "student"):
         raise typer.BadParameter("role must be 'teacher' or 'student'", param_hint="--role")
     table = Table(title="gkd model zoo (parameters at patch size 16)")
-    for column in ("name", "role", "timm architecture", "params (M)", "initialisation", "weights"):
-        table.add_column(column, justify="right" if column.startswith("params") else "left")
+    # The names are what users type: never cut or wrapped. Architecture, initialisation and weight
+    # source share one column, a line each, so that the table reads at 80 columns.
+    table.add_column("name", no_wrap=True)
+    table.add_column("role", no_wrap=True)
+    table.add_column("params (M)", justify="right", no_wrap=True)
+    table.add_column("timm architecture / initialisation / weights", overflow="fold")
     for spec in list_model_specs(role):
-        table.add_row(spec.name, "/".join(spec.roles), spec.architecture, f"{count_parameters(spec) / 1e6:.1f}",
-                      spec.init, spec.weights_source)
+        table.add_row(spec.name, "/".join(spec.roles), f"{count_parameters(spec) / 1e6:.1f}",
+                      "\n".join((spec.architecture, spec.init, spec.weights_source)))
     console.print(table)
     console.print("Any other timm ViT: [cyan]timm:<name>[/] (e.g. timm:vit_small_patch16_224.augreg_in21k). "
                   "Offline, in gkd train: [cyan]--teacher-weights PATH[/] / [cyan]--student-weights PATH[/] "

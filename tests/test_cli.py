@@ -233,3 +233,38 @@ def test_ctrl_c_in_training_prints_the_resume_command(monkeypatch, tmp_path):
                                  "--source", f"cityscapes={tmp_path}", "--out", str(out)])
     assert result.exit_code == 130
     assert "interrupted after" in result.output and f"gkd train --resume {out}" in result.output
+
+
+def test_verbose_is_accepted_after_the_subcommand(monkeypatch):
+    import logging
+
+    for argv in (["models", "--role", "student", "-v"], ["-v", "models", "--role", "student"]):
+        logging.getLogger().setLevel(logging.WARNING)
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 0 and logging.getLogger().level == logging.INFO, argv
+
+
+def test_tables_fit_80_columns_and_keep_the_names_whole(synthetic_data, tmp_path, monkeypatch):
+    from gkd_deploy.cli.console import console
+    from gkd_deploy.models.checkpoint import save_segmenter
+    from gkd_deploy.models.registry import list_model_specs
+    from gkd_deploy.models.segmenter import SegmenterConfig, build_segmenter
+
+    monkeypatch.setattr(console, "width", 80)
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0 and max(len(line) for line in result.stdout.splitlines()) <= 80
+    names = {line.split("│")[1].strip() for line in result.stdout.splitlines() if line.count("│") > 2}
+    assert {spec.name for spec in list_model_specs()} <= names  # every name whole, on one line
+
+    checkpoint = save_segmenter(build_segmenter(SegmenterConfig("tiny-student", img_size=64)),
+                                tmp_path / "model.safetensors")
+    targets = f"cityscapes={synthetic_data / 'cityscapes-synth'},acdc={synthetic_data / 'acdc-synth'}"
+    result = runner.invoke(app, ["eval", str(checkpoint), "--targets", targets, "--workers", "0", "--per-class"])
+    assert result.exit_code == 0, result.stdout
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    header = next(line for line in lines if "class" in line and "acdc-fog" in line)
+    assert all(domain in header for domain in ("cityscapes", "acdc-night", "acdc-rain", "acdc-snow"))
+    rows = {line.split("│")[1].strip() for line in lines if line.count("│") > 2}
+    assert {"road", "sidewalk", "bicycle", "mIoU"} <= rows  # one row per class

@@ -497,3 +497,14 @@ def test_a_run_folder_stores_absolute_paths_and_evaluates_from_anywhere(syntheti
     monkeypatch.chdir(elsewhere)
     outcome = evaluate_model(Path("..") / "run", num_workers=0)  # relative run path, the run's own targets
     assert [d.domain for d in outcome.report.domains] == ["acdc-fog", "acdc-night", "acdc-rain", "acdc-snow"]
+
+
+def test_resume_over_a_damaged_stage_result_says_which_file_and_what_to_do(synthetic, tmp_path):
+    config = tiny_config(synthetic, stages=(2, 3))
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "run", callbacks=Recorder(stop_after=(3, 2)))
+    result = tmp_path / "run" / "checkpoints" / "stage2-student.safetensors"
+    result.write_bytes(result.read_bytes()[:100])  # a copy cut short
+    with pytest.raises(ConfigError, match=r"stage 2 finished, but its result .*stage2-student.safetensors is damaged"
+                                          r".*delete it to train stage 2 again"):
+        train(None, tmp_path / "run", resume=True, callbacks=Recorder())

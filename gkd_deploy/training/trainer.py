@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from gkd_deploy.errors import ConfigError
+from gkd_deploy.errors import ConfigError, GKDError
 from gkd_deploy.evaluation.evaluator import Track, no_progress
 from gkd_deploy.evaluation.runner import EvalOutcome, evaluate_model
 from gkd_deploy.fileio import atomic_path, write_json, write_yaml
@@ -88,6 +88,7 @@ def _train_stages(config: TrainConfig, run: RunDir, context: Context, callbacks:
         for stage in config.stages:
             done = stage_result_path(run, stage)
             if done.is_file():
+                _check_stage_result(done, stage)
                 log.info("stage %d already finished (%s); skipping", stage, done)
                 if context.is_main:
                     callbacks.stage_finished(stage, {"skipped": True, "result": str(done)})
@@ -141,6 +142,15 @@ class MetricsCSV:
 
     def stage_finished(self, stage: int, summary: dict[str, Any]) -> None:
         pass
+
+
+def _check_stage_result(path: Path, stage: int) -> None:
+    """A finished stage's file must be readable before the next stage builds on it."""
+    try:
+        check_weights_readable(path)
+    except GKDError as error:
+        raise ConfigError(f"stage {stage} finished, but its result {path} is damaged ({error}); delete it to train "
+                          f"stage {stage} again (from its last saved state, if there is one)") from None
 
 
 def _record_stage(run: RunDir, result: StageResult) -> None:
