@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 from rich.markup import escape
 
 from gkd_deploy.cli.console import console, next_step
@@ -64,6 +65,12 @@ def export(
                       f"{parity.max_abs_diff:.2e}" if parity else "-", f"{parity.pixel_agreement:.2f}" if parity else "-")
     console.print(table)
     console.print(f"files in {escape(str(outcome.files[0].path.parent))}")
+    if outcome.engine_commands:
+        console.print(Text.assemble(("TensorRT is not installed here", "yellow"),
+                                    " (pip install 'gkd-deploy[tensorrt]', or JetPack on a Jetson): the ONNX files "
+                                    "above are checked; build the engines where TensorRT is with:"))
+        for command in outcome.engine_commands:
+            console.print(Text("  " + command), soft_wrap=True)
     if outcome.calibration_images:
         console.print(f"int8 calibrated on {outcome.calibration_images} images ({calib_method})")
     first = outcome.files[-1].path

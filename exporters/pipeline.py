@@ -23,7 +23,7 @@ from gkd_deploy.errors import ConfigError, ExportError
 from gkd_deploy.exporters.check import ParityReport, assert_parity, check_parity
 from gkd_deploy.exporters.fp16 import convert_fp16
 from gkd_deploy.exporters.onnx_export import MAX_OPSET, MIN_OPSET, export_onnx
-from gkd_deploy.exporters.tensorrt import EngineOptions, build_engine
+from gkd_deploy.exporters.tensorrt import EngineOptions, build_engine, tensorrt_available, trtexec_command
 from gkd_deploy.models.checkpoint import load_segmenter
 from gkd_deploy.run import RunDir, resolve_checkpoint
 
@@ -49,6 +49,9 @@ class ExportOutcome:
     files: tuple[ExportedFile, ...]
     check_images: int
     calibration_images: int
+    # With --format trt where TensorRT is not installed: one trtexec command per precision that
+    # builds the engine on the target (the ONNX files carry the precision; TensorRT only builds).
+    engine_commands: tuple[str, ...] = ()
 
 
 def _check(value: Sequence[str], allowed: Sequence[str], what: str) -> tuple[str, ...]:
@@ -122,14 +125,18 @@ def export_model(
         # fp32 was only the base of the conversions: keep it (it is small and always valid), but do
         # not list it as a requested output.
         files = [f for f in files if f.precision in precisions]
-    if "trt" in formats:
+    engine_commands: tuple[str, ...] = ()
+    if "trt" in formats and not tensorrt_available():
+        # The ONNX files are done and checked; the engines can be built where TensorRT is.
+        engine_commands = tuple(trtexec_command(onnx_files[p], out / f"model-{p}.engine", engine) for p in precisions)
+    elif "trt" in formats:
         for precision in precisions:
             started = time.perf_counter()
             engine_path = build_engine(onnx_files[precision], out / f"model-{precision}.engine", engine)
             files.append(ExportedFile(engine_path, precision, "trt", engine_path.stat().st_size,
                                       time.perf_counter() - started, None))
     return ExportOutcome(checkpoint=checkpoint, files=tuple(files), check_images=len(check),
-                         calibration_images=calibration_count)
+                         calibration_images=calibration_count, engine_commands=engine_commands)
 
 
 def _data_specs(calib: Sequence[str] | str | None, run: RunDir | None) -> list[str]:

@@ -193,3 +193,20 @@ def test_eval_scores_an_exported_file_as_validate_does_with_the_runs_targets(exp
         assert scored.miou == pytest.approx(validated.exported_miou, abs=1e-9)
     result = runner.invoke(app, ["validate", str(model), "--workers", "0", "--json", str(tmp_path / "v.json")])
     assert result.exit_code == 0, result.output  # validate, too, defaults to the run's targets
+
+
+def test_export_to_tensorrt_where_it_is_missing_keeps_the_onnx_files_and_prints_the_commands(run, monkeypatch,
+                                                                                               tmp_path):
+    from gkd_deploy.cli.console import console
+
+    monkeypatch.setattr("gkd_deploy.exporters.pipeline.tensorrt_available", lambda: False)
+    monkeypatch.setattr(console, "width", 200)
+    out = tmp_path / "export"
+    result = runner.invoke(app, ["export", str(run.path), "--format", "onnx,trt", "--precision", "fp32,fp16",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output  # a skip, not a failure
+    assert (out / "model-fp32.onnx").is_file() and (out / "model-fp16.onnx").is_file()
+    assert "TensorRT is not installed here" in result.output
+    for precision in ("fp32", "fp16"):
+        assert f"trtexec --onnx={out / f'model-{precision}.onnx'} --saveEngine={out / f'model-{precision}.engine'}" \
+            in result.output

@@ -330,3 +330,21 @@ def test_gkd_infer_ctrl_c_exits_130_with_a_playable_partial_video(run, clip, tmp
     assert "interrupted after 3 frames" in result.output
     assert len(decode_all(out)) == 3
     assert [p.name for p in tmp_path.iterdir()] == ["partial.mp4"]  # no partial file left behind
+
+
+def test_one_input_image_gives_one_output_image(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    photo = tmp_path / "street.png"
+    cv2.imwrite(str(photo), np.full((64, 96, 3), 120, np.uint8))
+    result = runner.invoke(app, ["infer", str(photo), "--model", str(run.path)])
+    assert result.exit_code == 0, result.output
+    written = cv2.imread(str(tmp_path / "street-seg.png"))
+    assert written is not None and written.shape == (64, 96, 3)  # a file at the input's size, not a folder
+    result = runner.invoke(app, ["infer", str(photo), "--model", str(run.path), "--out", str(tmp_path / "seg.jpg")])
+    assert result.exit_code == 0 and cv2.imread(str(tmp_path / "seg.jpg")).shape == (64, 96, 3)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index in range(2):
+        cv2.imwrite(str(folder / f"{index}.png"), np.full((64, 96, 3), 60 * index, np.uint8))
+    result = runner.invoke(app, ["infer", str(folder), "--model", str(run.path), "--out", str(tmp_path / "one.png")])
+    assert result.exit_code == 1 and "is one image, but the input has several frames" in str(result.exception)

@@ -11,8 +11,8 @@ from gkd_deploy.fileio import write_json
 from gkd_deploy.infer.pipeline import InferStats, PipelineOptions, run_pipeline
 from gkd_deploy.infer.render import Renderer
 from gkd_deploy.infer.segment import FrameSegmenter
-from gkd_deploy.infer.sinks import (VIDEO_CODECS, ImageFolderSink, Sink, VideoSink, WindowSink, display_problem,
-                                   is_video_path)
+from gkd_deploy.infer.sinks import (IMAGE_SUFFIXES, VIDEO_CODECS, ImageFileSink, ImageFolderSink, Sink, VideoSink,
+                                   WindowSink, display_problem, is_video_path)
 from gkd_deploy.infer.sources import FrameSource, open_source
 from gkd_deploy.runtime.base import ModelInfo
 from gkd_deploy.runtime.loader import load_predictor
@@ -67,8 +67,14 @@ def default_output(source: FrameSource, spec: str | Path) -> Path | None:
     path = Path(str(spec))
     if source.kind == "video":
         return Path(f"{path.stem}-seg.mp4")
+    if _single_image(source, spec):
+        return Path(f"{path.stem}-seg.png")  # one image in, one image out
     name = path.stem if path.is_file() else (path.name if path.is_dir() else "images")
     return Path(f"{name}-seg")
+
+
+def _single_image(source: FrameSource, spec: str | Path) -> bool:
+    return source.kind == "images" and source.expected == 1 and Path(str(spec)).is_file()
 
 
 def _sinks(source: FrameSource, spec: str | Path, settings: InferSettings, renderer: Renderer,
@@ -79,10 +85,16 @@ def _sinks(source: FrameSource, spec: str | Path, settings: InferSettings, rende
         if not source.live and Path(str(spec)).resolve() == Path(out).resolve():
             raise ConfigError(f"--out {out} is the input itself; choose another file")
         out = Path(out)
-        if out.suffix and not is_video_path(out):
-            raise ConfigError(f"--out {out}: give a video file ({', '.join(VIDEO_CODECS)}) or a folder (no suffix) "
-                              "for one annotated PNG per frame")
-        sinks.append(VideoSink(out, source.fps) if is_video_path(out) else ImageFolderSink(out, "view"))
+        if out.suffix.lower() in IMAGE_SUFFIXES:
+            if not _single_image(source, spec):
+                raise ConfigError(f"--out {out} is one image, but the input has several frames: give a folder (no "
+                                  f"suffix) for one annotated PNG per frame, or a video file")
+            sinks.append(ImageFileSink(out, "view"))
+        elif out.suffix and not is_video_path(out):
+            raise ConfigError(f"--out {out}: give a video file ({', '.join(VIDEO_CODECS)}), an image file (for one "
+                              "input image) or a folder (no suffix) for one annotated PNG per frame")
+        else:
+            sinks.append(VideoSink(out, source.fps) if is_video_path(out) else ImageFolderSink(out, "view"))
     if settings.masks is not None:
         sinks.append(ImageFolderSink(settings.masks, "mask", renderer))
     if settings.labels is not None:

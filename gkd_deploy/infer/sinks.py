@@ -105,6 +105,33 @@ class ImageFolderSink:
         return [self.folder] if self.frames else []
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class ImageFileSink:
+    """The one picture of a single-image input (`kind` as for `ImageFolderSink`), at `path`."""
+
+    def __init__(self, path: str | Path, kind: str = "view", renderer=None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.kind = kind
+        self.renderer = renderer
+        self.frames = 0
+
+    def write(self, frame: Frame, labels: np.ndarray, view: np.ndarray) -> None:
+        if self.frames:
+            raise DataError(f"{self.path} holds one image, but the input has more frames; give a folder for --out")
+        picture = {"view": lambda: view, "labels": lambda: labels, "mask": lambda: self.renderer.mask(labels)}[self.kind]()
+        partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        if not cv2.imwrite(str(partial), picture):
+            raise DataError(f"cannot write {self.path}; check the folder is writable and has space")
+        os.replace(partial, self.path)
+        self.frames += 1
+
+    def close(self) -> list[Path]:
+        return [self.path] if self.frames else []
+
+
 def display_problem() -> str | None:
     """Why a window cannot open here, or None when it can."""
     if os.name == "posix" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
