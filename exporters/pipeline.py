@@ -104,13 +104,19 @@ def export_model(
              else synthetic_images(check_count, size))
     files: list[ExportedFile] = []
     started = time.perf_counter()
-    fp32 = export_onnx(segmenter, out / "model-fp32.onnx", input_size=size, opset=opset, source_checkpoint=checkpoint)
+    trained = (segmenter.config.img_size, segmenter.config.img_size)
+
+    def stem(precision: str) -> str:
+        return file_stem(precision, size, trained)
+
+    fp32 = export_onnx(segmenter, out / f"{stem('fp32')}.onnx", input_size=size, opset=opset,
+                       source_checkpoint=checkpoint)
     files.append(_checked(fp32, "fp32", segmenter, check, started))
     onnx_files = {"fp32": fp32}
     calibration_count = 0
     if "fp16" in precisions:
         started = time.perf_counter()
-        onnx_files["fp16"] = convert_fp16(fp32, out / "model-fp16.onnx")
+        onnx_files["fp16"] = convert_fp16(fp32, out / f"{stem('fp16')}.onnx")
         files.append(_checked(onnx_files["fp16"], "fp16", segmenter, check, started))
     if "int8" in precisions:
         if not specs:
@@ -118,7 +124,7 @@ def export_model(
         started = time.perf_counter()
         calibration = calibration_images(specs, calib_count, size)
         calibration_count = len(calibration)
-        onnx_files["int8"] = quantize_int8(fp32, out / "model-int8.onnx", calibration, method=calib_method,
+        onnx_files["int8"] = quantize_int8(fp32, out / f"{stem('int8')}.onnx", calibration, method=calib_method,
                                            quantize_sensitive=quantize_sensitive, cache_dir=out / ".calib-cache")
         files.append(_checked(onnx_files["int8"], "int8", segmenter, check, started))
     if "onnx" not in formats or "fp32" not in precisions:
@@ -128,15 +134,23 @@ def export_model(
     engine_commands: tuple[str, ...] = ()
     if "trt" in formats and not tensorrt_available():
         # The ONNX files are done and checked; the engines can be built where TensorRT is.
-        engine_commands = tuple(trtexec_command(onnx_files[p], out / f"model-{p}.engine", engine) for p in precisions)
+        engine_commands = tuple(trtexec_command(onnx_files[p], out / f"{stem(p)}.engine", engine) for p in precisions)
     elif "trt" in formats:
         for precision in precisions:
             started = time.perf_counter()
-            engine_path = build_engine(onnx_files[precision], out / f"model-{precision}.engine", engine)
+            engine_path = build_engine(onnx_files[precision], out / f"{stem(precision)}.engine", engine)
             files.append(ExportedFile(engine_path, precision, "trt", engine_path.stat().st_size,
                                       time.perf_counter() - started, None))
     return ExportOutcome(checkpoint=checkpoint, files=tuple(files), check_images=len(check),
                          calibration_images=calibration_count, engine_commands=engine_commands)
+
+
+def file_stem(precision: str, size: Sequence[int], trained: Sequence[int]) -> str:
+    """model-<precision> at the training size; at another size the name carries it, width x height
+    (model-fp32-1024x512), so that an export at a new size never replaces another size's files."""
+    if tuple(size) == tuple(trained):
+        return f"model-{precision}"
+    return f"model-{precision}-{size[1]}x{size[0]}"
 
 
 def _data_specs(calib: Sequence[str] | str | None, run: RunDir | None) -> list[str]:

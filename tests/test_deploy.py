@@ -210,3 +210,16 @@ def test_export_to_tensorrt_where_it_is_missing_keeps_the_onnx_files_and_prints_
     for precision in ("fp32", "fp16"):
         assert f"trtexec --onnx={out / f'model-{precision}.onnx'} --saveEngine={out / f'model-{precision}.engine'}" \
             in result.output
+
+
+def test_an_export_at_another_size_gets_its_own_files(tmp_path):
+    from gkd_deploy.runtime.metadata import read_onnx_metadata
+
+    bare = save_segmenter(build_segmenter(SegmenterConfig("tiny-student", img_size=64)), tmp_path / "bare.safetensors")
+    default = export_model(bare, precisions=("fp32", "fp16"), check_count=2).files
+    before = {f.path: f.path.read_bytes() for f in default}
+    wide = export_model(bare, precisions=("fp32", "fp16"), input_size=(64, 128), check_count=2).files
+    assert [f.path.name for f in default] == ["model-fp32.onnx", "model-fp16.onnx"]
+    assert [f.path.name for f in wide] == ["model-fp32-128x64.onnx", "model-fp16-128x64.onnx"]
+    assert all(path.read_bytes() == data for path, data in before.items())  # the training-size files untouched
+    assert read_onnx_metadata(wide[0].path).input_size == (64, 128)
