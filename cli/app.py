@@ -15,6 +15,7 @@ import gkd_deploy
 from gkd_deploy.cli import benchmark, compare, data, demo, evaluate, export, infer, models, train, validate
 from gkd_deploy.cli.console import error_console
 from gkd_deploy.errors import GKDError
+from gkd_deploy.training.config import available_cores
 
 app = typer.Typer(
     name="gkd",
@@ -36,8 +37,14 @@ def root(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
                                                     help="Print the version and exit.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what the library does.")] = False,
+    threads: Annotated[Optional[int], typer.Option(
+        help="CPU threads for torch (default: the cores this process may use).", min=1)] = None,
 ) -> None:
     """gkd-deploy: GKD distillation, evaluation and deployment of ViT segmenters."""
+    import torch
+
+    # torch counts the host's cores; in a container or under taskset that oversubscribes the share.
+    torch.set_num_threads(threads or available_cores())
     # The terminal shows warnings (all library logs with -v); a run's own log file gets INFO regardless.
     handler = logging.StreamHandler()
     handler.setLevel(logging.INFO if verbose else logging.WARNING)

@@ -268,3 +268,19 @@ def test_tables_fit_80_columns_and_keep_the_names_whole(synthetic_data, tmp_path
     assert all(domain in header for domain in ("cityscapes", "acdc-night", "acdc-rain", "acdc-snow"))
     rows = {line.split("│")[1].strip() for line in lines if line.count("│") > 2}
     assert {"road", "sidewalk", "bicycle", "mIoU"} <= rows  # one row per class
+
+
+def test_torch_threads_follow_the_option_and_default_to_the_available_cores():
+    import torch
+
+    from gkd_deploy.training.config import available_cores
+
+    before = torch.get_num_threads()
+    try:
+        assert runner.invoke(app, ["--threads", "1", "models", "--role", "student"]).exit_code == 0
+        assert torch.get_num_threads() == 1
+        assert runner.invoke(app, ["models", "--role", "student"]).exit_code == 0
+        assert torch.get_num_threads() == available_cores()
+        assert runner.invoke(app, ["--threads", "0", "models"]).exit_code == 2  # a usage error
+    finally:
+        torch.set_num_threads(before)

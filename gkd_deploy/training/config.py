@@ -204,13 +204,17 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be {'>= 0' if name == 'workers' else 'positive'}, got {getattr(self, name)}")
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask: a container's share, not the host's)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def default_workers() -> int:
     """Data loader workers when none are given: 4, or fewer on a machine with fewer CPU cores."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(4, cores))
+    return min(4, available_cores())
 
 
 LABEL_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
