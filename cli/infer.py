@@ -25,10 +25,12 @@ class InferDisplay:
                                  TextColumn("{task.fields[fps]}"), TimeElapsedColumn(), console=console)
         self.task = None
 
-    def start(self, source, info) -> None:
+    def start(self, source, info, notes=()) -> None:
         console.print(f"model: {escape(str(info.source))} ({info.backend}, {info.precision}"
                       + (f", {info.input_size[1]}x{info.input_size[0]}" if info.input_size else "") + ")")
         console.print(f"source: {escape(str(source.description))} ({source.kind}, {source.fps:g} fps)")
+        for note in notes:  # before the work, so that a user can stop and fix it (e.g. export at the frames' shape)
+            console.print(Text.assemble(("note:", "dim"), " ", str(note)))
         self.progress.start()
         self.task = self.progress.add_task("segmenting", total=source.expected, fps="")
 
@@ -77,8 +79,6 @@ def print_summary(result: InferResult) -> None:
     stats = result.stats
     for warning in result.warnings:
         console.print(Text.assemble(("warning:", "yellow"), " ", str(warning)))
-    for note in result.notes:
-        console.print(Text.assemble(("note:", "dim"), " ", str(note)))
     if stats.interrupted:
         console.print(f"[yellow]interrupted after {stats.processed} frames[/]")
     console.print(f"{stats.processed} frames in {stats.seconds:.2f} s: [bold]{stats.fps:.1f} fps[/] end to end, "

@@ -278,7 +278,9 @@ def test_gkd_infer_writes_an_annotated_video_at_the_input_size_and_rate(run, cli
                                  "--show"])
     assert result.exit_code == 0, result.output
     assert "--show ignored: no display" in result.output and "fps" in result.output
-    assert "128x64 frames are stretched to the model's 64x64 input" in " ".join(result.output.split())
+    flat = " ".join(result.output.split())
+    assert "128x64 frames are stretched to the model's 64x64 input" in flat
+    assert flat.index("are stretched") < flat.index("frames in")  # said before the work, not after
     capture = cv2.VideoCapture(str(out))
     assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0)
     assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (128, 64)

@@ -110,8 +110,10 @@ def _sinks(source: FrameSource, spec: str | Path, settings: InferSettings, rende
 
 def infer(source_spec: str | Path, model: str | Path, settings: InferSettings = InferSettings(),
           progress: Callable[[InferStats], None] | None = None,
-          on_start: Callable[[FrameSource, ModelInfo], None] | None = None) -> InferResult:
-    """Segment every frame of `source_spec` with `model` (run folder, checkpoint, .onnx, engine)."""
+          on_start: Callable[[FrameSource, ModelInfo, tuple[str, ...]], None] | None = None) -> InferResult:
+    """Segment every frame of `source_spec` with `model` (run folder, checkpoint, .onnx, engine).
+    `on_start(source, model info, notes)` is called once everything is open, before the first
+    frame: advice such as frames being stretched is known then, not only at the end."""
     predictor = load_predictor(model, settings.device)
     segmenter = FrameSegmenter(predictor, mode=settings.mode, size=settings.size)
     renderer = Renderer(predictor.info.class_set, alpha=settings.alpha, side_by_side=settings.side_by_side)
@@ -127,7 +129,7 @@ def infer(source_spec: str | Path, model: str | Path, settings: InferSettings = 
     if source.frame_size is not None and (note := segmenter.aspect_note(*source.frame_size)):
         notes.append(note)
     if on_start is not None:
-        on_start(source, predictor.info)
+        on_start(source, predictor.info, tuple(notes))
     stats = run_pipeline(source, segmenter, renderer, sinks, options, progress)
     if stats.truncated:
         warnings.append(f"{source.description} is truncated or corrupt: {source.decoded} of the {source.expected} "
