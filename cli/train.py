@@ -14,6 +14,7 @@ from gkd_deploy.cli.console import console, next_step, track
 from gkd_deploy.cli.options import collect_overrides
 from gkd_deploy.cli.progress import TrainingDisplay
 from gkd_deploy.cli.tables import miou_table
+from gkd_deploy.run import RunDir
 from gkd_deploy.training.config import load_train_config
 from gkd_deploy.training.recipes import apply_recipe
 from gkd_deploy.training.trainer import launch, train as train_run
@@ -73,7 +74,7 @@ def train(
                 run, evaluation = result.run, result.evaluation
         except KeyboardInterrupt:
             display.close()
-            if os.environ.get("RANK", "0") == "0" and (Path(run_path) / "config.yaml").is_file():
+            if os.environ.get("RANK", "0") == "0" and RunDir(Path(run_path)).config_path.is_file():
                 console.print(f"[yellow]interrupted after {display.elapsed()}[/]; the last checkpoint is kept")
                 next_step(f"gkd train --resume {run_path}   # continues where it stopped")
             raise typer.Exit(130) from None

@@ -23,9 +23,10 @@ from gkd_deploy.errors import ConfigError, ExportError
 from gkd_deploy.exporters.check import ParityReport, assert_parity, check_parity
 from gkd_deploy.exporters.fp16 import convert_fp16
 from gkd_deploy.exporters.onnx_export import MAX_OPSET, MIN_OPSET, export_onnx
-from gkd_deploy.exporters.tensorrt import EngineOptions, build_engine, tensorrt_available, trtexec_command
+from gkd_deploy.exporters.tensorrt import EngineOptions, build_engine, trtexec_command
 from gkd_deploy.models.checkpoint import load_segmenter
 from gkd_deploy.run import RunDir, resolve_checkpoint
+from gkd_deploy.runtime.tensorrt_backend import tensorrt_available
 
 log = logging.getLogger(__name__)
 

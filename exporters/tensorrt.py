@@ -39,13 +39,6 @@ class EngineOptions:
             raise ConfigError(f"TensorRT workspace must be positive (GiB), got {self.workspace_gib}")
 
 
-def tensorrt_available() -> bool:
-    """Whether the TensorRT Python package can be imported here (found, not imported)."""
-    import importlib.util
-
-    return importlib.util.find_spec("tensorrt") is not None
-
-
 def trtexec_command(onnx_path: Path, engine_path: Path, options: EngineOptions) -> str:
     """The equivalent trtexec call, for building on a machine where only trtexec exists (JetPack)."""
     metadata = read_onnx_metadata(onnx_path)

@@ -33,6 +33,7 @@ from gkd_deploy.benchmark.timing import Clock, CudaEventClock, WallClock
 from gkd_deploy.evaluation.evaluator import resolve_device
 from gkd_deploy.models.checkpoint import load_segmenter
 from gkd_deploy.runtime.metadata import read_onnx_metadata, read_sidecar_metadata
+from gkd_deploy.runtime.tensorrt_backend import tensorrt_available
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -106,7 +107,7 @@ def _onnxruntime_cuda_unavailable(device: str) -> str | None:
 def _tensorrt_unavailable(device: str) -> str | None:
     if device == "cpu":
         return GPU_ONLY
-    if importlib.util.find_spec("tensorrt") is None:
+    if not tensorrt_available():
         return "TensorRT is not installed: pip install 'gkd-deploy[tensorrt]' (JetPack's TensorRT on a Jetson)"
     if not torch.cuda.is_available():
         return "TensorRT needs a CUDA GPU; none is visible"

@@ -16,6 +16,7 @@ import torch
 
 import gkd_deploy
 from gkd_deploy.benchmark.jetson import JetsonInfo
+from gkd_deploy.runtime.tensorrt_backend import tensorrt_available
 
 _CPU_KEYS = ("model name", "Model", "Hardware", "cpu model")
 
@@ -42,7 +43,7 @@ def _onnxruntime_version() -> str | None:
 
 
 def _tensorrt_version() -> str | None:
-    if importlib.util.find_spec("tensorrt") is None:
+    if not tensorrt_available():
         return None
     try:
         import tensorrt

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from gkd_deploy.data.registry import DatasetSpec, parse_dataset_list
 from gkd_deploy.errors import ConfigError, GKDError
@@ -13,6 +13,9 @@ from gkd_deploy.evaluation.inference import InferenceMode
 from gkd_deploy.fileio import write_json
 from gkd_deploy.models.checkpoint import load_segmenter
 from gkd_deploy.run import RunDir, resolve_checkpoint
+
+if TYPE_CHECKING:
+    from gkd_deploy.runtime.base import ModelInfo
 
 
 WINDOW_BATCH = 8
@@ -37,12 +40,19 @@ def default_inference_mode(img_size: int, patch_size: int, mode: str = "slide", 
                          window_batch=window_batch)
 
 
+def exported_inference_mode(info: "ModelInfo", stride: int | None = None) -> InferenceMode:
+    """An exported model's windows: its fixed input size (height x width), 2/3 stride by default."""
+    height, width = info.input_size
+    return default_inference_mode(height, info.patch_size, "slide", None, stride, crop_width=width)
+
+
 def target_specs(targets: Sequence[DatasetSpec | str] | str | None, run: RunDir | None) -> list[DatasetSpec]:
     """The given targets, else the run's configured ones; ConfigError when there are none."""
     if targets:
         return parse_dataset_list(targets)
-    if run is not None and run.read_config().get("targets"):
-        return parse_dataset_list(run.read_config()["targets"])
+    configured = run.read_config().get("targets") if run is not None else None
+    if configured:
+        return parse_dataset_list(configured)
     raise ConfigError("no target data sets: pass --targets NAME=PATH[,NAME=PATH...] "
                       "(e.g. cityscapes=data/cityscapes-synth,acdc=data/acdc-synth)")
 
@@ -111,8 +121,7 @@ def _evaluate_exported(path: Path, targets, *, split: str, mode: str, crop: int 
         except GKDError:
             run = None
     targets = target_specs(targets, run)
-    height, width = predictor.info.input_size
-    inference = default_inference_mode(height, predictor.info.patch_size, "slide", None, stride, crop_width=width)
+    inference = exported_inference_mode(predictor.info, stride)
     report = evaluate(predictor, eval_domains(targets, split=split), class_set=predictor.info.class_set,
                       mode=inference, device=device, num_workers=num_workers, track=track, model_name=str(path))
     json_path = Path(json_path) if json_path is not None else path.with_name(path.name + ".eval.json")

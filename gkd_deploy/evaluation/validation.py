@@ -20,7 +20,7 @@ from gkd_deploy.errors import ConfigError
 from gkd_deploy.evaluation.evaluator import (Track, check_class_sets, domain_batches, eval_domains, no_progress,
                                             score_class_indices)
 from gkd_deploy.evaluation.inference import InferenceMode, predict_logits, resize_scores
-from gkd_deploy.evaluation.runner import default_inference_mode, target_specs
+from gkd_deploy.evaluation.runner import exported_inference_mode, target_specs
 from gkd_deploy.fileio import write_json
 from gkd_deploy.metrics import SegmentationMetric
 from gkd_deploy.models.checkpoint import file_sha256
@@ -164,8 +164,7 @@ def validate_export(
     reference_model = load_predictor(reference_path, device)
     if reference_model.info.class_set.names != exported.info.class_set.names:
         raise ConfigError(f"{model_path} and {reference_path} predict different classes")
-    height, width = exported.info.input_size
-    mode = default_inference_mode(height, exported.info.patch_size, crop_width=width)
+    mode = exported_inference_mode(exported.info)
     tolerance = DEFAULT_TOLERANCE.get(exported.info.precision, 1.0) if tolerance is None else tolerance
     domains = eval_domains(targets, split=split)
     for name, dataset in domains.items():

@@ -93,16 +93,20 @@ class ImageFolderSink:
         self.frames = 0
 
     def write(self, frame: Frame, labels: np.ndarray, view: np.ndarray) -> None:
-        picture = {"view": lambda: view, "labels": lambda: labels, "mask": lambda: self.renderer.mask(labels)}[self.kind]()
-        path = self.folder / f"{frame.name}.png"
-        partial = path.with_name(f".{path.name}.partial.png")
-        if not cv2.imwrite(str(partial), picture):
-            raise DataError(f"cannot write {path}; check the folder is writable and has space")
-        os.replace(partial, path)
+        _write_picture(self.folder / f"{frame.name}.png", self.kind, self.renderer, labels, view)
         self.frames += 1
 
     def close(self) -> list[Path]:
         return [self.folder] if self.frames else []
+
+
+def _write_picture(path: Path, kind: str, renderer, labels: np.ndarray, view: np.ndarray) -> None:
+    """The `kind` picture of one frame at `path`, written to a hidden partial file and moved into place."""
+    picture = {"view": lambda: view, "labels": lambda: labels, "mask": lambda: renderer.mask(labels)}[kind]()
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    if not cv2.imwrite(str(partial), picture):
+        raise DataError(f"cannot write {path}; check the folder is writable and has space")
+    os.replace(partial, path)
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -121,11 +125,7 @@ class ImageFileSink:
     def write(self, frame: Frame, labels: np.ndarray, view: np.ndarray) -> None:
         if self.frames:
             raise DataError(f"{self.path} holds one image, but the input has more frames; give a folder for --out")
-        picture = {"view": lambda: view, "labels": lambda: labels, "mask": lambda: self.renderer.mask(labels)}[self.kind]()
-        partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
-        if not cv2.imwrite(str(partial), picture):
-            raise DataError(f"cannot write {self.path}; check the folder is writable and has space")
-        os.replace(partial, self.path)
+        _write_picture(self.path, self.kind, self.renderer, labels, view)
         self.frames += 1
 
     def close(self) -> list[Path]:

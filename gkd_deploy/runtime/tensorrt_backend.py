@@ -17,6 +17,13 @@ from gkd_deploy.runtime.base import ModelInfo
 from gkd_deploy.runtime.metadata import read_sidecar_metadata
 
 
+def tensorrt_available() -> bool:
+    """Whether the TensorRT Python package is installed here (found, not imported)."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorrt") is not None
+
+
 def import_tensorrt():
     try:
         import tensorrt

@@ -42,7 +42,11 @@ class Callbacks(Protocol):
 def describe_stage(callbacks: Callbacks, stage: int, text: str) -> None:
     """Log the stage's summary line and pass it to displays that show it."""
     log.info("stage %d: %s", stage, text)
-    described = getattr(callbacks, "stage_described", None)
+    _tell_described(callbacks, stage, text)
+
+
+def _tell_described(callbacks: Callbacks, stage: int, text: str) -> None:
+    described = getattr(callbacks, "stage_described", None)  # optional in the protocol
     if described is not None:
         described(stage, text)
 
@@ -55,9 +59,7 @@ class CallbackGroup:
 
     def stage_described(self, stage: int, text: str) -> None:
         for member in self.members:
-            described = getattr(member, "stage_described", None)
-            if described is not None:
-                described(stage, text)
+            _tell_described(member, stage, text)
 
     def stage_started(self, stage: int, title: str, total_steps: int, start_step: int) -> None:
         for member in self.members:
