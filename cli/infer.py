@@ -49,6 +49,7 @@ def infer(
     labels: Annotated[Optional[Path], typer.Option(help="Folder for raw label maps (train ids, 8-bit PNG), one per frame.")] = None,
     side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Write the frame and its overlay side by side.")] = False,
     alpha: Annotated[float, typer.Option(help="Weight of the colour mask in the overlay (0-1).")] = 0.5,
+    legend: Annotated[bool, typer.Option("--legend/--no-legend", help="Draw the key of the classes in view and a caption naming the model on the annotated frames.")] = True,
     show: Annotated[bool, typer.Option("--show", help="Show the annotated frames in a window (q or Esc stops).")] = False,
     mode: Annotated[str, typer.Option(help=f"How frames fit the model: {' or '.join(MODES)} (sliding windows, as gkd eval scores).")] = "resize",
     size: Annotated[Optional[str], typer.Option(help="Model input WIDTHxHEIGHT for a PyTorch model (exported models have their own).")] = None,
@@ -59,8 +60,8 @@ def infer(
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write a JSON summary (frames, FPS, timings).")] = None,
 ) -> None:
     """Segment every frame; decoding, inference and encoding overlap; no frame of a file is dropped."""
-    settings = InferSettings(out=out, masks=masks, labels=labels, side_by_side=side_by_side, alpha=alpha, show=show,
-                             mode=mode, size=parse_input_size(size) if size else None, batch=batch,
+    settings = InferSettings(out=out, masks=masks, labels=labels, side_by_side=side_by_side, alpha=alpha, legend=legend,
+                             show=show, mode=mode, size=parse_input_size(size) if size else None, batch=batch,
                              max_frames=max_frames, fps=fps, device=device, json_path=json_path)
     display = InferDisplay()
     try:

@@ -268,6 +268,37 @@ def test_renderer_blends_the_palette_and_puts_views_side_by_side():
     np.testing.assert_array_equal(view[0, 6], [75, 75, 75])
 
 
+def test_legend_names_the_classes_in_view_largest_first_and_the_caption_the_model():
+    labels = np.zeros((200, 300), np.uint8)  # road everywhere but:
+    labels[:, :120] = 13  # car: 40 %
+    labels[:, 120:180] = 10  # sky: 20 %
+    labels[0, :3] = 11  # person: 3 pixels, under 1 %: not in the legend
+    labels[1, :3] = 255  # ignored: never in the legend
+    plain = Renderer(CITYSCAPES)
+    annotated = Renderer(CITYSCAPES, legend=True, caption="model-int8.onnx  onnxruntime int8")
+    assert annotated.legend_classes(labels) == [0, 13, 10]  # road 40 %, car 40 % less 6 px, sky 20 %
+    frame = np.full((200, 300, 3), 100, np.uint8)
+    before, after = plain.view(frame, labels), annotated.view(frame, labels)
+    changed = np.any(before != after, axis=2)
+    rows, cols = np.nonzero(changed)
+    # the caption darkens a box in the top left corner and the legend one in the bottom left; the rest is untouched
+    assert changed[:5, :5].all() and changed[-5:, :5].all()
+    assert not changed[60:140].any() and not changed[:, 200:].any()
+    # the legend's swatches are the classes' colours (BGR), one per row
+    for train_id in (0, 13, 10):
+        colour = np.array(CITYSCAPES.palette[train_id][::-1], np.uint8)
+        assert np.all(after[100:, :60] == colour, axis=2).sum() > 20, train_id
+    person = np.array(CITYSCAPES.palette[11][::-1], np.uint8)
+    assert np.all(after[100:, :60] == person, axis=2).sum() == 0
+
+
+def test_pictures_too_small_for_text_get_no_legend_or_caption():
+    labels = np.full((64, 96), 13, np.uint8)
+    frame = np.full((64, 96, 3), 100, np.uint8)
+    annotated = Renderer(CITYSCAPES, legend=True, caption="model-fp32.onnx  onnxruntime fp32")
+    np.testing.assert_array_equal(annotated.view(frame, labels), Renderer(CITYSCAPES).view(frame, labels))
+
+
 # -- the command ----------------------------------------------------------------------------------
 def test_gkd_infer_writes_an_annotated_video_at_the_input_size_and_rate(run, clip, tmp_path, monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
@@ -350,3 +381,21 @@ def test_one_input_image_gives_one_output_image(run, tmp_path, monkeypatch):
         cv2.imwrite(str(folder / f"{index}.png"), np.full((64, 96, 3), 60 * index, np.uint8))
     result = runner.invoke(app, ["infer", str(folder), "--model", str(run.path), "--out", str(tmp_path / "one.png")])
     assert result.exit_code == 1 and "is one image, but the input has several frames" in str(result.exception)
+
+
+def test_gkd_infer_draws_legend_and_caption_unless_told_not_to(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    photo = tmp_path / "street.png"
+    cv2.imwrite(str(photo), np.full((160, 240, 3), 120, np.uint8))
+    for flag, out in (("--legend", "annotated.png"), ("--no-legend", "plain.png")):
+        result = runner.invoke(app, ["infer", str(photo), "--model", str(run.path), "--out", out, flag])
+        assert result.exit_code == 0, result.output
+    annotated, plain = cv2.imread("annotated.png"), cv2.imread("plain.png")
+    differs = np.any(annotated != plain, axis=2)
+    assert differs[:8, :8].all()  # the caption box in the top left corner
+    assert not differs[40:120, 150:].any()  # the scene itself is the same overlay
+    # without the legend the picture is the plain blend of the frame and the labels' colours
+    predictor = load_predictor(run.path)
+    labels = FrameSegmenter(predictor)([cv2.imread(str(photo))])[0]
+    expected = Renderer(predictor.info.class_set).view(cv2.imread(str(photo)), labels)
+    assert np.abs(plain.astype(int) - expected).max() <= 1

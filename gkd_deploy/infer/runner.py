@@ -22,13 +22,15 @@ from gkd_deploy.runtime.loader import load_predictor
 class InferSettings:
     """`out`: a video file (.mp4, .avi, ...) or a folder for one annotated PNG per frame; None
     writes `default_output(...)` for file sources and nothing for live ones. `masks` / `labels`:
-    folders for colour masks and raw train-id PNGs. `size` is (height, width) for PyTorch models."""
+    folders for colour masks and raw train-id PNGs. `size` is (height, width) for PyTorch models.
+    `legend`: the key of the classes in view and a caption naming the model, on annotated pictures."""
 
     out: Path | None = None
     masks: Path | None = None
     labels: Path | None = None
     side_by_side: bool = False
     alpha: float = 0.5
+    legend: bool = True
     show: bool = False
     mode: str = "resize"
     size: tuple[int, int] | None = None
@@ -58,6 +60,12 @@ class InferResult:
     model: ModelInfo
     warnings: tuple[str, ...]
     notes: tuple[str, ...] = ()  # advice that is not a problem (e.g. frames stretched to the model's shape)
+
+
+def model_caption(info: ModelInfo) -> str:
+    """The line over each annotated picture: which file, run on what, at which precision."""
+    name = Path(str(info.source)).name or str(info.source)
+    return f"{name}  {info.backend} {info.precision}"
 
 
 def default_output(source: FrameSource, spec: str | Path) -> Path | None:
@@ -116,7 +124,8 @@ def infer(source_spec: str | Path, model: str | Path, settings: InferSettings = 
     frame: advice such as frames being stretched is known then, not only at the end."""
     predictor = load_predictor(model, settings.device)
     segmenter = FrameSegmenter(predictor, mode=settings.mode, size=settings.size)
-    renderer = Renderer(predictor.info.class_set, alpha=settings.alpha, side_by_side=settings.side_by_side)
+    renderer = Renderer(predictor.info.class_set, alpha=settings.alpha, side_by_side=settings.side_by_side,
+                        legend=settings.legend, caption=model_caption(predictor.info) if settings.legend else None)
     options = PipelineOptions(batch=settings.batch, queue_size=settings.queue_size, max_frames=settings.max_frames)
     source = open_source(source_spec, fps=settings.fps)
     warnings: list[str] = []
