@@ -41,10 +41,7 @@ def root(
         help="CPU threads for torch (default: the cores this process may use).", min=1)] = None,
 ) -> None:
     """gkd-deploy: GKD distillation, evaluation and deployment of ViT segmenters."""
-    import torch
-
-    # torch counts the host's cores; in a container or under taskset that oversubscribes the share.
-    torch.set_num_threads(threads or available_cores())
+    set_torch_threads(threads or available_cores())
     # The terminal shows warnings (all library logs with -v); a run's own log file gets INFO regardless.
     handler = logging.StreamHandler()
     handler.setLevel(logging.INFO if verbose else logging.WARNING)
@@ -52,6 +49,17 @@ def root(
     root_logger = logging.getLogger()
     root_logger.handlers[:] = [handler]
     root_logger.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def set_torch_threads(count: int) -> None:
+    """torch counts the host's cores; in a container or under taskset that oversubscribes the share.
+    Commands import torch only when they need it (the runtime ones never): until then the count waits
+    in OMP_NUM_THREADS, which torch reads when it starts."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(count)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(count)
 
 
 app.command("models")(models.models)
@@ -67,6 +75,24 @@ app.add_typer(data.app, name="data")
 
 
 VERBOSE_FLAGS = ("-v", "--verbose")
+# Modules of the optional installs, and the install that brings each (the base install is the runtime).
+EXTRAS = {"torch": "train", "torchvision": "train", "timm": "train", "safetensors": "train", "scipy": "train",
+          "onnx": "train", "onnxruntime": "runtime", "tensorrt": "tensorrt"}
+
+
+def missing_install(error: ModuleNotFoundError) -> str | None:
+    """The line for a command that needs a package this install lacks, or None for any other module."""
+    module = (error.name or "").split(".")[0]
+    extra = EXTRAS.get(module)
+    if extra is None:
+        return None
+    if extra == "runtime":
+        return ("onnxruntime is not installed: pip install 'gkd-deploy[runtime]' (on a Jetson, NVIDIA's "
+                "onnxruntime-gpu wheel for your JetPack)")
+    if extra == "tensorrt":
+        return "TensorRT is not installed: pip install 'gkd-deploy[tensorrt]' (JetPack's TensorRT on a Jetson)"
+    return (f"this command needs {module}, which this install lacks (the base install runs exported models "
+            "only): pip install 'gkd-deploy[train]'")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,10 +104,19 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=args, prog_name="gkd")
     except GKDError as error:
-        if os.environ.get("GKD_DEBUG"):
-            traceback.print_exc()
-        error_console.print(Text.assemble(("error:", "bold red"), " ", str(error)), highlight=False, soft_wrap=True)
-        sys.exit(1)
+        _fail(str(error))
+    except ModuleNotFoundError as error:
+        line = missing_install(error)
+        if line is None:
+            raise
+        _fail(line)
+
+
+def _fail(message: str) -> None:
+    if os.environ.get("GKD_DEBUG"):
+        traceback.print_exc()
+    error_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

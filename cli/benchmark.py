@@ -6,19 +6,21 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from gkd_deploy.benchmark import BenchmarkReport, BenchmarkRow, default_report_paths, run_benchmark
 from gkd_deploy.cli import options
 from gkd_deploy.cli.console import console, fmt, next_step, track
 from gkd_deploy.cli.data import parse_input_size
 from gkd_deploy.errors import ConfigError, GKDError
 from gkd_deploy.fileio import check_writable
+
+if TYPE_CHECKING:
+    from gkd_deploy.benchmark import BenchmarkReport, BenchmarkRow
 
 _EXPORT_COMMAND = re.compile(r"`(gkd export [^`]+)`")
 # Short headers that wrap at their space keep the table narrow.
@@ -152,6 +154,8 @@ def benchmark(
 ) -> None:
     """Warm up, then time every combination until enough runs and seconds; p50/p90/p99 latency,
     throughput, peak memory, file size, FLOPs; skipped combinations say why."""
+    from gkd_deploy.benchmark import default_report_paths, run_benchmark
+
     models = [part for item in model for part in _list(item)]
     if plot is not None and not data:
         raise ConfigError("--plot draws p50 latency against mIoU: also give --data NAME=PATH,... to score the models")

@@ -13,14 +13,14 @@ from gkd_deploy.cli.console import console, fmt, next_step, track
 from gkd_deploy.cli.progress import TrainingDisplay
 from gkd_deploy.cli import options
 from gkd_deploy.cli.options import collect_overrides
-from gkd_deploy.compare import CompareReport, CompareSettings, run_compare
-from gkd_deploy.compare.report import AVERAGE
-from gkd_deploy.compare.runner import load_base_config, parse_seeds
 from gkd_deploy.errors import ConfigError
 from gkd_deploy.training.recipes import RECIPES
 
 
-def compare_table(report: CompareReport) -> Table:
+def compare_table(report) -> Table:
+    """`report`: a `CompareReport`."""
+    from gkd_deploy.compare.report import AVERAGE
+
     """Methods x target domains + average (mean +- std over seeds), and the share of the teacher's average."""
     seeds = len({score.seed for score in report.scores})
     table = Table(title=f"mIoU (%) on the target domains, mean ± std over {seeds} seed{'s' * (seeds != 1)}")
@@ -69,6 +69,9 @@ def compare(
 ) -> None:
     """Train every method with the same teacher, student, data, budget and seeds (one run folder
     each; finished runs are not run again) and print the paper's Table 1 for the target domains."""
+    from gkd_deploy.compare import CompareSettings, run_compare
+    from gkd_deploy.compare.runner import load_base_config, parse_seeds
+
     if out is None:
         raise typer.BadParameter("give the folder for the runs and the table with --out", param_hint="--out")
     overrides = collect_overrides(

@@ -9,7 +9,6 @@ import typer
 from rich.markup import escape
 
 from gkd_deploy.cli.console import console, next_step, track
-from gkd_deploy.data.synthetic import write_synthetic
 from gkd_deploy.errors import ConfigError
 
 app = typer.Typer(help="Data set utilities: the built-in synthetic domains.", no_args_is_help=True)
@@ -45,6 +44,8 @@ def synthetic(
     workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores).")] = None,
 ) -> None:
     """Write the built-in synthetic street scenes in the Cityscapes and ACDC layouts."""
+    from gkd_deploy.data.synthetic import write_synthetic
+
     summary = write_synthetic(out, train=train, val=val, target=target, size=parse_size(size), seed=seed,
                               video=video, video_style=video_style, proxy=proxy, workers=workers, track=track)
     console.print(f"source (Cityscapes layout): {escape(str(summary.cityscapes))}")

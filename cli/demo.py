@@ -7,13 +7,12 @@ video, and benchmark the model on every backend and precision here."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 from rich.markup import escape
 
-from gkd_deploy.benchmark import run_benchmark
 from gkd_deploy.cli.benchmark import benchmark_table
 from gkd_deploy.cli.console import console, fmt, next_step, track
 from gkd_deploy.cli.infer import InferDisplay, print_summary
@@ -21,10 +20,9 @@ from gkd_deploy.cli.progress import TrainingDisplay
 from gkd_deploy.cli.tables import miou_table
 from gkd_deploy.cli.validate import validation_table
 from gkd_deploy.demo import STUDENT as DEMO_STUDENT, TEACHER as DEMO_TEACHER, DemoSettings, run_demo
-from gkd_deploy.evaluation.evaluator import EvalReport
-from gkd_deploy.evaluation.validation import validate_export
-from gkd_deploy.exporters.pipeline import export_model
-from gkd_deploy.infer import InferSettings, infer as run_infer
+
+if TYPE_CHECKING:
+    from gkd_deploy.evaluation.evaluator import EvalReport
 
 
 def comparison_table(scratch: EvalReport, gkd: EvalReport) -> Table:
@@ -54,6 +52,11 @@ def demo(
 ) -> None:
     """Synthetic domains -> GKD stages 1-3 -> mIoU on unseen domains -> FP32/FP16/INT8 ONNX -> validation
     -> annotated driving clip -> benchmark table."""
+    from gkd_deploy.benchmark import run_benchmark
+    from gkd_deploy.evaluation.validation import validate_export
+    from gkd_deploy.exporters.pipeline import export_model
+    from gkd_deploy.infer import InferSettings, infer as run_infer
+
     display = TrainingDisplay()
     try:
         result = run_demo(out, DemoSettings(train=train, target=target, proxy=proxy, distill_steps=distill_steps,

@@ -11,7 +11,6 @@ from rich.markup import escape
 from gkd_deploy.cli import options
 from gkd_deploy.cli.console import console, track
 from gkd_deploy.cli.tables import miou_table
-from gkd_deploy.evaluation.runner import evaluate_model
 from gkd_deploy.training.config import default_workers
 
 
@@ -29,6 +28,8 @@ def evaluate(
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Where to write the JSON report.")] = None,
 ) -> None:
     """Score a segmenter: mIoU per domain and per class, from one confusion matrix per split."""
+    from gkd_deploy.evaluation.runner import evaluate_model
+
     outcome = evaluate_model(model, targets, split=split, mode=mode, crop=crop, stride=stride, device=device,
                              num_workers=default_workers() if workers is None else workers, json_path=json_path,
                              track=track)

@@ -12,8 +12,6 @@ from rich.markup import escape
 
 from gkd_deploy.cli.console import console, next_step
 from gkd_deploy.errors import ConfigError
-from gkd_deploy.exporters.pipeline import export_model
-from gkd_deploy.exporters.tensorrt import EngineOptions
 
 
 def _list(text: str) -> list[str]:
@@ -44,25 +42,31 @@ def export(
     opt_level: Annotated[int, typer.Option(help="TensorRT builder optimisation level 0-5.")] = 3,
     timing_cache: Annotated[Optional[str], typer.Option(help="TensorRT timing cache file (read and updated).")] = None,
     batch: Annotated[str, typer.Option(help="TensorRT batch range MIN,OPT,MAX.")] = "1,1,8",
+    outputs: Annotated[str, typer.Option(help="What the files return: both (scores and uint8 labels), scores, or labels (the argmax in the graph: H x W bytes per image to copy back).")] = "both",
 ) -> None:
     """Export the frozen encoder and decoder as one graph, fixed input size, dynamic batch; each
     file carries its metadata and is checked against PyTorch before it counts."""
     from gkd_deploy.cli.data import parse_input_size
+    from gkd_deploy.exporters.pipeline import export_model
+    from gkd_deploy.exporters.tensorrt import EngineOptions
 
     input_size = parse_input_size(size) if size else None
     min_batch, opt_batch, max_batch = parse_batch_range(batch)
     outcome = export_model(
         model, precisions=_list(precision), formats=_list(format), input_size=input_size, opset=opset, calib=calib,
         calib_count=calib_count, calib_method=calib_method, quantize_sensitive=quantize_sensitive, out_dir=out,
+        outputs=outputs,
         engine=EngineOptions(workspace_gib=workspace, optimization_level=opt_level, timing_cache=timing_cache,
                              min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch))
     table = Table(title=f"exported {outcome.checkpoint.name} (checked against PyTorch on {outcome.check_images} images)")
-    for column in ("file", "precision", "size MB", "seconds", "max |diff|", "label agreement %"):
+    for column in ("file", "precision", "size MB", "output MB/img", "seconds", "max |diff|", "label agreement %"):
         table.add_column(column, justify="left" if column == "file" else "right")
     for file in outcome.files:
         parity = file.parity
-        table.add_row(file.path.name, file.precision, f"{file.size_bytes / 1e6:.2f}", f"{file.seconds:.1f}",
-                      f"{parity.max_abs_diff:.2e}" if parity else "-", f"{parity.pixel_agreement:.2f}" if parity else "-")
+        table.add_row(file.path.name, file.precision, f"{file.size_bytes / 1e6:.2f}",
+                      f"{file.output_bytes / 1e6:.2f} ({'+'.join(file.outputs)})", f"{file.seconds:.1f}",
+                      f"{parity.max_abs_diff:.2e}" if parity and parity.max_abs_diff is not None else "-",
+                      f"{parity.pixel_agreement:.2f}" if parity else "-")
     console.print(table)
     console.print(f"files in {escape(str(outcome.files[0].path.parent))}")
     if outcome.engine_commands:

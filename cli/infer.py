@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -13,8 +13,10 @@ from rich.markup import escape
 from gkd_deploy.cli import options
 from gkd_deploy.cli.console import console, next_step
 from gkd_deploy.cli.data import parse_input_size
-from gkd_deploy.infer import InferResult, InferSettings, InferStats, infer as run_infer
-from gkd_deploy.infer.segment import MODES
+from gkd_deploy.infer import MODES
+
+if TYPE_CHECKING:
+    from gkd_deploy.infer import InferResult, InferStats
 
 
 class InferDisplay:
@@ -60,6 +62,8 @@ def infer(
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write a JSON summary (frames, FPS, timings).")] = None,
 ) -> None:
     """Segment every frame; decoding, inference and encoding overlap; no frame of a file is dropped."""
+    from gkd_deploy.infer import InferSettings, infer as run_infer
+
     settings = InferSettings(out=out, masks=masks, labels=labels, side_by_side=side_by_side, alpha=alpha, legend=legend,
                              show=show, mode=mode, size=parse_input_size(size) if size else None, batch=batch,
                              max_frames=max_frames, fps=fps, device=device, json_path=json_path)

@@ -8,7 +8,6 @@ import typer
 from rich.table import Table
 
 from gkd_deploy.cli.console import console
-from gkd_deploy.models.builder import count_parameters
 from gkd_deploy.models.registry import list_model_specs
 
 
@@ -18,6 +17,8 @@ def models(
     """List teachers and students with their timm architecture, parameters and weight source."""
     if role not in (None, "teacher", "student"):
         raise typer.BadParameter("role must be 'teacher' or 'student'", param_hint="--role")
+    from gkd_deploy.models.builder import count_parameters
+
     table = Table(title="gkd model zoo (parameters at patch size 16)")
     # The names are what users type: never cut or wrapped. Architecture, initialisation and weight
     # source share one column, a line each, so that the table reads at 80 columns.

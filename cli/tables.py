@@ -5,7 +5,10 @@ from __future__ import annotations
 from rich.table import Table
 
 from gkd_deploy.cli.console import fmt
-from gkd_deploy.evaluation.evaluator import EvalReport
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gkd_deploy.evaluation.evaluator import EvalReport
 
 
 def miou_table(report: EvalReport, per_class: bool = False) -> Table:

@@ -17,7 +17,6 @@ from gkd_deploy.cli.tables import miou_table
 from gkd_deploy.run import RunDir
 from gkd_deploy.training.config import load_train_config
 from gkd_deploy.training.recipes import apply_recipe
-from gkd_deploy.training.trainer import launch, train as train_run
 
 
 def train(
@@ -47,6 +46,8 @@ def train(
 ) -> None:
     """Distil the teacher into the student (stages 1-2), train the decoder on the frozen student
     (stage 3), then score every target domain."""
+    from gkd_deploy.training.trainer import launch, train as train_run
+
     display = TrainingDisplay()
     try:
         if resume is not None:

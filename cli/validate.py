@@ -11,7 +11,10 @@ from rich.markup import escape
 
 from gkd_deploy.cli import options
 from gkd_deploy.cli.console import console, fmt, next_step, track
-from gkd_deploy.evaluation.validation import ValidationReport, validate_export
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gkd_deploy.evaluation.validation import ValidationReport
 from gkd_deploy.training.config import default_workers
 
 
@@ -38,6 +41,8 @@ def validate(
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Where to write the JSON report.")] = None,
 ) -> None:
     """Run PyTorch and the exported model over every target domain; fail when mIoU drifts."""
+    from gkd_deploy.evaluation.validation import validate_export
+
     outcome = validate_export(model, targets, reference=reference, tolerance=tolerance, split=split, device=device,
                               num_workers=default_workers() if workers is None else workers, json_path=json_path,
                              track=track)

@@ -24,20 +24,23 @@ from gkd_deploy.models.segmenter import Segmenter
 class ParityReport:
     """Exported vs PyTorch on `images` images (`pixels` label pixels in all).
 
-    `max_abs_diff` / `mean_abs_diff`: over all class scores; `pixel_agreement`: percent of pixels
-    whose label (argmax) is the same.
+    `max_abs_diff` / `mean_abs_diff`: over all class scores (None for a labels-only file);
+    `pixel_agreement`: percent of pixels whose label is the same (the file's labels output where it
+    has one, else the argmax of its scores, against PyTorch's argmax).
     """
 
     precision: str
     images: int
     pixels: int
-    max_abs_diff: float
-    mean_abs_diff: float
+    max_abs_diff: float | None
+    mean_abs_diff: float | None
     pixel_agreement: float
 
     def __str__(self) -> str:
-        return (f"{self.precision}: max |score difference| {self.max_abs_diff:.3g} (mean {self.mean_abs_diff:.3g}), "
-                f"labels agree on {self.pixel_agreement:.2f}% of {self.pixels} pixels ({self.images} images)")
+        scores = ("labels only" if self.max_abs_diff is None else
+                  f"max |score difference| {self.max_abs_diff:.3g} (mean {self.mean_abs_diff:.3g})")
+        return (f"{self.precision}: {scores}, labels agree on {self.pixel_agreement:.2f}% of {self.pixels} pixels "
+                f"({self.images} images)")
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ def check_parity(onnx_path: str | Path, segmenter: Segmenter, images: torch.Tens
         raise ExportError(f"parity images must be (N, {', '.join(map(str, expected))}) to match {onnx_path}; "
                           f"got {tuple(images.shape)}")
     session = _session(onnx_path)
+    names = [output.name for output in session.get_outputs()]
     device = next(segmenter.parameters()).device
     was_training = segmenter.training
     segmenter.eval()
@@ -85,19 +89,22 @@ def check_parity(onnx_path: str | Path, segmenter: Segmenter, images: torch.Tens
     try:
         for start in range(0, images.shape[0], batch_size):
             batch = images[start:start + batch_size]
-            scores, labels = session.run(None, {metadata.input_name: np.ascontiguousarray(batch.numpy())})
+            outputs = dict(zip(names, session.run(names, {metadata.input_name: np.ascontiguousarray(batch.numpy())})))
             with torch.inference_mode():
                 reference = segmenter(batch.to(device)).float().cpu().numpy()
-            difference = np.abs(scores.astype(np.float64) - reference)
-            max_diff = max(max_diff, float(difference.max()))
-            diff_sum += float(difference.sum())
-            scores_count += difference.size
+            if "scores" in outputs:
+                difference = np.abs(outputs["scores"].astype(np.float64) - reference)
+                max_diff = max(max_diff, float(difference.max()))
+                diff_sum += float(difference.sum())
+                scores_count += difference.size
+            labels = outputs["labels"] if "labels" in outputs else outputs["scores"].argmax(axis=1)
             agree += int((labels == reference.argmax(axis=1)).sum())
     finally:
         segmenter.train(was_training)
     pixels = images.shape[0] * images.shape[2] * images.shape[3]
     return ParityReport(precision=metadata.precision, images=int(images.shape[0]), pixels=int(pixels),
-                        max_abs_diff=max_diff, mean_abs_diff=diff_sum / scores_count,
+                        max_abs_diff=max_diff if scores_count else None,
+                        mean_abs_diff=diff_sum / scores_count if scores_count else None,
                         pixel_agreement=100.0 * agree / pixels)
 
 
@@ -110,7 +117,7 @@ def assert_parity(report: ParityReport, precision: str | None = None,
             raise ExportError(f"no parity tolerance for precision {precision!r}; known: {', '.join(TOLERANCES)}")
         tolerance = TOLERANCES[precision]
     problems = []
-    if tolerance.max_abs_diff is not None and report.max_abs_diff > tolerance.max_abs_diff:
+    if None not in (tolerance.max_abs_diff, report.max_abs_diff) and report.max_abs_diff > tolerance.max_abs_diff:
         problems.append(f"max score difference {report.max_abs_diff:.3g} > {tolerance.max_abs_diff:.3g}")
     if report.pixel_agreement < tolerance.min_pixel_agreement:
         problems.append(f"pixel agreement {report.pixel_agreement:.2f}% < {tolerance.min_pixel_agreement:.2f}%")

@@ -31,7 +31,7 @@ FP32_OPS = (
 def convert_fp16(fp32_onnx: str | Path, out_path: str | Path) -> Path:
     """Write an fp16 copy of the fp32 export `fp32_onnx` to `out_path`; returns `out_path`.
 
-    Inputs and outputs stay float32 (`images` in, `scores` out; `labels` int64), so callers feed
+    Inputs and outputs stay float32 (`images` in, `scores` out; `labels` uint8), so callers feed
     and read the same arrays as for the fp32 file.
     """
     model = load_model(fp32_onnx)

@@ -46,7 +46,7 @@ def export_onnx(
 
     The file takes `images` (B, 3, H, W) float32 RGB in 0..255 (normalisation is inside the
     graph) with (H, W) = `input_size` (default: the config's `img_size`, square; one int means a
-    square) and returns `scores` (B, K, H, W) float32 and `labels` (B, H, W) int64. B is free.
+    square) and returns `scores` (B, K, H, W) float32 and `labels` (B, H, W) uint8. B is free.
     `source_checkpoint`, the file the weights came from, is recorded with its sha256.
     """
     height, width = resolve_input_size(segmenter, input_size)

@@ -10,6 +10,7 @@ named, from the built-in synthetic scenes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from gkd_deploy.errors import ConfigError, ExportError
 from gkd_deploy.exporters.check import ParityReport, assert_parity, check_parity
 from gkd_deploy.exporters.fp16 import convert_fp16
 from gkd_deploy.exporters.onnx_export import MAX_OPSET, MIN_OPSET, export_onnx
+from gkd_deploy.exporters.outputs import keep_outputs, output_bytes, output_names
 from gkd_deploy.exporters.tensorrt import EngineOptions, build_engine, trtexec_command
 from gkd_deploy.models.checkpoint import load_segmenter
 from gkd_deploy.run import RunDir, resolve_checkpoint
@@ -42,6 +44,8 @@ class ExportedFile:
     size_bytes: int
     seconds: float
     parity: ParityReport | None
+    outputs: tuple[str, ...] = ("scores", "labels")
+    output_bytes: int = 0  # what the outputs hold for one image: what an application copies back
 
 
 @dataclass(frozen=True)
@@ -84,8 +88,11 @@ def export_model(
     check_count: int = 8,
     out_dir: str | Path | None = None,
     engine: EngineOptions = EngineOptions(),
+    outputs: str = "both",
 ) -> ExportOutcome:
+    """`outputs`: "both" (scores and labels), "scores" or "labels" (see `exporters.outputs`)."""
     # Every argument is checked before the first file is written.
+    kept_outputs = output_names(outputs)
     precisions = _check(precisions, PRECISIONS, "precision")
     formats = _check(formats, FORMATS, "format")
     if "int8" in precisions and calib_method not in CALIB_METHODS:
@@ -132,6 +139,12 @@ def export_model(
         # fp32 was only the base of the conversions: keep it (it is small and always valid), but do
         # not list it as a requested output.
         files = [f for f in files if f.precision in precisions]
+    if kept_outputs != tuple(files[0].outputs):
+        # After every conversion (they need the scores): each requested file returns what was asked
+        # for, and is checked again as it now is.
+        files = [_with_outputs(file, kept_outputs, segmenter, check) for file in files]
+    num_classes = segmenter.class_set.num_classes
+    files = [dataclasses.replace(file, output_bytes=output_bytes(file.outputs, num_classes, size)) for file in files]
     engine_commands: tuple[str, ...] = ()
     if "trt" in formats and not tensorrt_available():
         # The ONNX files are done and checked; the engines can be built where TensorRT is.
@@ -139,9 +152,11 @@ def export_model(
     elif "trt" in formats:
         for precision in precisions:
             started = time.perf_counter()
-            engine_path = build_engine(onnx_files[precision], out / f"{stem(precision)}.engine", engine)
+            engine_path = build_engine(onnx_files[precision], out / f"{stem(precision)}.engine", engine,
+                                       check_images=check)
             files.append(ExportedFile(engine_path, precision, "trt", engine_path.stat().st_size,
-                                      time.perf_counter() - started, None))
+                                      time.perf_counter() - started, None, kept_outputs,
+                                      output_bytes(kept_outputs, num_classes, size)))
     return ExportOutcome(checkpoint=checkpoint, files=tuple(files), check_images=len(check),
                          calibration_images=calibration_count, engine_commands=engine_commands)
 
@@ -161,6 +176,12 @@ def _data_specs(calib: Sequence[str] | str | None, run: RunDir | None) -> list[s
     if not source:
         return []
     return list(source) if isinstance(source, list) else [source]
+
+
+def _with_outputs(file: ExportedFile, names: tuple[str, ...], segmenter, images: np.ndarray) -> ExportedFile:
+    started = time.perf_counter() - file.seconds
+    keep_outputs(file.path, names)
+    return dataclasses.replace(_checked(file.path, file.precision, segmenter, images, started), outputs=names)
 
 
 def _checked(path: Path, precision: str, segmenter, images: np.ndarray, started: float) -> ExportedFile:

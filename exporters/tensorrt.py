@@ -4,6 +4,10 @@ Precision lives in the ONNX file (an fp16 graph, explicit int8 Q/DQ), so the net
 strongly typed: the same path works on TensorRT 10 (where the INT8 calibrators are deprecated)
 and TensorRT 11 (where they and the FP16/INT8 builder flags are gone). Engines are tied to the GPU
 model and TensorRT version that built them: build on the target (on a Jetson, from the .onnx file).
+
+A built engine counts only once it has been run: `build_engine` with check images runs it and
+ONNX Runtime (the file it came from) on them, and deletes it with an ExportError when the two
+disagree beyond `ENGINE_TOLERANCES` (TensorRT has built wrong FP16 engines for ViT segmenters).
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
 
 from gkd_deploy.errors import ConfigError, ExportError
 from gkd_deploy.fileio import atomic_path
@@ -54,8 +61,65 @@ def trtexec_command(onnx_path: Path, engine_path: Path, options: EngineOptions) 
     return " ".join(parts)
 
 
-def build_engine(onnx_path: str | Path, engine_path: str | Path, options: EngineOptions = EngineOptions()) -> Path:
-    """Parse `onnx_path` as a strongly typed network and write a serialized engine + metadata sidecar."""
+@dataclass(frozen=True)
+class EngineCheck:
+    """The engine against ONNX Runtime on the same file and images."""
+
+    images: int
+    max_abs_diff: float | None  # None where the file returns labels only
+    pixel_agreement: float  # percent of pixels with the same label
+
+    def __str__(self) -> str:
+        scores = "" if self.max_abs_diff is None else f"max |score difference| {self.max_abs_diff:.3g}, "
+        return f"engine vs onnxruntime on {self.images} images: {scores}labels agree on {self.pixel_agreement:.2f}%"
+
+
+# TensorRT picks its own kernels (TF32 for fp32 matrix products, fused attention, its own int8
+# kernels), so the engine is held to the same label agreement as the ONNX file to PyTorch, with
+# room for kernel rounding in the scores; int8 scores are not compared.
+ENGINE_TOLERANCES = {"fp32": (5e-2, 99.0), "fp16": (1e-1, 98.0), "int8": (None, 90.0)}
+
+
+def check_engine(engine_path: Path, onnx_path: Path, images: np.ndarray, precision: str,
+                 load: Callable[[Path], object] | None = None) -> EngineCheck:
+    """Run the engine and ONNX Runtime on `images` ((N, 3, H, W) float32); ExportError, and the engine
+    and its sidecar deleted, when they disagree beyond the precision's tolerance. `load` makes the
+    engine's predictor (default: the TensorRT one)."""
+    from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimePredictor
+
+    if load is None:
+        from gkd_deploy.runtime.tensorrt_backend import TensorRTPredictor as load
+    engine, reference = load(engine_path), OnnxRuntimePredictor(onnx_path, "cpu")
+    images = np.ascontiguousarray(images, dtype=np.float32)
+    agree = pixels = 0
+    max_diff = 0.0 if reference.info.has_scores else None
+    for start in range(0, len(images), 4):
+        batch = images[start:start + 4]
+        if max_diff is not None:
+            max_diff = max(max_diff, float(np.abs(engine(batch) - reference(batch)).max()))
+        agree += int((engine.labels(batch) == reference.labels(batch)).sum())
+        pixels += batch.shape[0] * batch.shape[2] * batch.shape[3]
+    report = EngineCheck(images=len(images), max_abs_diff=max_diff, pixel_agreement=100.0 * agree / max(pixels, 1))
+    max_allowed, min_agreement = ENGINE_TOLERANCES.get(precision, (None, 90.0))
+    problems = []
+    if None not in (max_allowed, max_diff) and max_diff > max_allowed:
+        problems.append(f"max score difference {max_diff:.3g} > {max_allowed:.3g}")
+    if report.pixel_agreement < min_agreement:
+        problems.append(f"pixel agreement {report.pixel_agreement:.2f}% < {min_agreement:.2f}%")
+    if problems:
+        engine_path.unlink(missing_ok=True)
+        sidecar_path(engine_path).unlink(missing_ok=True)
+        raise ExportError(f"the TensorRT engine built from {onnx_path.name} does not compute what the ONNX file "
+                          f"computes: {'; '.join(problems)} ({report}); it was deleted. Try another TensorRT "
+                          "version, --opt-level, or the fp32 file")
+    log.info("%s: %s", engine_path.name, report)
+    return report
+
+
+def build_engine(onnx_path: str | Path, engine_path: str | Path, options: EngineOptions = EngineOptions(),
+                 check_images: np.ndarray | None = None) -> Path:
+    """Parse `onnx_path` as a strongly typed network and write a serialized engine + metadata sidecar;
+    with `check_images`, the engine is then run against ONNX Runtime on them (`check_engine`)."""
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     metadata = read_onnx_metadata(onnx_path)
     try:
@@ -96,6 +160,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: Engine
         with atomic_path(options.timing_cache) as temporary:
             temporary.write_bytes(bytes(cache.serialize()))
     log.info("built %s with TensorRT %s", engine_path, trt.__version__)
+    if check_images is not None:
+        check_engine(engine_path, onnx_path, check_images, metadata.precision)
     return engine_path
 
 

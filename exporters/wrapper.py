@@ -16,15 +16,18 @@ from gkd_deploy.models.segmenter import Segmenter
 
 
 class ExportWrapper(nn.Module):
-    """(B, 3, H, W) float32 RGB 0-255 -> scores (B, K, H, W) float32, labels (B, H, W) int64."""
+    """(B, 3, H, W) float32 RGB 0-255 -> scores (B, K, H, W) float32, labels (B, H, W) uint8 (the
+    argmax in the graph: a quarter of a float per pixel to copy back instead of K floats)."""
 
     def __init__(self, segmenter: Segmenter) -> None:
         super().__init__()
+        if segmenter.class_set.num_classes > 255:
+            raise ValueError(f"{segmenter.class_set.num_classes} classes do not fit uint8 labels")
         self.segmenter = segmenter
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         scores = self.segmenter(images)
-        return scores, scores.argmax(dim=1)
+        return scores, scores.argmax(dim=1).to(torch.uint8)
 
 
 def prepare_for_export(segmenter: Segmenter, input_size: tuple[int, int]) -> ExportWrapper:

@@ -16,15 +16,18 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from gkd_deploy.data.synthetic import SyntheticSummary, write_synthetic
+from typing import TYPE_CHECKING
+
 from gkd_deploy.errors import ConfigError
-from gkd_deploy.evaluation.evaluator import Track, no_progress
-from gkd_deploy.evaluation.runner import EvalOutcome
+from gkd_deploy.progress import Track, no_progress
 from gkd_deploy.run import RunDir
 from gkd_deploy.training.config import DistillSettings, TaskSettings, TrainConfig
-from gkd_deploy.training.loop import Callbacks
 from gkd_deploy.training.recipes import apply_recipe
-from gkd_deploy.training.trainer import train
+
+if TYPE_CHECKING:  # the demo trains: torch is imported when it runs, not when its settings are read
+    from gkd_deploy.data.synthetic import SyntheticSummary
+    from gkd_deploy.evaluation.runner import EvalOutcome
+    from gkd_deploy.training.loop import Callbacks
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,9 @@ def run_demo(out_dir: str | Path, settings: DemoSettings = DemoSettings(), track
              callbacks: Callbacks | None = None) -> DemoResult:
     out_dir = Path(out_dir)
     _claim(out_dir)
+    from gkd_deploy.data.synthetic import write_synthetic
+    from gkd_deploy.training.trainer import train
+
     data = write_synthetic(out_dir / "data", train=settings.train, val=settings.val, target=settings.target,
                            size=settings.size, seed=settings.seed, video=True, track=track)
     # Proxy images are cropped to 112 px: rendered at half size they decode four times faster.

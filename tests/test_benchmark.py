@@ -168,7 +168,7 @@ def test_measured_rows_have_consistent_numbers(report, run):
     assert measured == {("torch", "fp32", 1), ("torch", "fp32", 2), ("onnxruntime", "fp32", 1),
                         ("onnxruntime", "fp32", 2), ("onnxruntime", "int8", 1), ("onnxruntime", "int8", 2)}
     files = {"torch": run.segmenter_checkpoint, "onnxruntime": None}
-    gflops = flops_per_image(resolve_model(run.path).config, (64, 64)) / 1e9
+    gflops = flops_per_image(resolve_model(run.path).segmenter, (64, 64)) / 1e9
     for row in report.ok_rows:
         assert row.model == "tiny" and (row.height, row.width) == (64, 64)
         assert row.runs >= 3 and 0 < row.p50_ms <= row.p90_ms <= row.p99_ms
@@ -185,7 +185,8 @@ def test_measured_rows_have_consistent_numbers(report, run):
 def test_miou_is_what_the_evaluation_gives(report, run, data):
     from gkd_deploy.data.registry import build_domains, parse_dataset_list
     from gkd_deploy.evaluation.evaluator import evaluate
-    from gkd_deploy.evaluation.runner import default_inference_mode, evaluate_model
+    from gkd_deploy.evaluation.inference import default_inference_mode
+    from gkd_deploy.evaluation.runner import evaluate_model
     from gkd_deploy.runtime.loader import load_predictor
 
     torch_miou = evaluate_model(run.path, f"acdc={data.acdc}", num_workers=0, json_path=run.path / "e.json")
@@ -230,14 +231,14 @@ def test_skipped_rows_say_why_and_how_to_fix_it(report, run, monkeypatch):
 def test_an_exported_file_runs_at_its_precision_and_failures_do_not_stop_the_benchmark(run, monkeypatch):
     from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimePredictor
 
-    original = OnnxRuntimePredictor.__call__
+    original = OnnxRuntimePredictor.labels  # what is timed: the file's labels output, as an application fetches it
 
     def fails_at_batch_two(self, images):
         if images.shape[0] == 2:
             raise RuntimeError("out of memory at batch 2\nsecond line")
         return original(self, images)
 
-    monkeypatch.setattr(OnnxRuntimePredictor, "__call__", fails_at_batch_two)
+    monkeypatch.setattr(OnnxRuntimePredictor, "labels", fails_at_batch_two)
     int8 = run.export_dir / "model-int8.onnx"
     report = run_benchmark([int8, run.path], backends=("torch", "onnxruntime"), precisions=("fp32",),
                            batch_sizes=(1, 2), **QUICK)
@@ -420,7 +421,7 @@ def test_cuda_event_timing_and_autocast_rows(run):
 
 def test_a_benchmark_that_cannot_write_its_report_fails_before_measuring(run, tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr("gkd_deploy.cli.benchmark.run_benchmark", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr("gkd_deploy.benchmark.runner.run_benchmark", lambda *a, **k: calls.append(1))
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     result = runner.invoke(app, ["benchmark", "--model", str(run.path), "--json", str(blocker / "report.json")])

@@ -56,7 +56,7 @@ def test_eval_passes_its_options_to_the_library(monkeypatch, tmp_path):
         calls.update(source=source, targets=targets, **kwargs)
         raise app_module.GKDError("stop here")
 
-    monkeypatch.setattr("gkd_deploy.cli.evaluate.evaluate_model", fake_evaluate_model)
+    monkeypatch.setattr("gkd_deploy.evaluation.runner.evaluate_model", fake_evaluate_model)
     result = runner.invoke(app, ["eval", str(tmp_path), "--targets", "cityscapes=/a,acdc=/b", "--mode", "whole",
                                  "--crop", "256", "--split", "train", "--workers", "0"])
     assert result.exit_code != 0
@@ -123,7 +123,7 @@ def test_train_passes_options_and_config_file_to_the_library(monkeypatch, tmp_pa
         captured.update(config=config, run_path=run_path, **kwargs)
         raise app_module.GKDError("stop here")
 
-    monkeypatch.setattr("gkd_deploy.cli.train.train_run", fake_train)
+    monkeypatch.setattr("gkd_deploy.training.trainer.train", fake_train)
     config_file = tmp_path / "run.yaml"
     config_file.write_text("teacher: dinov2-l\nstudent: vit-b\nsource: gtav=/data/gta\nstages: [2, 3]\n"
                            "stage3: {steps: 123, decoder: linear}\n")
@@ -227,7 +227,7 @@ def test_ctrl_c_in_training_prints_the_resume_command(monkeypatch, tmp_path):
         (run_path / "config.yaml").write_text("{}")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("gkd_deploy.cli.train.train_run", interrupted)
+    monkeypatch.setattr("gkd_deploy.training.trainer.train", interrupted)
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", "--teacher", "tiny-teacher", "--student", "tiny-student", "--stages", "3",
                                  "--source", f"cityscapes={tmp_path}", "--out", str(out)])

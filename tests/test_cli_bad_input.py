@@ -157,7 +157,7 @@ def test_train_with_workers_reports_a_bad_label_in_one_line(data, tmp_path, caps
 def test_bad_command_options_are_refused_before_anything_runs(tmp_path):
     from gkd_deploy.errors import ConfigError, GKDError
     from gkd_deploy.cli.export import parse_batch_range
-    from gkd_deploy.evaluation.runner import default_inference_mode
+    from gkd_deploy.evaluation.inference import default_inference_mode
     from gkd_deploy.evaluation.validation import validate_export
     from gkd_deploy.exporters.pipeline import export_model
     from gkd_deploy.exporters.tensorrt import EngineOptions

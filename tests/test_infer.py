@@ -16,7 +16,8 @@ from gkd_deploy.cli.app import app
 from gkd_deploy.data.classes import CITYSCAPES
 from gkd_deploy.errors import ConfigError, DataError
 from gkd_deploy.evaluation.inference import predict_logits
-from gkd_deploy.evaluation.runner import default_inference_mode
+from gkd_deploy.evaluation.evaluator import tensor_predictor
+from gkd_deploy.evaluation.inference import default_inference_mode
 from gkd_deploy.exporters.pipeline import export_model
 from gkd_deploy.fileio import write_yaml
 from gkd_deploy.infer import PipelineOptions, run_pipeline
@@ -63,14 +64,19 @@ class IndexPredictor:
                               source="index", patch_size=16)
         self.delay, self.interrupt_on_call, self.calls, self.batches = delay, interrupt_on_call, 0, []
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        assert isinstance(images, np.ndarray) and images.dtype == np.float32  # the predictor interface
         self.calls += 1
         if self.calls == self.interrupt_on_call:
             raise KeyboardInterrupt
         time.sleep(self.delay)
         self.batches.append(images.shape[0])
-        classes = (images.mean(dim=(1, 2, 3)) // 10).long() % 19
-        return torch.nn.functional.one_hot(classes, 19).float()[:, :, None, None].expand(-1, -1, *images.shape[-2:])
+        classes = (images.mean(axis=(1, 2, 3)) // 10).astype(np.int64) % 19
+        scores = np.eye(19, dtype=np.float32)[classes][:, :, None, None]
+        return np.ascontiguousarray(np.broadcast_to(scores, (*scores.shape[:2], *images.shape[-2:])))
+
+    def labels(self, images: np.ndarray) -> np.ndarray:
+        return self(images).argmax(1).astype(np.uint8)
 
 
 def frame_value(index: int) -> int:
@@ -232,12 +238,14 @@ def test_resize_and_slide_modes_match_the_model_run_by_hand(run, clip):
     predictor = load_predictor(run.export_dir / "model-fp32.onnx")
     rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
     small = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), (64, 64), interpolation=cv2.INTER_AREA)
-    by_hand = predictor(torch.from_numpy(small).permute(2, 0, 1)[None].float()).argmax(1)[0].numpy().astype(np.uint8)
+    by_hand = predictor(small.transpose(2, 0, 1)[None].astype(np.float32)).argmax(1)[0].astype(np.uint8)
     by_hand = cv2.resize(by_hand, (128, 64), interpolation=cv2.INTER_NEAREST)
     np.testing.assert_array_equal(FrameSegmenter(predictor)([frame])[0], by_hand)
 
+    # the runtime's windows (numpy) give the labels the evaluation's windows (torch) give
     mode = default_inference_mode(64, 16, crop_width=64)
-    scores = predict_logits(predictor, torch.from_numpy(rgb).permute(2, 0, 1)[None].float(), mode)
+    scores = predict_logits(tensor_predictor(predictor), torch.from_numpy(rgb).permute(2, 0, 1)[None].float(), mode)
+    assert isinstance(scores, torch.Tensor)
     np.testing.assert_array_equal(FrameSegmenter(predictor, mode="slide")([frame])[0], scores.argmax(1)[0].numpy())
 
 
@@ -348,7 +356,7 @@ def test_gkd_infer_ctrl_c_exits_130_with_a_playable_partial_video(run, clip, tmp
     from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimePredictor
 
     calls = []
-    original = OnnxRuntimePredictor.__call__
+    original = OnnxRuntimePredictor.labels  # what infer calls: the file's labels output
 
     def interrupted_on_the_fourth_call(self, images):
         calls.append(images.shape[0])
@@ -356,7 +364,7 @@ def test_gkd_infer_ctrl_c_exits_130_with_a_playable_partial_video(run, clip, tmp
             raise KeyboardInterrupt
         return original(self, images)
 
-    monkeypatch.setattr(OnnxRuntimePredictor, "__call__", interrupted_on_the_fourth_call)
+    monkeypatch.setattr(OnnxRuntimePredictor, "labels", interrupted_on_the_fourth_call)
     out = tmp_path / "partial.mp4"
     result = runner.invoke(app, ["infer", str(clip), "--model", str(run.export_dir / "model-fp32.onnx"), "--out", str(out)])
     assert result.exit_code == 130, result.output

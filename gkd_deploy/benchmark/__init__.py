@@ -12,15 +12,19 @@ memory), `flops`, `jetson` (board, power mode, clocks, tegrastats), `system`, `r
 JSON, CSV) and `plot` (latency against mIoU, drawn with OpenCV).
 """
 
-from gkd_deploy.benchmark.backends import BACKENDS, PRECISIONS
-from gkd_deploy.benchmark.jetson import JetsonInfo, detect_jetson
-from gkd_deploy.benchmark.report import BenchmarkReport, BenchmarkRow, BenchmarkSettings, read_csv, read_json
-from gkd_deploy.benchmark.runner import DEFAULT_BACKENDS, default_report_paths, run_benchmark
-from gkd_deploy.benchmark.system import SystemInfo
-from gkd_deploy.benchmark.timing import LatencyStats, TimingPolicy
+import importlib
 
-__all__ = [
-    "BACKENDS", "PRECISIONS", "DEFAULT_BACKENDS", "BenchmarkReport", "BenchmarkRow", "BenchmarkSettings", "JetsonInfo",
-    "LatencyStats", "SystemInfo", "TimingPolicy", "default_report_paths", "detect_jetson", "read_csv", "read_json",
-    "run_benchmark",
-]
+# Names are imported on first use (PEP 562), so that `gkd --help` does not load the benchmark.
+_HOMES = {
+    "BACKENDS": "backends", "PRECISIONS": "backends", "JetsonInfo": "jetson", "detect_jetson": "jetson",
+    "BenchmarkReport": "report", "BenchmarkRow": "report", "BenchmarkSettings": "report", "read_csv": "report",
+    "read_json": "report", "DEFAULT_BACKENDS": "runner", "default_report_paths": "runner", "run_benchmark": "runner",
+    "SystemInfo": "system", "LatencyStats": "timing", "TimingPolicy": "timing",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

@@ -12,9 +12,10 @@ file, not in PyTorch), the file is not exported yet (the reason names the `gkd e
 or the file was exported at another input size.
 
 A loaded model is a `Runner`: the predictor call (images (B, 3, H, W) float32 RGB 0..255 -> class
-scores), where its inputs should live, the clock that times it (CUDA events for torch on CUDA,
-perf_counter with synchronisation for the other GPU backends, perf_counter on the CPU), and how
-its GPU memory is measured.
+scores), how the benchmark's numpy input becomes what the call takes (a torch tensor on the model's
+device for torch and TensorRT; the array itself for ONNX Runtime, which therefore runs without
+torch), the clock that times it (CUDA events for torch on CUDA, perf_counter with synchronisation
+for the other GPU backends, perf_counter on the CPU), and how its GPU memory is measured.
 """
 
 from __future__ import annotations
@@ -24,33 +25,66 @@ import importlib.util
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-import torch
+import numpy as np
 
 from gkd_deploy.benchmark.sources import ModelSource
 from gkd_deploy.benchmark.timing import Clock, CudaEventClock, WallClock
-from gkd_deploy.evaluation.evaluator import resolve_device
-from gkd_deploy.models.checkpoint import load_segmenter
 from gkd_deploy.runtime.metadata import read_onnx_metadata, read_sidecar_metadata
 from gkd_deploy.runtime.tensorrt_backend import tensorrt_available
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AUTOCAST_DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}  # torch dtypes, by name
 EXPORTED_PRECISIONS = ("fp32", "fp16", "int8")
 GPU_ONLY = "--device cpu: GPU backends are not run"
 
-Predict = Callable[[torch.Tensor], torch.Tensor]
+Predict = Callable[[Any], Any]  # what `Runner.prepare` made -> class scores
+
+
+def _as_is(images: np.ndarray) -> np.ndarray:
+    return images
 
 
 @dataclass
 class Runner:
+    """`prepare` turns the benchmark's (B, 3, H, W) float32 numpy images into `predict`'s input,
+    once, before the timed runs. `predictor`: the runtime predictor of an exported file, which the
+    mIoU is scored with (its scores); `predict` is what an application calls: the labels output
+    where the file has one."""
+
     predict: Predict
-    input_device: torch.device
+    prepare: Callable[[np.ndarray], Any]
     clock: Clock
     gpu_memory: str | None  # "allocator", "device" or None (see memory.GpuPeakMemory)
     file: Path
     release: Callable[[], None] = field(default=lambda: None)
+    predictor: Any = None
+
+
+def _application_call(predictor) -> Predict:
+    """What an application runs: the labels output where the file has one (only it is copied back)."""
+    return predictor.labels if "labels" in predictor.info.outputs else predictor
+
+
+def _torch_input(device) -> Callable[[np.ndarray], Any]:
+    import torch
+
+    return lambda images: torch.from_numpy(images).to(device)
+
+
+def _resolve_device(device: str):
+    from gkd_deploy.evaluation.evaluator import resolve_device
+
+    return resolve_device(device)
+
+
+def _torch_cuda_available() -> bool:
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
 @dataclass(frozen=True)
@@ -62,10 +96,13 @@ class Backend:
     precisions: tuple[str, ...]
     unavailable: Callable[[str], str | None]  # device setting -> reason, or None when it can run
     load: Callable[[Path, str, str], Runner]  # (file, precision, device setting) -> runner
+    may_use_gpu: bool = True  # False: never on a GPU, so no GPU memory is probed (nor torch imported for it)
 
 
 def _cuda_missing(device: str) -> str | None:
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if importlib.util.find_spec("torch") is None:
+        return "PyTorch is not installed (an edge install runs exported files): pip install 'gkd-deploy[train]'"
+    if device.startswith("cuda") and not _torch_cuda_available():
         return f"--device {device}: no CUDA GPU is visible to PyTorch"
     return None
 
@@ -74,7 +111,7 @@ def _compile_unavailable(device: str) -> str | None:
     reason = _cuda_missing(device)
     if reason:
         return reason
-    if resolve_device(device).type == "cuda":
+    if _resolve_device(device).type == "cuda":
         if importlib.util.find_spec("triton") is None:
             return "torch.compile on CUDA needs Triton (pip install triton)"
     elif not any(shutil.which(compiler) for compiler in ("g++", "c++", "clang++")):
@@ -99,9 +136,7 @@ def _onnxruntime_cuda_unavailable(device: str) -> str | None:
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         return ("the CUDA provider of onnxruntime is not installed: pip uninstall onnxruntime && "
                 "pip install 'gkd-deploy[gpu]' (onnxruntime-gpu)")
-    if not torch.cuda.is_available():
-        return "no CUDA GPU is visible"
-    return None
+    return None  # whether a GPU is usable, the predictor finds out when it starts the provider
 
 
 def _tensorrt_unavailable(device: str) -> str | None:
@@ -109,16 +144,20 @@ def _tensorrt_unavailable(device: str) -> str | None:
         return GPU_ONLY
     if not tensorrt_available():
         return "TensorRT is not installed: pip install 'gkd-deploy[tensorrt]' (JetPack's TensorRT on a Jetson)"
-    if not torch.cuda.is_available():
-        return "TensorRT needs a CUDA GPU; none is visible"
+    if not _torch_cuda_available():
+        return "TensorRT needs a CUDA GPU visible to PyTorch (its buffers are torch CUDA tensors); none is visible"
     return None
 
 
 def _load_torch(file: Path, precision: str, device: str, compile_model: bool = False) -> Runner:
-    target = resolve_device(device)
+    import torch
+
+    from gkd_deploy.models.checkpoint import load_segmenter
+
+    target = _resolve_device(device)
     model = load_segmenter(file).to(target).eval()
     forward = torch.compile(model, dynamic=False) if compile_model else model
-    dtype = AUTOCAST_DTYPES[precision]
+    dtype = getattr(torch, AUTOCAST_DTYPES[precision]) if AUTOCAST_DTYPES[precision] else None
 
     @torch.inference_mode()
     def predict(images: torch.Tensor) -> torch.Tensor:
@@ -131,8 +170,8 @@ def _load_torch(file: Path, precision: str, device: str, compile_model: bool = F
             torch._dynamo.reset()  # drop the compiled graphs with the model
 
     cuda = target.type == "cuda"
-    return Runner(predict, target, CudaEventClock() if cuda else WallClock(), "allocator" if cuda else None,
-                  file, release)
+    return Runner(predict, _torch_input(target), CudaEventClock() if cuda else WallClock(),
+                  "allocator" if cuda else None, file, release)
 
 
 def _load_torch_compile(file: Path, precision: str, device: str) -> Runner:
@@ -142,30 +181,35 @@ def _load_torch_compile(file: Path, precision: str, device: str) -> Runner:
 def _load_onnxruntime(file: Path, precision: str, device: str) -> Runner:
     from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimePredictor
 
-    return Runner(OnnxRuntimePredictor(file, "cpu"), torch.device("cpu"), WallClock(), None, file)
+    predictor = OnnxRuntimePredictor(file, "cpu")
+    return Runner(_application_call(predictor), _as_is, WallClock(), None, file, predictor=predictor)
 
 
 def _load_onnxruntime_cuda(file: Path, precision: str, device: str) -> Runner:
     from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimePredictor
 
-    # The predictor binds host input and copies the scores back (a synchronisation), so inputs stay
-    # on the host: that copy is part of what an application pays.
-    return Runner(OnnxRuntimePredictor(file, "cuda"), torch.device("cpu"), WallClock(torch.cuda.synchronize),
-                  "device", file)
+    # The predictor binds host input and copies the scores back (which waits for the GPU), so inputs
+    # stay on the host: that copy is part of what an application pays.
+    predictor = OnnxRuntimePredictor(file, "cuda")
+    return Runner(_application_call(predictor), _as_is, WallClock(), "device", file, predictor=predictor)
 
 
 def _load_tensorrt(file: Path, precision: str, device: str) -> Runner:
     from gkd_deploy.runtime.tensorrt_backend import TensorRTPredictor
 
-    return Runner(TensorRTPredictor(file, device), torch.device("cuda"), WallClock(torch.cuda.synchronize),
-                  "device", file)
+    import torch
+
+    predictor = TensorRTPredictor(file, device)  # torch CUDA tensors in, outputs left on the device
+    return Runner(predictor.execute, _torch_input(torch.device("cuda")), WallClock(torch.cuda.synchronize),
+                  "device", file, predictor=predictor)
 
 
 BACKENDS: dict[str, Backend] = {
     "torch": Backend("torch", "checkpoint", ("fp32", "bf16", "fp16"), _cuda_missing, _load_torch),
     "torch-compile": Backend("torch-compile", "checkpoint", ("fp32", "bf16", "fp16"), _compile_unavailable,
                              _load_torch_compile),
-    "onnxruntime": Backend("onnxruntime", "onnx", EXPORTED_PRECISIONS, _onnxruntime_unavailable, _load_onnxruntime),
+    "onnxruntime": Backend("onnxruntime", "onnx", EXPORTED_PRECISIONS, _onnxruntime_unavailable, _load_onnxruntime,
+                           may_use_gpu=False),
     "onnxruntime-cuda": Backend("onnxruntime-cuda", "onnx", EXPORTED_PRECISIONS, _onnxruntime_cuda_unavailable,
                                 _load_onnxruntime_cuda),
     "tensorrt": Backend("tensorrt", "engine", EXPORTED_PRECISIONS, _tensorrt_unavailable, _load_tensorrt),
@@ -181,7 +225,9 @@ def _precision_reason(backend: Backend, precision: str) -> str:
 
 
 def _device_reason(precision: str, device: str) -> str | None:
-    target = resolve_device(device)
+    import torch
+
+    target = _resolve_device(device)
     if precision == "bf16" and target.type == "cuda" and not torch.cuda.is_bf16_supported():
         return f"{torch.cuda.get_device_name(target)} has no bf16 (needs compute capability 8.0 or newer)"
     return None

@@ -22,8 +22,6 @@ import resource
 import sys
 from pathlib import Path
 
-import torch
-
 MB = 1e6
 
 
@@ -73,9 +71,21 @@ class HostPeakMemory:
         return peak / MB if sys.platform == "darwin" else peak * 1024 / MB  # bytes on macOS, KiB on Linux
 
 
+def _cuda():
+    """torch, where it is installed and sees a GPU; None otherwise (GPU memory is read through torch)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return None
+    import torch
+
+    return torch if torch.cuda.is_available() else None
+
+
 def device_used_bytes() -> int:
-    """Memory in use on the current CUDA device, by every process (0 without a GPU)."""
-    if not torch.cuda.is_available():
+    """Memory in use on the current CUDA device, by every process (0 without a GPU or torch)."""
+    torch = _cuda()
+    if torch is None:
         return 0
     torch.cuda.synchronize()
     free, total = torch.cuda.mem_get_info()
@@ -92,12 +102,16 @@ class GpuPeakMemory:
 
     def before_runs(self) -> None:
         if self.mode == "allocator":
+            import torch
+
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
 
     def peak_mb(self) -> float | None:
         if self.mode == "allocator":
+            import torch
+
             return torch.cuda.max_memory_allocated() / MB
         if self.mode == "device":
-            return (device_used_bytes() - self.baseline_bytes) / MB
+            return None if _cuda() is None else (device_used_bytes() - self.baseline_bytes) / MB
         return None

@@ -21,12 +21,13 @@ import difflib
 import gc
 import logging
 import math
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-import torch
+import numpy as np
 
 from gkd_deploy.benchmark.backends import BACKENDS, PRECISIONS, Backend, Runner, resolve_file
 from gkd_deploy.benchmark.flops import flops_per_image, share_of_peak
@@ -36,15 +37,15 @@ from gkd_deploy.benchmark.report import BenchmarkReport, BenchmarkRow, Benchmark
 from gkd_deploy.benchmark.sources import ModelSource, resolve_model
 from gkd_deploy.benchmark.system import system_info
 from gkd_deploy.benchmark.timing import TimingPolicy, measure_latency
-from gkd_deploy.data.registry import SPLITS
 from gkd_deploy.errors import ConfigError, DataError
-from gkd_deploy.evaluation.evaluator import Track, check_class_sets, eval_domains, evaluate, no_progress
-from gkd_deploy.evaluation.runner import default_inference_mode
+from gkd_deploy.evaluation.inference import default_inference_mode
+from gkd_deploy.progress import Track, no_progress
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BACKENDS = ("torch", "onnxruntime")
 DEVICES = ("auto", "cpu", "cuda")
+SPLITS = ("train", "val")  # gkd_deploy.data.registry.SPLITS (a test keeps the two equal)
 INPUT_SEED = 0
 
 
@@ -112,7 +113,7 @@ def _settings(models, backends, precisions, batch_sizes, input_sizes, device, po
         raise ConfigError("no model to benchmark: give a run folder, checkpoint, .onnx file or engine (--model)")
     if device.split(":")[0] not in DEVICES:
         raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
-    if split not in SPLITS:
+    if split not in SPLITS:  # the data sets' splits (checked here: loading them needs torch)
         raise ConfigError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     if peak_tflops is not None and peak_tflops <= 0:
         raise ConfigError(f"peak TFLOP/s must be positive, got {peak_tflops}")
@@ -149,12 +150,14 @@ def plan(sources: Sequence[ModelSource], settings: BenchmarkSettings) -> list[Co
 
 
 def _domains(data: str, split: str, sources: Sequence[ModelSource]) -> dict:
+    from gkd_deploy.evaluation.evaluator import check_class_sets, eval_domains  # data sets load through torch
+
     domains = eval_domains(data, split=split)
     for name, dataset in domains.items():
         if not getattr(dataset, "labeled", True):
             raise DataError(f"domain '{name}' has no labels; mIoU needs a labelled data set")
         for source in sources:
-            check_class_sets(source.config.class_set, dataset.class_set, name)
+            check_class_sets(source.class_set, dataset.class_set, name)
     return domains
 
 
@@ -204,7 +207,7 @@ class _Benchmark:
     def _load(self, combination: Combination, file: Path) -> LoadedModel:
         loaded = LoadedModel(combination, file)
         try:
-            baseline = device_used_bytes()
+            baseline = device_used_bytes() if combination.backend.may_use_gpu else 0
             loaded.runner = combination.backend.load(file, combination.precision, self.settings.device)
             loaded.gpu = GpuPeakMemory(loaded.runner.gpu_memory, baseline)
         except Exception as error:  # a backend failing to load is a result, not the end of the benchmark
@@ -214,16 +217,18 @@ class _Benchmark:
 
     def _flops(self, combination: Combination) -> float | None:
         key = (combination.source.path, combination.input_size)
+        if combination.source.kind != "checkpoint" and "torch" not in sys.modules:
+            return None  # FLOPs are counted by running the model in torch: exported files alone never load it
         if key not in self.flops:
-            self.flops[key] = flops_per_image(combination.source.config, combination.input_size)
+            self.flops[key] = flops_per_image(combination.source.segmenter, combination.input_size)
         return self.flops[key]
 
     def _measure(self, combination: Combination, loaded: LoadedModel) -> BenchmarkRow:
         if loaded.runner is None:
             return combination.row("failed", loaded.error, file=str(loaded.file))
         runner, batch = loaded.runner, combination.batch
-        generator = torch.Generator().manual_seed(INPUT_SEED)
-        images = (torch.rand(batch, 3, *combination.input_size, generator=generator) * 255).to(runner.input_device)
+        generator = np.random.default_rng(INPUT_SEED)
+        images = runner.prepare(generator.uniform(0, 255, (batch, 3, *combination.input_size)).astype(np.float32))
         sampler = TegrastatsSampler(self.jetson.tegrastats) if self.jetson and self.jetson.tegrastats else None
         self.host.reset()
         try:
@@ -257,14 +262,19 @@ class _Benchmark:
         loaded.runner.release()
         loaded.runner = None
         gc.collect()
-        if torch.cuda.is_available():
+        torch = sys.modules.get("torch")  # loaded where a torch or TensorRT backend ran
+        if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
 
     def _miou(self, loaded: LoadedModel) -> tuple[float | None, str]:
         source, (height, width) = loaded.combination.source, loaded.combination.input_size
         mode = default_inference_mode(height, source.patch_size, crop_width=width)
+        from gkd_deploy.evaluation.evaluator import evaluate, tensor_predictor
+
+        runner = loaded.runner
+        predict = tensor_predictor(runner.predictor) if runner.predictor is not None else runner.predict
         try:
-            report = evaluate(loaded.runner.predict, self.domains, class_set=source.config.class_set, mode=mode,
+            report = evaluate(predict, self.domains, class_set=source.class_set, mode=mode,
                               num_workers=self.num_workers)
         except Exception as error:  # the timing stands; say why the score is missing
             return None, f"mIoU not measured: {_error_text(error)}"

@@ -16,9 +16,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Any
+
+from gkd_deploy.data.classes import ClassSet
 from gkd_deploy.errors import ModelError
-from gkd_deploy.models.checkpoint import CONFIG_KEY, read_checkpoint_metadata
-from gkd_deploy.models.segmenter import SegmenterConfig
 from gkd_deploy.run import resolve_checkpoint
 from gkd_deploy.runtime.metadata import ExportMetadata, read_onnx_metadata, read_sidecar_metadata
 
@@ -34,16 +35,14 @@ class ModelSource:
     path: Path
     name: str
     kind: str
-    config: SegmenterConfig
+    segmenter: dict[str, Any]  # SegmenterConfig.to_dict(): read by torch code only (FLOPs), not by the runtime
+    class_set: ClassSet
+    patch_size: int
     input_size: tuple[int, int]
     checkpoint: Path | None = None
     export_dir: Path | None = None
     precision: str | None = None
     origin: str = "RUN"  # what `gkd export` takes to write this model's files
-
-    @property
-    def patch_size(self) -> int:
-        return self.config.patch_size
 
     def onnx_file(self, precision: str) -> Path | None:
         if self.kind == "onnx":
@@ -77,11 +76,19 @@ def _exported_metadata(export_dir: Path) -> ExportMetadata | None:
     return None
 
 
-def _config(raw: dict, where: str) -> SegmenterConfig:
+def _config(raw: dict, where: str):
+    from gkd_deploy.models.segmenter import SegmenterConfig
+
     try:
         return SegmenterConfig.from_dict(raw)
     except Exception as error:  # ConfigError, or a malformed field type
         raise ModelError(f"{where}: its segmenter config cannot be read ({error})") from None
+
+
+def _exported_source(path: Path, kind: str, metadata: ExportMetadata) -> ModelSource:
+    """An exported file: all it takes comes from its metadata (no torch)."""
+    return ModelSource(path, model_name(path), kind, metadata.segmenter, metadata.class_set, metadata.patch_size,
+                       metadata.input_size, precision=metadata.precision, origin=_origin(path, metadata))
 
 
 def _origin(path: Path, metadata: ExportMetadata) -> str:
@@ -107,16 +114,14 @@ def resolve_model(path: str | Path) -> ModelSource:
         raise ModelError(f"{path} not found: give a run folder, a .safetensors checkpoint, an .onnx file or an engine")
     suffix = path.suffix.lower()
     if path.is_file() and suffix == ".onnx":
-        metadata = read_onnx_metadata(path)
-        return ModelSource(path, model_name(path), "onnx", _config(metadata.segmenter, str(path)),
-                           metadata.input_size, precision=metadata.precision, origin=_origin(path, metadata))
+        return _exported_source(path, "onnx", read_onnx_metadata(path))
     if path.is_file() and suffix in ENGINE_SUFFIXES:
-        metadata = read_sidecar_metadata(path)
-        return ModelSource(path, model_name(path), "engine", _config(metadata.segmenter, str(path)),
-                           metadata.input_size, precision=metadata.precision, origin=_origin(path, metadata))
+        return _exported_source(path, "engine", read_sidecar_metadata(path))
     if path.is_file() and suffix != ".safetensors":
         raise ModelError(f"{path}: cannot tell the model format from '{path.suffix}'; give a run folder, a "
                          ".safetensors checkpoint, an .onnx file or an engine")
+    from gkd_deploy.models.checkpoint import CONFIG_KEY, read_checkpoint_metadata
+
     checkpoint, run = resolve_checkpoint(path)
     stored = read_checkpoint_metadata(checkpoint)
     if CONFIG_KEY not in stored:
@@ -125,5 +130,5 @@ def resolve_model(path: str | Path) -> ModelSource:
     export_dir = run.export_dir if run is not None else checkpoint.parent / "export"
     exported = _exported_metadata(export_dir)
     input_size = exported.input_size if exported else (config.img_size, config.img_size)
-    return ModelSource(path, model_name(path), "checkpoint", config, input_size, checkpoint=checkpoint,
-                       export_dir=export_dir, origin=str(path))
+    return ModelSource(path, model_name(path), "checkpoint", config.to_dict(), config.class_set, config.patch_size,
+                       input_size, checkpoint=checkpoint, export_dir=export_dir, origin=str(path))

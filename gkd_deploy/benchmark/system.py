@@ -10,9 +10,8 @@ import importlib.util
 import os
 import platform
 from dataclasses import asdict, dataclass
+import sys
 from pathlib import Path
-
-import torch
 
 import gkd_deploy
 from gkd_deploy.benchmark.jetson import JetsonInfo
@@ -59,8 +58,8 @@ class SystemInfo:
     machine: str
     os: str
     python: str
-    torch: str
-    torch_threads: int
+    torch: str | None  # None: not installed (an edge install runs exported files without it)
+    torch_threads: int | None
     cuda: str | None
     gpu: str | None
     onnxruntime: str | None
@@ -77,11 +76,24 @@ class SystemInfo:
         return cls(**data)
 
 
+def _distribution_version(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def system_info(host_memory_method: str, jetson: JetsonInfo | None) -> SystemInfo:
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    """What the numbers were measured on. torch's threads, CUDA and GPU come from torch only where a
+    torch backend ran (it is then loaded): a benchmark of exported files does not import it."""
+    torch = sys.modules.get("torch")
+    gpu = torch.cuda.get_device_name() if torch is not None and torch.cuda.is_available() else None
     return SystemInfo(
         cpu=cpu_model(), cores=os.cpu_count() or 0, machine=platform.machine(), os=platform.platform(),
-        python=platform.python_version(), torch=torch.__version__, torch_threads=torch.get_num_threads(),
+        python=platform.python_version(), torch=torch.__version__ if torch else _distribution_version("torch"),
+        torch_threads=torch.get_num_threads() if torch else None,
         cuda=torch.version.cuda if gpu else None, gpu=gpu, onnxruntime=_onnxruntime_version(),
         tensorrt=_tensorrt_version(), gkd_deploy=gkd_deploy.__version__, host_memory=host_memory_method,
         jetson=jetson.to_dict() if jetson else None,

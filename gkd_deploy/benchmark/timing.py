@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, ContextManager, Protocol, Sequence
 
 import numpy as np
-import torch
 
 from gkd_deploy.errors import ConfigError
 
@@ -52,6 +51,8 @@ class CudaEventClock:
     name = "CUDA events"
 
     def measure(self, call: Call) -> float:
+        import torch
+
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         call()

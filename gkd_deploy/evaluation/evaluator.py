@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -17,15 +17,10 @@ from gkd_deploy.data.transforms import eval_transform
 from gkd_deploy.errors import ConfigError, DataError
 from gkd_deploy.evaluation.inference import InferenceMode, predict_logits, resize_scores
 from gkd_deploy.metrics import SegmentationMetric
+from gkd_deploy.progress import Track, no_progress
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-Track = Callable[[Iterable[T], str, int], Iterable[T]]
-
-
-def no_progress(items: Iterable[T], description: str, total: int) -> Iterable[T]:
-    return items
 
 
 @dataclass(frozen=True)
@@ -164,6 +159,15 @@ def module_predictor(model: torch.nn.Module, device: torch.device) -> Predict:
     return lambda images: model(images.to(device, non_blocking=True))
 
 
+def tensor_predictor(predictor) -> Predict:
+    """A runtime predictor (numpy in and out) on torch tensors: through its `forward` where it has
+    one (torch and TensorRT keep the scores on their device), else through host arrays."""
+    forward = getattr(predictor, "forward", None)
+    if forward is not None:
+        return forward
+    return lambda images: torch.from_numpy(predictor(images.detach().cpu().numpy()))
+
+
 def evaluate(
     model: torch.nn.Module | Predict,
     domains: Mapping[str, Dataset],
@@ -175,9 +179,13 @@ def evaluate(
     track: Track = no_progress,
     model_name: str = "",
 ) -> EvalReport:
-    """mIoU and per-class IoU of `model` (a torch module, or any predictor) on every domain
+    """mIoU and per-class IoU of `model` (a torch module, a runtime predictor, or a function from
+    image tensors to score tensors) on every domain
     (a labelled `SegmentationDataset` each)."""
-    predict = module_predictor(model, resolve_device(device)) if isinstance(model, torch.nn.Module) else model
+    if isinstance(model, torch.nn.Module):
+        predict = module_predictor(model, resolve_device(device))
+    else:  # a runtime predictor (numpy in and out, with its ModelInfo) or a function on tensors
+        predict = tensor_predictor(model) if hasattr(model, "info") else model
     for name, dataset in domains.items():
         check_class_sets(class_set, dataset.class_set, name)
         if not getattr(dataset, "labeled", True):

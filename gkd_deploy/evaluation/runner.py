@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from gkd_deploy.data.registry import DatasetSpec, parse_dataset_list
 from gkd_deploy.errors import ConfigError, GKDError
 from gkd_deploy.evaluation.evaluator import EvalReport, Track, eval_domains, evaluate, no_progress
-from gkd_deploy.evaluation.inference import InferenceMode
+from gkd_deploy.evaluation.inference import default_inference_mode, exported_inference_mode
 from gkd_deploy.fileio import write_json
 from gkd_deploy.models.checkpoint import load_segmenter
 from gkd_deploy.run import RunDir, resolve_checkpoint
-
-if TYPE_CHECKING:
-    from gkd_deploy.runtime.base import ModelInfo
-
 
 WINDOW_BATCH = 8
 
@@ -26,24 +22,6 @@ class EvalOutcome:
     report: EvalReport
     checkpoint: Path
     json_path: Path
-
-
-def default_inference_mode(img_size: int, patch_size: int, mode: str = "slide", crop: int | None = None,
-                           stride: int | None = None, crop_width: int | None = None,
-                           window_batch: int = 1) -> InferenceMode:
-    """Slide with the training crop and a 2/3 stride (512 -> 341), as the paper evaluates.
-    `crop_width` makes the window crop x crop_width (a model exported at a non-square size)."""
-    # None means the default; a given 0 or negative value is refused by InferenceMode, not replaced.
-    crop = img_size if crop is None else crop
-    stride = max(patch_size, (min(crop, crop_width or crop) * 2) // 3) if stride is None else stride
-    return InferenceMode(mode=mode, crop=crop, stride=stride, multiple=patch_size, crop_width=crop_width,
-                         window_batch=window_batch)
-
-
-def exported_inference_mode(info: "ModelInfo", stride: int | None = None) -> InferenceMode:
-    """An exported model's windows: its fixed input size (height x width), 2/3 stride by default."""
-    height, width = info.input_size
-    return default_inference_mode(height, info.patch_size, "slide", None, stride, crop_width=width)
 
 
 def target_specs(targets: Sequence[DatasetSpec | str] | str | None, run: RunDir | None) -> list[DatasetSpec]:
@@ -104,6 +82,7 @@ def _evaluate_exported(path: Path, targets, *, split: str, mode: str, crop: int 
     (as `gkd validate` scores it). Default targets: those of the run it was exported from, when
     that run is found."""
     from gkd_deploy.evaluation.validation import find_reference
+    from gkd_deploy.runtime.base import require_scores
     from gkd_deploy.runtime.loader import load_predictor
 
     if crop is not None or mode != "slide":
@@ -112,6 +91,7 @@ def _evaluate_exported(path: Path, targets, *, split: str, mode: str, crop: int 
     predictor = load_predictor(path, device)
     if predictor.info.input_size is None:
         raise ConfigError(f"{path} carries no input size; export it with `gkd export`")
+    require_scores(predictor.info, "evaluation (scores averaged over sliding windows)")
     run = None
     if not targets:
         metadata = getattr(predictor, "metadata", None)

@@ -18,14 +18,14 @@ import torch
 from gkd_deploy.data.registry import DatasetSpec
 from gkd_deploy.errors import ConfigError
 from gkd_deploy.evaluation.evaluator import (Track, check_class_sets, domain_batches, eval_domains, no_progress,
-                                            score_class_indices)
-from gkd_deploy.evaluation.inference import InferenceMode, predict_logits, resize_scores
-from gkd_deploy.evaluation.runner import exported_inference_mode, target_specs
+                                            score_class_indices, tensor_predictor)
+from gkd_deploy.evaluation.inference import InferenceMode, exported_inference_mode, predict_logits, resize_scores
+from gkd_deploy.evaluation.runner import target_specs
 from gkd_deploy.fileio import write_json
 from gkd_deploy.metrics import SegmentationMetric
 from gkd_deploy.models.checkpoint import file_sha256
 from gkd_deploy.run import RunDir, resolve_checkpoint
-from gkd_deploy.runtime.base import Predictor
+from gkd_deploy.runtime.base import Predictor, require_scores
 from gkd_deploy.runtime.loader import load_predictor
 
 # mIoU points; MMDeploy's regression gate for segmentation backends is 1 point.
@@ -106,6 +106,7 @@ def _dataset_key(dataset) -> tuple:
 def compare_domain(reference: Predictor, exported: Predictor, dataset, mode: InferenceMode, num_workers: int,
                    track: Track, description: str, cache: ReferenceCache | None = None) -> DomainComparison:
     num_classes = reference.info.class_set.num_classes
+    run_reference, run_exported = tensor_predictor(reference), tensor_predictor(exported)
     reference_metric, exported_metric = SegmentationMetric(num_classes), SegmentationMetric(num_classes)
     agree = total = count = 0
     for index, batch in enumerate(domain_batches(dataset, num_workers, track, description)):
@@ -114,11 +115,11 @@ def compare_domain(reference: Predictor, exported: Predictor, dataset, mode: Inf
         reference_labels = cache.get(key) if cache is not None else None
         label_size = batch["label"].shape[-2:]
         if reference_labels is None:
-            reference_labels = resize_scores(predict_logits(reference, images, mode), label_size).argmax(1).cpu()
+            reference_labels = resize_scores(predict_logits(run_reference, images, mode), label_size).argmax(1).cpu()
             if cache is not None:
                 cache[key] = reference_labels.to(torch.uint8 if num_classes < 256 else torch.int64)
         reference_labels = reference_labels.long()
-        exported_labels = resize_scores(predict_logits(exported, images, mode), label_size).argmax(1).cpu()
+        exported_labels = resize_scores(predict_logits(run_exported, images, mode), label_size).argmax(1).cpu()
         reference_metric.update(reference_labels, batch["label"])
         exported_metric.update(exported_labels, batch["label"])
         agree += int((reference_labels == exported_labels).sum())
@@ -154,6 +155,7 @@ def validate_export(
     exported = load_predictor(model_path, device)
     if exported.info.input_size is None:
         raise ConfigError(f"{model_path} is not an exported model; give the .onnx file or engine to validate")
+    require_scores(exported.info, "validation (scores averaged over sliding windows)")
     if reference is None:
         metadata = getattr(exported, "metadata", None)
         reference_path = find_reference(model_path, getattr(metadata, "source_checkpoint", None),

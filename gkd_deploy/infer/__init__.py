@@ -5,7 +5,17 @@ decoding, inference and encoding as overlapping stages (`pipeline`) and writes a
 colour masks and label maps (`render`, `sinks`).
 """
 
-from gkd_deploy.infer.pipeline import InferStats, PipelineOptions, run_pipeline
-from gkd_deploy.infer.runner import InferResult, InferSettings, default_output, infer
+import importlib
 
-__all__ = ["InferResult", "InferSettings", "InferStats", "PipelineOptions", "default_output", "infer", "run_pipeline"]
+MODES = ("resize", "slide")  # how frames fit the model (see `segment`)
+
+# Names are imported on first use (PEP 562), so that `gkd --help` does not load OpenCV and numpy.
+_HOMES = {"InferStats": "pipeline", "PipelineOptions": "pipeline", "run_pipeline": "pipeline",
+          "InferResult": "runner", "InferSettings": "runner", "default_output": "runner", "infer": "runner"}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

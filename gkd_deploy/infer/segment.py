@@ -19,14 +19,12 @@ from typing import Sequence
 
 import cv2
 import numpy as np
-import torch
 
 from gkd_deploy.errors import ConfigError
-from gkd_deploy.evaluation.inference import predict_logits
-from gkd_deploy.evaluation.runner import default_inference_mode
-from gkd_deploy.runtime.base import Predictor
+from gkd_deploy.evaluation.inference import default_inference_mode, predict_logits
+from gkd_deploy.infer import MODES
+from gkd_deploy.runtime.base import Predictor, labels_of, require_scores
 
-MODES = ("resize", "slide")
 DEFAULT_WINDOW = 512
 
 
@@ -58,6 +56,7 @@ class FrameSegmenter:
         self.class_set = info.class_set
         self.times = SegmentTimes()
         if mode == "slide":
+            require_scores(info, "--mode slide (scores averaged over overlapping windows)")
             height, width = self.size or (DEFAULT_WINDOW, DEFAULT_WINDOW)
             self.window = default_inference_mode(height, info.patch_size, crop_width=width)
 
@@ -81,13 +80,18 @@ class FrameSegmenter:
         return (f"{frame_width}x{frame_height} frames are stretched to the model's {width}x{height} input; to keep "
                 f"their shape export with `gkd export RUN --size {keep_width}x{height}`, or use --mode slide")
 
-    def _predict(self, images: torch.Tensor) -> torch.Tensor:
+    def _predict(self, images: np.ndarray) -> np.ndarray:
         started = time.perf_counter()
         scores = self.predictor(images)
         self.times.model += time.perf_counter() - started
         return scores
 
-    @torch.inference_mode()
+    def _predict_labels(self, images: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        labels = self.predictor.labels(images)  # the model's labels output where it has one
+        self.times.model += time.perf_counter() - started
+        return labels
+
     def __call__(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         """BGR uint8 frames -> (H, W) uint8 train-id maps, one per frame, at each frame's size."""
         started = time.perf_counter()
@@ -105,8 +109,8 @@ class FrameSegmenter:
         for i, frame in enumerate(frames):
             groups.setdefault(self.input_size(frame.shape[:2]), []).append(i)
         for (height, width), members in groups.items():
-            images = _to_tensor(np.stack([_to_rgb(frames[i], (height, width)) for i in members]))
-            predicted = _argmax(self._predict(images))
+            images = _to_nchw(np.stack([_to_rgb(frames[i], (height, width)) for i in members]))
+            predicted = self._predict_labels(images)
             for i, label in zip(members, predicted):
                 frame_height, frame_width = frames[i].shape[:2]
                 if label.shape != (frame_height, frame_width):
@@ -115,23 +119,15 @@ class FrameSegmenter:
         return labels  # type: ignore[return-value]
 
     def _slide(self, frame: np.ndarray) -> np.ndarray:
-        images = _to_tensor(_to_rgb(frame, None)[None])
+        images = _to_nchw(_to_rgb(frame, None)[None])
         scores = predict_logits(self._predict, images, self.window)
-        return _argmax(scores)[0]
+        return labels_of(scores)[0]
 
 
-def _to_tensor(batch: np.ndarray) -> torch.Tensor:
-    """(B, H, W, 3) uint8 -> (B, 3, H, W) float32, converted by numpy: a torch op here would wait for
-    its thread pool, which competes with the runtime's own threads right after each model call."""
-    return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32))
+def _to_nchw(batch: np.ndarray) -> np.ndarray:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float32, the predictors' input."""
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
 
-
-def _argmax(scores: torch.Tensor) -> np.ndarray:
-    """(B, K, H, W) scores -> (B, H, W) uint8 labels; on the CPU numpy's argmax over the class axis is
-    several times faster than torch's (a strided reduction), on a GPU the argmax runs there."""
-    if scores.device.type != "cpu":
-        return scores.argmax(1).to(torch.uint8).cpu().numpy()
-    return scores.numpy().argmax(1).astype(np.uint8)
 
 
 def _to_rgb(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:

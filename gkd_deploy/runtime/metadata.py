@@ -12,18 +12,21 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import onnx
+from typing import TYPE_CHECKING, Any
 
 import gkd_deploy
 from gkd_deploy.data.classes import IGNORE_INDEX, ClassSet
 from gkd_deploy.errors import ConfigError, ModelError
 
+if TYPE_CHECKING:
+    import onnx
+
 METADATA_KEY = "gkd"
 PRECISIONS = ("fp32", "fp16", "int8")
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("scores", "labels")
+# `gkd export --outputs`: which of them a file returns.
+OUTPUT_CHOICES = {"both": OUTPUT_NAMES, "scores": ("scores",), "labels": ("labels",)}
 LAYOUT = "NCHW RGB float32 0-255, normalisation inside the graph"
 
 
@@ -32,8 +35,8 @@ class ExportMetadata:
     """The gkd metadata of one exported file.
 
     The input `images` is (batch, 3, height, width) with `input_size` = (height, width) fixed and
-    the batch free; the outputs are `scores` (batch, K, height, width) float32 and `labels`
-    (batch, height, width) int64. `segmenter` is the `SegmenterConfig.to_dict()` that rebuilds
+    the batch free; the outputs (`outputs`, chosen at export) are `scores` (batch, K, height,
+    width) float32 and `labels` (batch, height, width) uint8, or one of them. `segmenter` is the `SegmenterConfig.to_dict()` that rebuilds
     the architecture; `source_checkpoint` / `source_sha256` name the weights it was exported
     from. `extra` holds the pixel normalisation applied inside the graph and, for int8 files,
     the calibration (method, image count, quantized op types).
@@ -78,6 +81,10 @@ class ExportMetadata:
             extra["calibration"] = calibration
         return dataclasses.replace(self, precision=precision, extra=extra, gkd_version=gkd_deploy.__version__)
 
+    def with_outputs(self, outputs: tuple[str, ...]) -> "ExportMetadata":
+        """The metadata of the same file returning only `outputs` (`gkd export --outputs`)."""
+        return dataclasses.replace(self, outputs=tuple(outputs))
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
 
@@ -110,6 +117,8 @@ def _pair(values: Any) -> tuple[int, int]:
 
 def embed_metadata(model: onnx.ModelProto, metadata: ExportMetadata) -> onnx.ModelProto:
     """Set the `gkd` entry of `model.metadata_props`; other entries stay."""
+    import onnx
+
     kept = {entry.key: entry.value for entry in model.metadata_props if entry.key != METADATA_KEY}
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, kept | {METADATA_KEY: metadata.to_json()})
@@ -118,7 +127,10 @@ def embed_metadata(model: onnx.ModelProto, metadata: ExportMetadata) -> onnx.Mod
 
 def metadata_of(model: onnx.ModelProto, where: str) -> ExportMetadata:
     """The gkd metadata of a loaded model; `where` names it in errors."""
-    props = {entry.key: entry.value for entry in model.metadata_props}
+    return _from_props({entry.key: entry.value for entry in model.metadata_props}, where)
+
+
+def _from_props(props: dict[str, str], where: str) -> ExportMetadata:
     if METADATA_KEY not in props:
         raise ModelError(f"{where} carries no gkd metadata (class names, input size, precision): it was not "
                           "exported by gkd-deploy; export the checkpoint with `gkd export`")
@@ -134,10 +146,73 @@ def read_onnx_metadata(path: str | Path) -> ExportMetadata:
         # protobuf reads zero bytes as an empty, valid model: say what the file is instead.
         raise ModelError(f"{path} is empty (0 bytes): an interrupted copy or export? Export again with `gkd export`")
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as error:  # protobuf raises DecodeError and others for non-ONNX bytes
-        raise ModelError(f"{path} is not an ONNX file ({error.__class__.__name__})") from None
-    return metadata_of(model, str(path))
+        props = _scan_model_props(path)
+    except OSError as error:
+        raise ModelError(f"cannot read {path}: {error}") from None
+    except ValueError as error:
+        raise ModelError(f"{path} is not an ONNX file ({error})") from None
+    return _from_props(props, str(path))
+
+
+# ModelProto's top-level fields (onnx.proto): the IR version, the graph and the metadata entries.
+_IR_VERSION, _GRAPH, _METADATA_PROPS = 1, 7, 14
+
+
+def _scan_model_props(path: Path) -> dict[str, str]:
+    """`metadata_props` of an ONNX file, read from the protobuf wire format without parsing the graph.
+
+    The runtime must not need the `onnx` package (its import alone takes most of a second on a
+    small board): the top-level fields are walked and every other one, the graph included, is
+    skipped by its length. ValueError for bytes that are not a model (no IR version or graph)."""
+    data = memoryview(path.read_bytes())
+    props: dict[str, str] = {}
+    seen: set[int] = set()
+    for field_number, value in _fields(data):
+        seen.add(field_number)
+        if field_number == _METADATA_PROPS and isinstance(value, memoryview):
+            entry = {number: bytes(item) for number, item in _fields(value) if isinstance(item, memoryview)}
+            props[entry.get(1, b"").decode("utf-8", "replace")] = entry.get(2, b"").decode("utf-8", "replace")
+    if _IR_VERSION not in seen or _GRAPH not in seen:
+        raise ValueError("no IR version or graph in it")
+    return props
+
+
+def _fields(data: memoryview):
+    """(field number, int or memoryview) for each field of one protobuf message."""
+    position, end = 0, len(data)
+    while position < end:
+        key, position = _varint(data, position)
+        number, wire_type = key >> 3, key & 7
+        if number == 0:
+            raise ValueError("field number 0")
+        if wire_type == 0:
+            value, position = _varint(data, position)
+        elif wire_type == 2:
+            length, position = _varint(data, position)
+            if position + length > end:
+                raise ValueError("truncated")
+            value, position = data[position:position + length], position + length
+        elif wire_type in (1, 5):
+            position += 8 if wire_type == 1 else 4
+            value = 0
+        else:
+            raise ValueError(f"wire type {wire_type}")
+        if position > end:
+            raise ValueError("truncated")
+        yield number, value
+
+
+def _varint(data: memoryview, position: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if position >= len(data) or shift > 63:
+            raise ValueError("truncated")
+        byte = data[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, position
+        shift += 7
 
 
 def sidecar_path(engine: str | Path) -> Path:

@@ -1,7 +1,8 @@
 """ONNX Runtime predictor: CPU everywhere, the CUDA provider where onnxruntime-gpu and a GPU exist.
 
-With the CUDA provider the inputs and outputs go through IO binding, so a batch is copied to the
-device once instead of through host memory on every run.
+Needs neither torch nor the `onnx` package: numpy arrays in and out, the metadata read from the
+file's bytes. With the CUDA provider a batch is copied to the device once per call and the scores
+back once (IO binding); the session itself never stages through other host buffers.
 """
 
 from __future__ import annotations
@@ -9,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from gkd_deploy.errors import ModelError
-from gkd_deploy.runtime.base import ModelInfo
+from gkd_deploy.runtime.base import ModelInfo, labels_of, require_scores
 from gkd_deploy.runtime.metadata import read_onnx_metadata
 
 
@@ -20,7 +20,8 @@ def available_providers(device: str = "auto") -> list[str]:
     import onnxruntime
 
     available = onnxruntime.get_available_providers()
-    if device in ("auto", "cuda") and "CUDAExecutionProvider" in available and torch.cuda.is_available():
+    if device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
+        # Without a usable GPU onnxruntime falls back to the CPU provider (see `use_cuda`).
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device == "cuda":
         raise ModelError("the CUDA provider of onnxruntime is not available: install onnxruntime-gpu "
@@ -43,18 +44,29 @@ class OnnxRuntimePredictor:
         except Exception as error:  # onnxruntime raises its own exception types for bad files
             raise ModelError(f"onnxruntime cannot load {self.path}: {error}") from None
         self.input_name = self.session.get_inputs()[0].name
-        self.output_name = metadata.outputs[0]
-        self.use_cuda = self.providers[0] == "CUDAExecutionProvider"
+        self.use_cuda = self.session.get_providers()[0] == "CUDAExecutionProvider"
+        if device == "cuda" and not self.use_cuda:
+            raise ModelError("onnxruntime's CUDA provider could not start (no GPU visible, or CUDA/cuDNN libraries "
+                             "missing); use --device cpu")
         self.info = ModelInfo(class_set=metadata.class_set, input_size=metadata.input_size,
                               precision=metadata.precision, backend="onnxruntime", source=str(self.path),
-                              patch_size=metadata.patch_size)
+                              patch_size=metadata.patch_size, outputs=tuple(metadata.outputs))
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        array = np.ascontiguousarray(images.detach().float().cpu().numpy())
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        require_scores(self.info, "this call")
+        return self._run("scores", images)
+
+    def labels(self, images: np.ndarray) -> np.ndarray:
+        if "labels" in self.info.outputs:
+            return self._run("labels", images)  # only the labels are fetched (and copied back)
+        return labels_of(self._run("scores", images))
+
+    def _run(self, output: str, images: np.ndarray) -> np.ndarray:
+        array = np.ascontiguousarray(images, dtype=np.float32)
         if not self.use_cuda:
-            return torch.from_numpy(self.session.run([self.output_name], {self.input_name: array})[0])
+            return self.session.run([output], {self.input_name: array})[0]
         binding = self.session.io_binding()
         binding.bind_cpu_input(self.input_name, array)
-        binding.bind_output(self.output_name, "cuda")
+        binding.bind_output(output, "cuda")
         self.session.run_with_iobinding(binding)
-        return torch.from_numpy(binding.copy_outputs_to_cpu()[0])
+        return binding.copy_outputs_to_cpu()[0]

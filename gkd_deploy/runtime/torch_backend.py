@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from gkd_deploy.evaluation.evaluator import resolve_device
@@ -19,8 +20,19 @@ class TorchPredictor:
         self.model = load_segmenter(checkpoint).to(self.device).eval()
         self.checkpoint = checkpoint
         self.info = ModelInfo(class_set=self.model.class_set, input_size=None, precision="fp32", backend="torch",
-                              source=str(checkpoint), patch_size=self.model.config.patch_size)
+                              source=str(checkpoint), patch_size=self.model.config.patch_size,
+                              outputs=("scores", "labels"))
 
     @torch.inference_mode()
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self.forward(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))).cpu().numpy()
+
+    @torch.inference_mode()
+    def labels(self, images: np.ndarray) -> np.ndarray:
+        scores = self.forward(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)))
+        return scores.argmax(1).to(torch.uint8).cpu().numpy()  # on the model's device: only labels come back
+
+    @torch.inference_mode()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """The same on torch tensors, which stay on the model's device (training-time evaluation)."""
         return self.model(images.to(self.device, non_blocking=True).float())

@@ -1,0 +1,72 @@
+"""Which outputs an exported file returns: `gkd export --outputs labels|scores|both`.
+
+Every file is traced with both outputs, `scores` (B, K, H, W) float32 and `labels` (B, H, W)
+uint8 (the argmax inside the graph): the fp16 and int8 conversions and the parity check need the
+scores. A file meant for an application that only wants labels then drops the scores output (and
+with it nothing but the output itself: the argmax needs the scores inside the graph), so an edge
+device copies H x W bytes back per image instead of K x H x W floats. A labels-only file cannot be
+scored with overlapping sliding windows (`gkd validate`, `gkd eval`): validate the `both` export.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+
+from gkd_deploy.errors import ConfigError
+from gkd_deploy.runtime.metadata import OUTPUT_CHOICES, embed_metadata, metadata_of
+from gkd_deploy.runtime.onnx_io import load_model, save_model
+
+# Bytes per output element.
+_ITEM_BYTES = {"scores": 4, "labels": 1}
+
+
+def output_names(choice: str) -> tuple[str, ...]:
+    """`--outputs` value -> the output names; ConfigError for anything else."""
+    if choice not in OUTPUT_CHOICES:
+        raise ConfigError(f"unknown --outputs {choice!r}; choose from {', '.join(OUTPUT_CHOICES)}")
+    return OUTPUT_CHOICES[choice]
+
+
+def output_bytes(names: tuple[str, ...], num_classes: int, input_size: tuple[int, int]) -> int:
+    """Bytes the outputs `names` hold for one image of `input_size` (height, width)."""
+    pixels = input_size[0] * input_size[1]
+    return sum(_ITEM_BYTES[name] * pixels * (num_classes if name == "scores" else 1) for name in names)
+
+
+def keep_outputs(path: str | Path, names: tuple[str, ...]) -> Path:
+    """Rewrite the exported ONNX file at `path` so that it returns only `names` (in place, atomically),
+    its metadata updated; nodes that no kept output needs are removed with the rest."""
+    model = load_model(path)
+    metadata = metadata_of(model, str(path))
+    present = [output.name for output in model.graph.output]
+    if tuple(present) == tuple(names):
+        return Path(path)
+    missing = [name for name in names if name not in present]
+    if missing:
+        raise ConfigError(f"{path} has no output {', '.join(missing)} (it has {', '.join(present)})")
+    kept = [output for output in model.graph.output if output.name in names]
+    del model.graph.output[:]
+    model.graph.output.extend(kept)
+    _remove_dead_nodes(model.graph)
+    embed_metadata(model, metadata.with_outputs(names))
+    return save_model(model, path)
+
+
+def _remove_dead_nodes(graph: onnx.GraphProto) -> None:
+    """Drop nodes (and then initializers) that no graph output depends on."""
+    needed = {output.name for output in graph.output}
+    alive = []
+    for node in reversed(graph.node):
+        if any(name in needed for name in node.output):
+            alive.append(node)
+            needed.update(name for name in node.input if name)
+    del graph.node[:]
+    graph.node.extend(reversed(alive))
+    used = [initializer for initializer in graph.initializer if initializer.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(used)
+    shapes = [info for info in graph.value_info if info.name in needed]
+    del graph.value_info[:]
+    graph.value_info.extend(shapes)
