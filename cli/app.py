@@ -54,7 +54,7 @@ def root(
     root_logger.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
-app.command("models")(models.models)
+app.add_typer(models.app, name="models")
 app.command("train")(train.train)
 app.command("eval")(evaluate.evaluate)
 app.command("compare")(compare.compare)
