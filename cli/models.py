@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gkd_deploy.cli.console import console, next_step
-from gkd_deploy.models.authors.mask2former import AUTHORS_HEADS, AUTHORS_POINTS, import_authors_checkpoint
+from gkd_deploy.models.authors_mask2former import AUTHORS_HEADS, AUTHORS_POINTS, import_authors_checkpoint
 from gkd_deploy.models.builder import count_parameters
 from gkd_deploy.models.registry import list_model_specs
 

@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 from gkd_deploy.cli.app import main
 from gkd_deploy.errors import WeightsError
-from gkd_deploy.models.authors.mask2former import import_authors_checkpoint, import_authors_segmenter
+from gkd_deploy.models.authors_mask2former import import_authors_checkpoint, import_authors_segmenter
 from gkd_deploy.models.builder import create_encoder
 from gkd_deploy.models.checkpoint import load_segmenter, save_segmenter
 from gkd_deploy.models.decoders.mask2former.position_encoding import sine_position_embedding
@@ -91,7 +91,7 @@ def one_error_line(code: int, err: str, message: str) -> None:
 def test_distillation_checkpoint_fills_the_student_exactly(tmp_path, caplog):
     student = dinov2_student(WIDTH, DEPTH, patch=16, grid=4)
     path = distillation_checkpoint(tmp_path / "checkpoint_300.pth", student)
-    with caplog.at_level(logging.INFO, logger="gkd_deploy.models.authors.student"):
+    with caplog.at_level(logging.INFO, logger="gkd_deploy.models.authors_student"):
         encoder = create_encoder("tiny-student", weights=path, patch_size=16, img_size=64)
     # 55 student tensors taken; teacher (7 + 12 * 2 = 31) and QSD heads (3 x 2 x 4 = 24) left out.
     assert "took 55 tensors from 'student.backbone.'" in caplog.text

@@ -7,7 +7,7 @@ interpolated to the new token grid, as the GKD authors do when they run DINOv2 a
 DeiT at patch 14. A distilled DeiT checkpoint loses its distillation token on the way.
 
 A weights file may also be one of our own encoder or segmenter checkpoints or the GKD authors'
-distillation checkpoint (`authors.student`): both hold a plain ViT's tensors (no distillation
+distillation checkpoint (`authors_student`): both hold a plain ViT's tensors (no distillation
 token) and the student's mask token, which is loaded too.
 
 CNN specs (`spec.family == "cnn"`: the EfficientNet-Lite teachers, `timm:<cnn>`) are built by
@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import torch
 
 from gkd_deploy.errors import ModelError, WeightsError
-from gkd_deploy.models.authors.student import is_distillation_checkpoint, student_tensors
+from gkd_deploy.models.authors_student import is_distillation_checkpoint, student_tensors
 from gkd_deploy.models.cnn_encoder import CNNEncoder, build_cnn_encoder, count_cnn_parameters
 from gkd_deploy.models.encoder import ViTEncoder
 from gkd_deploy.models.patch_grid import KERNEL_KEY, POS_KEY, drop_distillation_token, fit_state_dict
@@ -138,7 +138,7 @@ def _backbone_state(state: dict[str, torch.Tensor],
                     path: Path) -> tuple[dict[str, torch.Tensor], bool, torch.Tensor | None]:
     """The backbone's tensors of a weights file, whether they are a plain ViT's, and the mask token.
 
-    The GKD authors' distillation checkpoint ("student.backbone.*", `authors.student`) and our own
+    The GKD authors' distillation checkpoint ("student.backbone.*", `authors_student`) and our own
     encoder ("backbone.*", "mask_token") and segmenter ("encoder.backbone.*", "encoder.mask_token")
     checkpoints hold a plain ViT (a distilled DeiT's token already dropped); any other file holds
     the architecture's own release (timm's names or the original ones).

@@ -4,7 +4,7 @@ Their stage 3 (`task_learning/configs/frozen_vfms/deit_vit-S_mask2former.py` on
 `configs/_base_/models/dinov2_mask2former.py`) trains mmseg's `Mask2FormerHead` (mmdet's, with
 mmseg's `cls_embed`) on a frozen `DinoVisionTransformer` (`rein/models/backbones/dino_v2.py`).
 mmengine saves `{'meta', 'state_dict', 'optimizer', ...}`; `state_dict` holds `backbone.*` (the
-layout of `authors.student`) and `decode_head.*`. Their head and ours compute the same network:
+layout of `authors_student`) and `decode_head.*`. Their head and ours compute the same network:
 
 - pyramid: block outputs 3, 5, 7, 11, before the final norm, resized x4, x2, x1, x0.5 (their
   backbone's `forward`; our `ViTPyramid`);
@@ -39,7 +39,7 @@ import torch
 
 from gkd_deploy.data.classes import CLASS_SETS, ClassSet
 from gkd_deploy.errors import WeightsError
-from gkd_deploy.models.authors.student import dinov2_layout_to_timm, is_distillation_checkpoint
+from gkd_deploy.models.authors_student import dinov2_layout_to_timm, is_distillation_checkpoint
 from gkd_deploy.models.registry import get_model_spec, list_model_specs
 from gkd_deploy.models.segmenter import Segmenter, SegmenterConfig, build_segmenter
 from gkd_deploy.models.weights import check_weights_file, read_state_dict

@@ -1,5 +1,10 @@
 """The GKD authors' students: a DINOv2-layout ViT, under timm's names.
 
+The authors' released checkpoints (the Hugging Face hub's `yongers/GKD`) come in two formats:
+distillation checkpoints (stages 1-2, here: `--student-weights`) and task-learning checkpoints
+(stage 3, mmseg Mask2Former: `authors_mask2former`, `gkd models import`). Facts come from their
+code; the code is our own.
+
 Their distillation script saves (github Younger-hua/GKD, `general_distillation/main.py`)
 `{'model': MetaArch.state_dict(), 'optimizer', 'lr_scheduler', 'epoch', 'model_ema', 'scaler',
 'args': argparse.Namespace}`. `MetaArch` (`general_distillation/distillation_models_deit.py`)
