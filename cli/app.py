@@ -62,7 +62,7 @@ def set_torch_threads(count: int) -> None:
         os.environ["OMP_NUM_THREADS"] = str(count)
 
 
-app.command("models")(models.models)
+app.add_typer(models.app, name="models")
 app.command("train")(train.train)
 app.command("eval")(evaluate.evaluate)
 app.command("compare")(compare.compare)

@@ -8,7 +8,9 @@ hub is reachable, because an offline machine would otherwise wait on retries bef
 
 from __future__ import annotations
 
+import argparse
 import logging
+import re
 import socket
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,6 +24,31 @@ log = logging.getLogger(__name__)
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 HUB_PROBE_TIMEOUT_S = 3.0
+
+# Classes a .pth file may hold besides tensors and containers. The GKD authors' distillation
+# checkpoints store their command line as an `argparse.Namespace` (`'args': args`, beside
+# `'model'`); a Namespace is rebuilt by setting attributes from a dict of the same allowed types,
+# so it runs no code. Everything else outside torch's weights-only set is refused.
+SAFE_PICKLED_CLASSES = (argparse.Namespace,)
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def load_torch_file(path: Path, *, mmap: bool = False) -> Any:
+    """`torch.load` with `weights_only=True` (no pickled code runs); WeightsError in one line for
+    a file that holds other pickled objects or is not a torch file at all."""
+    try:
+        with torch.serialization.safe_globals(list(SAFE_PICKLED_CLASSES)):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as error:  # unpickling and format errors come in many classes
+        unsupported = _UNSUPPORTED_GLOBAL.search(str(error))
+        if unsupported:
+            raise WeightsError(
+                f"cannot read weights from {path}: it holds a pickled Python object ({unsupported.group(1)}), "
+                "and gkd-deploy unpickles tensors and plain containers only (no code from a weights file runs); "
+                "where you trust the file, save its state dict alone (torch.save(checkpoint['state_dict'], "
+                "'weights.pth')) or convert it to .safetensors") from None
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise WeightsError(f"cannot read weights from {path}: {error.__class__.__name__}: {first_line}") from error
 
 
 def check_weights_file(path: Path) -> Path:
@@ -45,26 +72,28 @@ def check_weights_readable(path: Path) -> Path:
             with safe_open(str(path), framework="pt") as handle:
                 handle.keys()
         else:
-            torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            load_torch_file(path, mmap=True)
+    except WeightsError:
+        raise
     except Exception as error:  # unpickling and format errors come in many classes
         raise WeightsError(f"cannot read weights from {path}: {error.__class__.__name__}: {error}") from error
     return path
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from a .safetensors or .pth file (tensors only, unwrapped from "state_dict"/"model");
-    WeightsError, never a library's own exception, for a file that is not one (.pth files are read
-    with `weights_only=True`: no pickled code runs)."""
+    """A state dict from a .safetensors or .pth file (tensors only, unwrapped from "state_dict"/"model":
+    mmseg's and the GKD authors' checkpoints); WeightsError, never a library's own exception, for a
+    file that is not one (.pth files are read with `weights_only=True`: no pickled code runs)."""
     path = Path(path)
-    try:
-        if path.suffix.lower() == ".safetensors":
+    if path.suffix.lower() != ".safetensors":
+        state: Any = load_torch_file(path)
+    else:
+        try:
             from safetensors.torch import load_file
 
-            state: Any = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling and format errors come in many classes
-        raise WeightsError(f"cannot read weights from {path}: {error.__class__.__name__}: {error}") from error
+            state = load_file(str(path))
+        except Exception as error:  # format errors come in several classes
+            raise WeightsError(f"cannot read weights from {path}: {error.__class__.__name__}: {error}") from error
     for key in ("state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]

@@ -19,6 +19,7 @@ from torch import nn
 from gkd_deploy.models.decoders.mask2former.criterion import SetCriterion
 from gkd_deploy.models.decoders.mask2former.pixel_decoder import PixelDecoder
 from gkd_deploy.models.decoders.mask2former.point_sampling import PointSampler
+from gkd_deploy.models.decoders.mask2former.position_encoding import POSITION_CODES
 from gkd_deploy.models.decoders.mask2former.transformer_decoder import MaskedTransformerDecoder
 from gkd_deploy.models.pyramid import DEFAULT_SCALES
 
@@ -58,6 +59,8 @@ class Mask2FormerDecoder(nn.Module):
         class_weight, mask_weight, dice_weight: loss and matching-cost weights (2, 5, 5).
         no_object_weight: cross-entropy weight of the "no object" class (0.1).
         groups: GroupNorm groups of the pixel decoder (32).
+        position_code: pixel coordinates of the sine position embeddings: "centre" (Detectron2's
+            Mask2Former) or "mmdet" (mmdetection's, what imported mmseg heads were trained with).
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class Mask2FormerDecoder(nn.Module):
         dice_weight: float = 5.0,
         no_object_weight: float = 0.1,
         groups: int = 32,
+        position_code: str = "centre",
     ) -> None:
         super().__init__()
         positive = {
@@ -106,6 +110,9 @@ class Mask2FormerDecoder(nn.Module):
             )
         if hidden_dim % 4:
             raise ValueError(f"Mask2Former: hidden_dim ({hidden_dim}) must be a multiple of 4 (sine position codes)")
+        if position_code not in POSITION_CODES:
+            raise ValueError(f"Mask2Former: position_code must be one of {', '.join(POSITION_CODES)}, "
+                             f"got {position_code!r}")
         if oversample_ratio < 1.0:
             raise ValueError(f"Mask2Former: oversample_ratio must be >= 1, got {oversample_ratio}")
         if not 0.0 <= importance_sample_ratio <= 1.0:
@@ -117,9 +124,10 @@ class Mask2FormerDecoder(nn.Module):
 
         self.num_classes = num_classes
         self.pixel_decoder = PixelDecoder(in_channels, hidden_dim, pixel_layers, num_heads, num_points_deform,
-                                          pixel_ffn, groups)
+                                          pixel_ffn, groups, position_code)
         self.transformer = MaskedTransformerDecoder(num_classes, hidden_dim, num_queries, dec_layers, num_heads,
-                                                    dim_feedforward, num_levels=PixelDecoder.num_encoded_levels)
+                                                    dim_feedforward, num_levels=PixelDecoder.num_encoded_levels,
+                                                    position_code=position_code)
         self.criterion = SetCriterion(
             num_classes, PointSampler(num_points, oversample_ratio, importance_sample_ratio),
             class_weight=class_weight, mask_weight=mask_weight, dice_weight=dice_weight,

@@ -73,6 +73,7 @@ class PixelDecoder(nn.Module):
         num_heads, num_points: deformable attention heads (8) and points per head and level (4).
         ffn_dim: hidden width of the encoder FFN (1024).
         groups: GroupNorm groups (32).
+        position_code: the sine position convention (`position_encoding.POSITION_CODES`).
     """
 
     #: The deformable encoder runs over this many of the coarsest pyramid levels; the rest get
@@ -80,8 +81,9 @@ class PixelDecoder(nn.Module):
     num_encoded_levels = 3
 
     def __init__(self, in_channels: int, dim: int, num_layers: int, num_heads: int, num_points: int, ffn_dim: int,
-                 groups: int) -> None:
+                 groups: int, position_code: str = "centre") -> None:
         super().__init__()
+        self.position_code = position_code
         self.pyramid = ViTPyramid(DEFAULT_SCALES)
         levels = self.num_encoded_levels
         # Index 0 is the coarsest level (stride 32), as the encoder and the decoder order them.
@@ -124,7 +126,8 @@ class PixelDecoder(nn.Module):
         tokens = torch.cat([p.flatten(2).transpose(1, 2) for p in projected], dim=1)  # (B, S, D)
         dim = tokens.shape[-1]
         pos = torch.cat([
-            sine_position_embedding(h, w, dim, device=tokens.device, dtype=tokens.dtype) + self.level_embed[i]
+            sine_position_embedding(h, w, dim, device=tokens.device, dtype=tokens.dtype, code=self.position_code)
+            + self.level_embed[i]
             for i, (h, w) in enumerate(shapes)
         ])[None]  # (1, S, D)
         points = reference_points(shapes, tokens.device).to(tokens.dtype)  # (S, 2)

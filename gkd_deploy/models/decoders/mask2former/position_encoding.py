@@ -6,15 +6,22 @@ import math
 
 import torch
 
+#: Where a pixel's coordinate sits before normalisation to (0, 2*pi], per convention:
+#: "centre": (i + 0.5) / n, Detectron2's Mask2Former (`PositionEmbeddingSine`, offset -0.5 on the
+#: 1-based count); "mmdet": (i + 1) / (n + 1e-6), mmdetection's `SinePositionalEncoding` with its
+#: default offset 0, which the GKD authors' mmseg heads were trained with.
+POSITION_CODES: dict[str, tuple[float, float]] = {"centre": (0.5, 0.0), "mmdet": (1.0, 1e-6)}
+
 
 def sine_position_embedding(
     height: int, width: int, dim: int, *, device: torch.device | None = None, dtype: torch.dtype = torch.float32,
-    temperature: float = 10000.0,
+    temperature: float = 10000.0, code: str = "centre",
 ) -> torch.Tensor:
     """(height*width, dim) embedding of each pixel, row-major like `tensor.flatten(-2)`.
 
     The first dim/2 channels encode the row, the last dim/2 the column. Coordinates are pixel
-    centres normalised to (0, 2*pi), so a level's embedding does not depend on its resolution
+    positions normalised to (0, 2*pi] (`code`: pixel centres by default, or mmdetection's
+    convention, see `POSITION_CODES`), so a level's embedding does not depend on its resolution
     (a coarse and a fine map get matching codes at the same image position). Each half
     interleaves sin and cos at geometrically spaced frequencies.
 
@@ -23,9 +30,12 @@ def sine_position_embedding(
     """
     if dim % 4:
         raise ValueError(f"sine position embedding: dim must be a multiple of 4, got {dim}")
+    if code not in POSITION_CODES:
+        raise ValueError(f"sine position embedding: code must be one of {', '.join(POSITION_CODES)}, got {code!r}")
+    offset, eps = POSITION_CODES[code]
     half = dim // 2
-    ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / height * (2 * math.pi)
-    xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) / width * (2 * math.pi)
+    ys = (torch.arange(height, device=device, dtype=torch.float32) + offset) / (height + eps) * (2 * math.pi)
+    xs = (torch.arange(width, device=device, dtype=torch.float32) + offset) / (width + eps) * (2 * math.pi)
     # Channel pair 2i, 2i+1 shares the frequency temperature^(-2i/half).
     frequencies = temperature ** (2 * (torch.arange(half, device=device, dtype=torch.float32) // 2) / half)
 

@@ -91,11 +91,13 @@ class MaskedTransformerDecoder(nn.Module):
         num_heads: attention heads.
         ffn_dim: FFN hidden width.
         num_levels: how many encoded levels the layers cycle over (3).
+        position_code: the sine position convention (`position_encoding.POSITION_CODES`).
     """
 
     def __init__(self, num_classes: int, dim: int, num_queries: int, num_layers: int, num_heads: int, ffn_dim: int,
-                 num_levels: int = 3) -> None:
+                 num_levels: int = 3, position_code: str = "centre") -> None:
         super().__init__()
+        self.position_code = position_code
         self.num_heads = num_heads
         self.num_levels = num_levels
         self.query_feat = nn.Embedding(num_queries, dim)  # the queries' initial content
@@ -115,7 +117,7 @@ class MaskedTransformerDecoder(nn.Module):
             # The level embedding is part of the memory (key and value); the sine code only of the key.
             memories.append(level.flatten(2).transpose(1, 2) + self.level_embed.weight[index])
             memory_pos.append(sine_position_embedding(int(height), int(width), level.shape[1], device=level.device,
-                                                      dtype=level.dtype)[None])
+                                                      dtype=level.dtype, code=self.position_code)[None])
         # A copy per image (repeat, not an expand view: a view of a parameter made under no_grad
         # still claims requires_grad without a grad_fn, which trips module hooks such as
         # FlopCounterMode's); the position embedding goes in as the parameter and broadcasts.
