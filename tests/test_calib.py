@@ -376,3 +376,16 @@ def test_onnxruntime_placement_is_what_its_cpu_kernels_run_in_int8(onnxruntime_i
     kernels = {n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node}
     assert {"QLinearConv", "MatMulIntegerToFloat"} <= kernels
     assert not {"MatMul", "Conv", "FusedConv", "FusedMatMul"} & kernels, kernels
+
+
+def test_parity_check_fails_an_int8_file_whose_scales_clip(int8_path, segmenter, parity_images, tmp_path):
+    model = onnx.load(str(int8_path))
+    activation_scales = {n.input[1] for n in of_type(model, "QuantizeLinear")}
+    for tensor in model.graph.initializer:
+        if tensor.name in activation_scales:
+            tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) / 4, tensor.name))
+    onnx.save(model, str(tmp_path / "clipped.onnx"))
+    report = check_parity(tmp_path / "clipped.onnx", segmenter, parity_images)
+    assert report.pixel_agreement < TOLERANCES["int8"].min_pixel_agreement
+    with pytest.raises(ExportError, match="does not match PyTorch"):
+        assert_parity(report)
