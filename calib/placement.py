@@ -11,8 +11,10 @@ a residual Add that comes out of a matrix product, not its skip input), hence ou
 int8.py::_find_nodes_to_quantize`, version 0.47), as it comes out on ViT segmenters:
 
 - every matrix product (Conv, ConvTranspose, Gemm, MatMul) reads its activations and its weights
-  through Q/DQ, the attention products Q*K^T and softmax*V included (ModelOpt only excludes them
-  when a non-constant Add, a mask, sits between Q*K^T and Softmax: `find_mha_partitions`);
+  through Q/DQ, the attention products Q*K^T and softmax*V included, unless a non-constant Add (a
+  mask) sits between Q*K^T and Softmax (`partitioning.py::find_mha_partitions`) or the attention
+  runs over more than 512 tokens (`quantize.py` -> `graph_utils.py::find_nodes_from_mha_to_exclude`:
+  TensorRT's int8 attention kernels stop there; a ViT-S/16 at 512x512 has 1025 tokens);
   products TensorRT runs as matrix-vector (a static M or N of 1: `find_nodes_from_matmul_to_exclude`)
   and convolutions without int8 kernels for their channel counts (`find_nodes_from_convs_to_exclude`)
   stay in float;
@@ -53,6 +55,10 @@ COPY_OPS = frozenset({
 })
 # What a matrix product's epilogue can hold: a bias or scale (the other input constant) and an activation.
 EPILOGUE_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Relu", "Clip", "BatchNormalization"})
+# What ModelOpt lets sit between an attention's Q*K^T, its Softmax and softmax*V.
+ATTENTION_PASS_THROUGH = frozenset({"Div", "Mul", "Add", "Reshape", "Transpose", "Flatten", "Cast"})
+# TensorRT's int8 attention kernels take sequences up to this length (ModelOpt's rule).
+MAX_INT8_ATTENTION_TOKENS = 512
 SENSITIVE_OPS = ("LayerNormalization", "Softmax", "Erf", "Gelu", "InstanceNormalization")
 # Convolutions with fewer channels than this have no int8 TensorRT kernels unless the counts are
 # multiples of 8 (ModelOpt's rule).
@@ -172,7 +178,7 @@ def place_qdq(model: onnx.ModelProto, target: str, *, quantize_sensitive: bool =
 
 
 def _tensorrt(graph: GraphView, placement: Placement) -> None:
-    excluded = _masked_attention_products(graph)
+    excluded = _excluded_attention_products(graph)
     linear = {name for name, node in graph.nodes.items()
               if node.op_type in LINEAR_OPS and name not in excluded and _tensorrt_has_int8_kernel(graph, node)}
     for name in linear:
@@ -222,34 +228,38 @@ def _comes_from(graph: GraphView, tensor: str, sources: set[str]) -> bool:
     return _comes_from(graph, producer.input[variable[0]], sources)
 
 
-def _masked_attention_products(graph: GraphView) -> set[str]:
-    """Q*K^T, its mask Add and softmax*V of every attention whose logits get a non-constant Add
-    before Softmax: ModelOpt leaves that core in float."""
+def _excluded_attention_products(graph: GraphView) -> set[str]:
+    """Q*K^T and softmax*V (and a mask Add between them) of every attention ModelOpt leaves in float:
+    one whose logits get a non-constant Add (a mask) before Softmax (`find_mha_partitions` in
+    partitioning.py), and one over more than `MAX_INT8_ATTENTION_TOKENS` tokens, more than
+    TensorRT's int8 attention kernels take (`find_nodes_from_mha_to_exclude`)."""
     excluded: set[str] = set()
     for first in graph.nodes.values():
         if first.op_type != "MatMul":
             continue
-        mask = _follow(graph, first, "Add")
-        if mask is None or len(graph.variable_inputs(mask)) != 2:
+        softmax, between = _follow(graph, first, "Softmax")
+        second = _follow(graph, softmax, "MatMul")[0] if softmax is not None else None
+        if second is None:
             continue
-        softmax = _follow(graph, mask, "Softmax")
-        second = _follow(graph, softmax, "MatMul") if softmax is not None else None
-        if second is not None:
-            excluded |= {first.name, mask.name, second.name}
+        masks = [n for n in between if n.op_type == "Add" and len(graph.variable_inputs(n)) == 2]
+        tokens = (graph.shapes.get(first.input[1]) or (None,))[-1]
+        if masks or (tokens is not None and tokens > MAX_INT8_ATTENTION_TOKENS):
+            excluded |= {first.name, second.name, *(n.name for n in masks)}
     return excluded
 
 
-def _follow(graph: GraphView, node: onnx.NodeProto, op_type: str) -> onnx.NodeProto | None:
-    """The first node of `op_type` that reads `node`'s output, through layout ops and constant scales."""
+def _follow(graph: GraphView, node: onnx.NodeProto, op_type: str,
+            depth: int = 8) -> tuple[onnx.NodeProto | None, list[onnx.NodeProto]]:
+    """The first node of `op_type` that reads `node`'s output through layout ops, scales and Adds
+    (what sits between an attention's products and its Softmax), and the nodes passed on the way."""
     for consumer, _ in graph.consumers[node.output[0]]:
         if consumer.op_type == op_type:
-            return consumer
-        if consumer.op_type in COPY_OPS or (consumer.op_type in ("Mul", "Div")
-                                            and len(graph.variable_inputs(consumer)) == 1):
-            found = _follow(graph, consumer, op_type)
+            return consumer, []
+        if depth and consumer.op_type in ATTENTION_PASS_THROUGH:
+            found, between = _follow(graph, consumer, op_type, depth - 1)
             if found is not None:
-                return found
-    return None
+                return found, [consumer, *between]
+    return None, []
 
 
 def _tensorrt_has_int8_kernel(graph: GraphView, node: onnx.NodeProto) -> bool:

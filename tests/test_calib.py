@@ -281,7 +281,7 @@ def _graph(nodes, inputs, outputs, initializers):
     return model
 
 
-def test_tensorrt_placement_leaves_masked_attention_gemv_and_thin_convs_in_float():
+def test_tensorrt_placement_leaves_masked_or_long_attention_gemv_and_thin_convs_in_float():
     make, value = onnx.helper.make_node, onnx.helper.make_tensor_value_info
     weight = numpy_helper.from_array(np.ones((16, 16), np.float32), "w")
     vector_weight = numpy_helper.from_array(np.ones((16, 1), np.float32), "w_column")
@@ -315,6 +315,14 @@ def test_tensorrt_placement_leaves_masked_attention_gemv_and_thin_convs_in_float
     placement = place_qdq(model, "tensorrt")
     assert {name for sites in placement.activations.values() for name, _ in sites} == {"linear", "scores", "context"}
     assert placement.activations["weights"] == {("context", 0)}
+    # Over 512 tokens TensorRT has no int8 attention kernel: the products stay float again.
+    long = _graph(unmasked, [value("x", onnx.TensorProto.FLOAT, [1, 513, 16]),
+                             value("image", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+                  [value("column", onnx.TensorProto.FLOAT, None), value("features", onnx.TensorProto.FLOAT, None)],
+                  [weight, vector_weight, thin])
+    placement = place_qdq(long, "tensorrt")
+    assert {name for sites in placement.activations.values() for name, _ in sites} == {"linear"}
+    assert "scores" in {name for sites in place_qdq(long, "onnxruntime").activations.values() for name, _ in sites}
 
 
 def test_fp16_remainder_runs_the_rest_in_fp16_and_still_matches(int8_path, segmenter, parity_images, tmp_path):
