@@ -119,7 +119,9 @@ class GraphView:
                 if name:
                     self.consumers[name].append((node, index))
         self.outputs = {value.name for value in graph.output}
-        inferred = onnx.shape_inference.infer_shapes(model).graph
+        # data_prop: the exporter computes reshape targets from Shape ops; propagating their values
+        # gives the static token counts and channel widths (the batch stays symbolic).
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
         self.types: dict[str, int] = {}
         self.shapes: dict[str, tuple] = {}
         for value in list(inferred.value_info) + list(inferred.input) + list(inferred.output):
