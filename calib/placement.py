@@ -46,6 +46,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from gkd_deploy.errors import ExportError
+
 TARGETS = ("tensorrt", "onnxruntime")
 LINEAR_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 # Layout-only ops: TensorRT folds them into their neighbours, so they do not break a fusion.
@@ -163,7 +165,7 @@ def name_nodes(model: onnx.ModelProto) -> None:
 def place_qdq(model: onnx.ModelProto, target: str, *, quantize_sensitive: bool = False) -> Placement:
     """The Q/DQ sites of the float model `model` for `target` (tensorrt or onnxruntime)."""
     if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
+        raise ExportError(f"unknown int8 target {target!r}; use one of {', '.join(TARGETS)}")
     graph = GraphView(model)
     placement = Placement(target)
     (_tensorrt if target == "tensorrt" else _onnxruntime)(graph, placement)
