@@ -140,7 +140,11 @@ def export_model(
                                            target=target, quantize_sensitive=quantize_sensitive,
                                            cache_dir=out / ".calib-cache")
         if remainder == "fp16":
-            convert_int8_remainder(onnx_files["int8"], onnx_files["int8"])
+            try:
+                convert_int8_remainder(onnx_files["int8"], onnx_files["int8"])
+            except ExportError:
+                onnx_files["int8"].unlink(missing_ok=True)  # not the file that was asked for
+                raise
         files.append(_checked(onnx_files["int8"], "int8", segmenter, check, started))
     if "onnx" not in formats or "fp32" not in precisions:
         # fp32 was only the base of the conversions: keep it (it is small and always valid), but do

@@ -249,3 +249,17 @@ def test_export_model_passes_target_and_remainder_to_the_int8_file(exported, sce
         assert int8.parity.pixel_agreement >= TOLERANCES["int8"].min_pixel_agreement
     assert made == {("tensorrt", None): ("tensorrt", "fp16"), ("onnxruntime", None): ("onnxruntime", "fp32"),
                     ("tensorrt", "fp32"): ("tensorrt", "fp32")}
+
+
+def test_a_failed_fp16_remainder_leaves_no_int8_file(exported, scenes, tmp_path, monkeypatch):
+    from gkd_deploy.exporters import pipeline
+
+    def fail(int8_onnx, out_path):
+        raise ExportError("simulated remainder failure")
+
+    monkeypatch.setattr(pipeline, "convert_int8_remainder", fail)
+    _, checkpoint = exported
+    with pytest.raises(ExportError, match="simulated remainder failure"):
+        pipeline.export_model(checkpoint, precisions=("int8",), calib=f"cityscapes={scenes.cityscapes}", calib_count=4,
+                              check_count=4, out_dir=tmp_path)
+    assert not list(tmp_path.glob("model-int8*.onnx"))
