@@ -15,7 +15,8 @@ int8.py::_find_nodes_to_quantize`, version 0.47), as it comes out on ViT segment
   mask) sits between Q*K^T and Softmax (`partitioning.py::find_mha_partitions`) or the attention
   runs over more than 512 tokens (`quantize.py` -> `graph_utils.py::find_nodes_from_mha_to_exclude`:
   TensorRT's int8 attention kernels stop there; a ViT-S/16 at 512x512 has 1025 tokens);
-  products TensorRT runs as matrix-vector (a static M or N of 1: `find_nodes_from_matmul_to_exclude`)
+  products TensorRT runs as matrix-vector or too small (a static M or N of 1, K or N under 16:
+  `find_nodes_from_matmul_to_exclude`)
   and convolutions without int8 kernels for their channel counts (`find_nodes_from_convs_to_exclude`)
   stay in float;
 - an Add that joins the output of a matrix product (through its bias, activation and layout ops)
@@ -65,6 +66,8 @@ SENSITIVE_OPS = ("LayerNormalization", "Softmax", "Erf", "Gelu", "InstanceNormal
 # Convolutions with fewer channels than this have no int8 TensorRT kernels unless the counts are
 # multiples of 8 (ModelOpt's rule).
 MIN_CONV_CHANNELS = 16
+# Matrix products with K or N under this run no faster in int8 on TensorRT (ModelOpt's rule).
+MIN_GEMM_DIM = 16
 FLOAT_TYPES = (onnx.TensorProto.FLOAT,)
 
 
@@ -268,14 +271,16 @@ def _follow(graph: GraphView, node: onnx.NodeProto, op_type: str,
 
 def _tensorrt_has_int8_kernel(graph: GraphView, node: onnx.NodeProto) -> bool:
     if node.op_type in ("MatMul", "Gemm"):
-        # A matrix-vector product cannot use the tensor cores; Q/DQ there only slows TensorRT down.
+        # A matrix-vector product, or one with K or N under 16, cannot use the tensor cores well;
+        # Q/DQ there only slows TensorRT down.
         rows = graph.shapes.get(node.input[0], ())
         columns = graph.shapes.get(node.input[1], ())
         transposed_a = next((a.i for a in node.attribute if a.name == "transA"), 0)
         transposed_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
         m = rows[-1 if transposed_a else -2] if len(rows) >= 2 else None
         n = columns[-2 if transposed_b else -1] if len(columns) >= 2 else None
-        return m != 1 and n != 1
+        k = columns[-1 if transposed_b else -2] if len(columns) >= 2 else None
+        return m != 1 and n != 1 and not (n is not None and n < MIN_GEMM_DIM) and not (k is not None and k < MIN_GEMM_DIM)
     if node.op_type != "Conv":
         return True
     weight = graph.constants.get(node.input[1])

@@ -69,6 +69,7 @@ def quantize_int8(
     `quantize_sensitive` also quantizes the inputs of LayerNorm, Softmax, GELU, InstanceNorm and
     the residual Adds (less accurate). With `cache_dir`, the calibration statistics are stored
     there and reused by the next call with the same model, images, method and calibrated ops.
+    What is not int8 stays fp32; `gkd_deploy.exporters.fp16.convert_int8_remainder` makes it fp16.
     """
     if method not in METHODS:
         raise ExportError(f"unknown calibration method {method!r}; use one of {', '.join(METHODS)}")
@@ -90,6 +91,7 @@ def quantize_int8(
         pairs = insert_qdq(model, placement, ranges, unsigned_activations=target == "onnxruntime")
     except KeyError as missing:
         raise ExportError(f"calibration gave no range for tensor {missing}; this is a bug, please report it") from None
+    # The onnxruntime placement has uint8 activations (zero point 128): TensorRT's rules are not its own.
     problems = qdq_violations(model) if target == "tensorrt" else []
     if problems:
         raise ExportError(f"the int8 model breaks TensorRT's Q/DQ rules: {'; '.join(problems[:5])}"

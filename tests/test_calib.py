@@ -285,6 +285,7 @@ def test_tensorrt_placement_leaves_masked_or_long_attention_gemv_and_thin_convs_
     make, value = onnx.helper.make_node, onnx.helper.make_tensor_value_info
     weight = numpy_helper.from_array(np.ones((16, 16), np.float32), "w")
     vector_weight = numpy_helper.from_array(np.ones((16, 1), np.float32), "w_column")
+    narrow_weight = numpy_helper.from_array(np.ones((16, 8), np.float32), "w_narrow")  # N = 8 < 16
     thin = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "thin")
     nodes = [
         make("MatMul", ["x", "w"], ["q"], name="linear"),
@@ -294,13 +295,14 @@ def test_tensorrt_placement_leaves_masked_or_long_attention_gemv_and_thin_convs_
         make("Softmax", ["masked"], ["weights"], name="softmax", axis=-1),
         make("MatMul", ["weights", "q"], ["attended"], name="context"),
         make("MatMul", ["attended", "w_column"], ["column"], name="gemv"),
+        make("MatMul", ["attended", "w_narrow"], ["narrow_out"], name="narrow"),
         make("Conv", ["image", "thin"], ["features"], name="thin_conv"),
     ]
-    model = _graph(nodes, [value("x", onnx.TensorProto.FLOAT, [1, 8, 16]),
-                           value("mask", onnx.TensorProto.FLOAT, [1, 8, 8]),
+    model = _graph(nodes, [value("x", onnx.TensorProto.FLOAT, [1, 16, 16]),
+                           value("mask", onnx.TensorProto.FLOAT, [1, 16, 16]),
                            value("image", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
-                   [value("column", onnx.TensorProto.FLOAT, None), value("features", onnx.TensorProto.FLOAT, None)],
-                   [weight, vector_weight, thin])
+                   [value(name, onnx.TensorProto.FLOAT, None) for name in ("column", "narrow_out", "features")],
+                   [weight, vector_weight, narrow_weight, thin])
     placement = place_qdq(model, "tensorrt")
     readers = {name for sites in placement.activations.values() for name, _ in sites} | {n for n, _ in placement.weights}
     assert readers == {"linear"}
@@ -308,18 +310,18 @@ def test_tensorrt_placement_leaves_masked_or_long_attention_gemv_and_thin_convs_
     # Without the mask the attention products are quantized like any other.
     unmasked = [n for n in nodes if n.name != "mask"]
     unmasked[3] = make("Softmax", ["logits"], ["weights"], name="softmax", axis=-1)
-    model = _graph(unmasked, [value("x", onnx.TensorProto.FLOAT, [1, 8, 16]),
+    model = _graph(unmasked, [value("x", onnx.TensorProto.FLOAT, [1, 16, 16]),
                               value("image", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
-                   [value("column", onnx.TensorProto.FLOAT, None), value("features", onnx.TensorProto.FLOAT, None)],
-                   [weight, vector_weight, thin])
+                   [value(name, onnx.TensorProto.FLOAT, None) for name in ("column", "narrow_out", "features")],
+                   [weight, vector_weight, narrow_weight, thin])
     placement = place_qdq(model, "tensorrt")
     assert {name for sites in placement.activations.values() for name, _ in sites} == {"linear", "scores", "context"}
     assert placement.activations["weights"] == {("context", 0)}
     # Over 512 tokens TensorRT has no int8 attention kernel: the products stay float again.
     long = _graph(unmasked, [value("x", onnx.TensorProto.FLOAT, [1, 513, 16]),
                              value("image", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
-                  [value("column", onnx.TensorProto.FLOAT, None), value("features", onnx.TensorProto.FLOAT, None)],
-                  [weight, vector_weight, thin])
+                  [value(name, onnx.TensorProto.FLOAT, None) for name in ("column", "narrow_out", "features")],
+                  [weight, vector_weight, narrow_weight, thin])
     placement = place_qdq(long, "tensorrt")
     assert {name for sites in placement.activations.values() for name, _ in sites} == {"linear"}
     assert "scores" in {name for sites in place_qdq(long, "onnxruntime").activations.values() for name, _ in sites}
