@@ -1,11 +1,14 @@
 """fp32 export -> int8 ONNX with explicit Q/DQ nodes, the form TensorRT builds int8 engines from.
 
-onnxruntime's static quantizer does the graph work (`quantize_static`, QDQ format). Calibration
-runs through its lower-level calibrator API instead of inside `quantize_static`, for two reasons:
-the images go through in passes of `IMAGES_PER_PASS` (the histogram calibrators otherwise hold
-every intermediate tensor of every image in memory at once), and the statistics are cached
-(`cache.py`), so exporting the same model again skips the slow part. `quantize_static` then
-reads the statistics from that file.
+Where the Q/DQ pairs go is the target's (`placement.py`: TensorRT's fusion rules, or onnxruntime
+CPU's int8 kernels); `qdq_insert.py` writes them with the calibrated scales. Calibration runs
+through onnxruntime's calibrator API, for two reasons: the images go through in passes of
+`IMAGES_PER_PASS` (the histogram calibrators otherwise hold every intermediate tensor of every
+image in memory at once), and the statistics are cached (`cache.py`), so exporting the same model
+again skips the slow part.
+
+The file written here keeps everything that is not int8 in fp32 (`remainder` fp32 in its
+metadata); `gkd_deploy.exporters.fp16.convert_int8_remainder` turns that remainder to fp16.
 """
 
 from __future__ import annotations
@@ -15,16 +18,15 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
-from onnxruntime.quantization import (
-    CalibrationMethod, QuantFormat, QuantType, TensorsData, create_calibrator, quantize_static, save_tensors_data,
-)
-from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+from onnxruntime.quantization import CalibrationMethod, TensorsData, create_calibrator, save_tensors_data
+from onnxruntime.quantization.calibrate import load_tensors_data
 
 from gkd_deploy.calib.cache import cache_file, calibration_key
 from gkd_deploy.calib.images import RECOMMENDED_MIN_COUNT, CalibrationSet
 from gkd_deploy.calib.ort_output import quiet_onnxruntime
+from gkd_deploy.calib.placement import TARGETS, name_nodes, place_qdq
+from gkd_deploy.calib.qdq_insert import insert_qdq
 from gkd_deploy.calib.qdq_rules import qdq_violations
 from gkd_deploy.calib.reader import ImageBatchReader
 from gkd_deploy.errors import ExportError
@@ -38,17 +40,15 @@ METHODS = {
     "entropy": CalibrationMethod.Entropy,
     "percentile": CalibrationMethod.Percentile,
 }
-# Quantizing LayerNorm, Softmax, GELU or the residual Adds wrecks a ViT's accuracy (their inputs
-# have outlier channels no single int8 scale covers); the matrix products carry the compute. Only
-# their inputs are quantized: onnxruntime would also put Q/DQ on their outputs, which feed the
-# bias and residual Adds (TensorRT, like NVIDIA's own tools, wants Q/DQ at inputs only).
-DEFAULT_OP_TYPES = ("Conv", "Gemm", "MatMul")
-ALL_OP_TYPES = tuple(sorted(set(QLinearOpsRegistry) | set(QDQRegistry)))
-# Symmetric ranges everywhere: TensorRT takes only zero point 0. Biases stay float (TensorRT
-# parses no int32 DequantizeLinear; it fuses the bias into the int8 kernel itself).
+# What is not int8 runs in this precision. TensorRT runs an fp32 remainder in fp32 (an int8 ViT
+# engine is then slower than fp16); onnxruntime's CPU kernels are fast in fp32 and slow in fp16.
+REMAINDERS = ("fp16", "fp32")
+DEFAULT_REMAINDER = {"tensorrt": "fp16", "onnxruntime": "fp32"}
+# Symmetric ranges everywhere: TensorRT takes only zero point 0.
 CALIBRATOR_OPTIONS = {"symmetric": True}
-QUANTIZER_OPTIONS = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
-IMAGES_PER_PASS = 32
+# A pass holds every calibrated tensor of its images at once: about 0.6 GB per 512x512 image for a
+# ViT-S (its attention maps), so few images per pass.
+IMAGES_PER_PASS = 4
 
 
 def quantize_int8(
@@ -57,38 +57,42 @@ def quantize_int8(
     images: CalibrationSet | np.ndarray | torch.Tensor,
     *,
     method: str = "minmax",
+    target: str = "tensorrt",
     quantize_sensitive: bool = False,
     cache_dir: str | Path | None = None,
 ) -> Path:
     """Calibrate the fp32 export `fp32_onnx` on `images` and write its int8 Q/DQ copy to `out_path`.
 
     `images`: (N, 3, H, W) RGB 0..255 at the model's input size (a `CalibrationSet` or an
-    array). `method`: minmax, entropy or percentile. Only Conv/Gemm/MatMul are quantized unless
-    `quantize_sensitive` (then every op type onnxruntime can quantize). With `cache_dir`, the
-    calibration statistics are stored there and reused by the next call with the same model,
-    images and method.
+    array). `method`: minmax, entropy or percentile. `target`: tensorrt (Q/DQ where TensorRT fuses
+    them, as NVIDIA's ModelOpt places them) or onnxruntime (where its CPU kernels are int8).
+    `quantize_sensitive` also quantizes the inputs of LayerNorm, Softmax, GELU, InstanceNorm and
+    the residual Adds (less accurate). With `cache_dir`, the calibration statistics are stored
+    there and reused by the next call with the same model, images, method and calibrated ops.
+    What is not int8 stays fp32; `gkd_deploy.exporters.fp16.convert_int8_remainder` makes it fp16.
     """
     if method not in METHODS:
         raise ExportError(f"unknown calibration method {method!r}; use one of {', '.join(METHODS)}")
+    if target not in TARGETS:
+        raise ExportError(f"unknown int8 target {target!r}; use one of {', '.join(TARGETS)}")
     model = load_model(fp32_onnx)
     metadata = metadata_of(model, str(fp32_onnx))
     if metadata.precision != "fp32":
         raise ExportError(f"{fp32_onnx} is a {metadata.precision} model; quantize the fp32 export")
     array = _calibration_array(images, metadata.input_size)
-    op_types = list(ALL_OP_TYPES if quantize_sensitive else DEFAULT_OP_TYPES)
+    name_nodes(model)
+    placement = place_qdq(model, target, quantize_sensitive=quantize_sensitive)
+    op_types = placement.op_types
     with tempfile.TemporaryDirectory(prefix="gkd-int8-") as work:
         statistics = _statistics_file(Path(fp32_onnx), array, method, op_types, metadata.input_name, cache_dir,
                                       Path(work))
-        quantized_path = Path(work) / "int8.onnx"
-        with quiet_onnxruntime():
-            quantize_static(
-                str(fp32_onnx), str(quantized_path), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=op_types, per_channel=True, reduce_range=False,
-                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=METHODS[method],
-                extra_options=_quantizer_options(quantize_sensitive), calibration_cache_path=statistics,
-            )
-        quantized = onnx.load_model(str(quantized_path))
-    problems = qdq_violations(quantized)
+        ranges = {name: data.range_value for name, data in load_tensors_data(str(statistics)).data.items()}
+    try:
+        pairs = insert_qdq(model, placement, ranges, unsigned_activations=target == "onnxruntime")
+    except KeyError as missing:
+        raise ExportError(f"calibration gave no range for tensor {missing}; this is a bug, please report it") from None
+    # The onnxruntime placement has uint8 activations (zero point 128): TensorRT's rules are not its own.
+    problems = qdq_violations(model) if target == "tensorrt" else []
     if problems:
         raise ExportError(f"the int8 model breaks TensorRT's Q/DQ rules: {'; '.join(problems[:5])}"
                           + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""))
@@ -96,19 +100,16 @@ def quantize_int8(
         "method": method,
         "images": int(len(array)),
         "domains": list(images.domains) if isinstance(images, CalibrationSet) else [],
+        "target": target,
+        "remainder": "fp32",
+        "quantize_sensitive": quantize_sensitive,
         "quantized_op_types": op_types,
     }
-    embed_metadata(quantized, metadata.with_precision("int8", calibration))
-    save_model(quantized, out_path)
-    log.info("wrote int8 Q/DQ model %s (%s calibration on %d images)", out_path, method, len(array))
+    embed_metadata(model, metadata.with_precision("int8", calibration))
+    save_model(model, out_path)
+    log.info("wrote int8 Q/DQ model %s for %s (%d activation and %d weight Q/DQ; %s calibration on %d images)",
+             out_path, target, pairs, len(placement.weights), method, len(array))
     return Path(out_path)
-
-
-def _quantizer_options(quantize_sensitive: bool) -> dict:
-    options = dict(QUANTIZER_OPTIONS)
-    if not quantize_sensitive:
-        options["OpTypesToExcludeOutputQuantization"] = list(DEFAULT_OP_TYPES)
-    return options
 
 
 def compute_statistics(model_path: Path, images: np.ndarray, method: str, op_types: list[str],

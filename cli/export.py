@@ -34,7 +34,9 @@ def export(
     calib: Annotated[Optional[str], typer.Option(help="Calibration data NAME=PATH,... (default: the run's source domain).")] = None,
     calib_count: Annotated[int, typer.Option(help="Calibration images (300 or more recommended).")] = 512,
     calib_method: Annotated[str, typer.Option(help="minmax, entropy or percentile.")] = "minmax",
-    quantize_sensitive: Annotated[bool, typer.Option("--quantize-sensitive", help="Also quantize LayerNorm, Softmax, GELU and residual adds (less accurate).")] = False,
+    target: Annotated[str, typer.Option(help="int8 Q/DQ placement: tensorrt (TensorRT's fusion rules, as NVIDIA ModelOpt) or onnxruntime (its CPU int8 kernels).")] = "tensorrt",
+    remainder: Annotated[Optional[str], typer.Option(help="Precision of what int8 does not cover: fp16 or fp32 (default: fp16 for tensorrt, fp32 for onnxruntime).")] = None,
+    quantize_sensitive: Annotated[bool, typer.Option("--quantize-sensitive", help="On top of --target's placement, also quantize the inputs of LayerNorm, Softmax, GELU, InstanceNorm and residual adds (less accurate).")] = False,
     size: Annotated[Optional[str], typer.Option(help="Input WIDTHxHEIGHT (default: the model's training size).")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset (13-20).")] = 17,
     out: Annotated[Optional[Path], typer.Option(help="Folder for the files (default: RUN/export).")] = None,
@@ -54,8 +56,8 @@ def export(
     min_batch, opt_batch, max_batch = parse_batch_range(batch)
     outcome = export_model(
         model, precisions=_list(precision), formats=_list(format), input_size=input_size, opset=opset, calib=calib,
-        calib_count=calib_count, calib_method=calib_method, quantize_sensitive=quantize_sensitive, out_dir=out,
-        outputs=outputs,
+        calib_count=calib_count, calib_method=calib_method, target=target, remainder=remainder,
+        quantize_sensitive=quantize_sensitive, out_dir=out, outputs=outputs,
         engine=EngineOptions(workspace_gib=workspace, optimization_level=opt_level, timing_cache=timing_cache,
                              min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch))
     table = Table(title=f"exported {outcome.checkpoint.name} (checked against PyTorch on {outcome.check_images} images)")
@@ -76,6 +78,6 @@ def export(
         for command in outcome.engine_commands:
             console.print(Text("  " + command), soft_wrap=True)
     if outcome.calibration_images:
-        console.print(f"int8 calibrated on {outcome.calibration_images} images ({calib_method})")
+        console.print(f"int8 calibrated on {outcome.calibration_images} images ({calib_method}), Q/DQ placed for {target}")
     first = outcome.files[-1].path
     next_step(f"gkd validate {first} --targets NAME=PATH,...")

@@ -58,9 +58,10 @@ class ParityTolerance:
 #   tight enough to catch any real graph difference.
 # fp16: max 3e-4, 99.95-99.97% agreement. fp16 keeps ~3 decimal digits, so trained logits of ~10-20
 #   move by up to ~1e-2; the bound allows that with margin.
-# int8: scores move by a few percent of their range, so only labels are checked. Measured 97.4-98.5%
-#   (Conv/MatMul only, the default) and ~94% (quantize_sensitive); a copy whose activation scales
-#   were cut to a quarter (clipping) fell to 88%, under the bound.
+# int8: scores move by a few percent of their range, so only labels are checked. Measured 98.5-98.7%
+#   (target tensorrt with an fp16 or fp32 remainder, target onnxruntime) and 97.5-98.1%
+#   (quantize_sensitive); a copy whose activation scales were cut to a quarter (clipping) fell to
+#   80%, under the bound.
 TOLERANCES: dict[str, ParityTolerance] = {
     "fp32": ParityTolerance(max_abs_diff=1e-3, min_pixel_agreement=99.9),
     "fp16": ParityTolerance(max_abs_diff=5e-2, min_pixel_agreement=99.0),

@@ -20,9 +20,10 @@ from typing import Sequence
 import numpy as np
 
 from gkd_deploy.calib import METHODS as CALIB_METHODS, calibration_images, quantize_int8
+from gkd_deploy.calib import DEFAULT_REMAINDER, REMAINDERS, TARGETS as INT8_TARGETS
 from gkd_deploy.errors import ConfigError, ExportError
 from gkd_deploy.exporters.check import ParityReport, assert_parity, check_parity
-from gkd_deploy.exporters.fp16 import convert_fp16
+from gkd_deploy.exporters.fp16 import convert_fp16, convert_int8_remainder
 from gkd_deploy.exporters.onnx_export import MAX_OPSET, MIN_OPSET, export_onnx
 from gkd_deploy.exporters.outputs import keep_outputs, output_bytes, output_names
 from gkd_deploy.exporters.tensorrt import EngineOptions, build_engine, trtexec_command
@@ -84,16 +85,26 @@ def export_model(
     calib: Sequence[str] | str | None = None,
     calib_count: int = 512,
     calib_method: str = "minmax",
+    target: str = "tensorrt",
+    remainder: str | None = None,
     quantize_sensitive: bool = False,
     check_count: int = 8,
     out_dir: str | Path | None = None,
     engine: EngineOptions = EngineOptions(),
     outputs: str = "both",
 ) -> ExportOutcome:
-    """`outputs`: "both" (scores and labels), "scores" or "labels" (see `exporters.outputs`)."""
+    """`target`: where the int8 file's Q/DQ pairs go (tensorrt: TensorRT's fusion rules, as NVIDIA's
+    ModelOpt places them; onnxruntime: where onnxruntime's CPU kernels are int8). `remainder`: the
+    precision of what is not int8 (fp16 or fp32; default fp16 for tensorrt, fp32 for onnxruntime).
+    `outputs`: "both" (scores and labels), "scores" or "labels" (see `exporters.outputs`)."""
     # Every argument is checked before the first file is written.
     kept_outputs = output_names(outputs)
     precisions = _check(precisions, PRECISIONS, "precision")
+    if target not in INT8_TARGETS:
+        raise ConfigError(f"unknown int8 target {target!r}; use one of {', '.join(INT8_TARGETS)}")
+    remainder = remainder or DEFAULT_REMAINDER[target]
+    if remainder not in REMAINDERS:
+        raise ConfigError(f"unknown int8 remainder precision {remainder!r}; use one of {', '.join(REMAINDERS)}")
     formats = _check(formats, FORMATS, "format")
     if "int8" in precisions and calib_method not in CALIB_METHODS:
         raise ConfigError(f"unknown calibration method {calib_method!r}; use one of {', '.join(CALIB_METHODS)}")
@@ -133,7 +144,14 @@ def export_model(
         calibration = calibration_images(specs, calib_count, size)
         calibration_count = len(calibration)
         onnx_files["int8"] = quantize_int8(fp32, out / f"{stem('int8')}.onnx", calibration, method=calib_method,
-                                           quantize_sensitive=quantize_sensitive, cache_dir=out / ".calib-cache")
+                                           target=target, quantize_sensitive=quantize_sensitive,
+                                           cache_dir=out / ".calib-cache")
+        if remainder == "fp16":
+            try:
+                convert_int8_remainder(onnx_files["int8"], onnx_files["int8"])
+            except ExportError:
+                onnx_files["int8"].unlink(missing_ok=True)  # not the file that was asked for
+                raise
         files.append(_checked(onnx_files["int8"], "int8", segmenter, check, started))
     if "onnx" not in formats or "fp32" not in precisions:
         # fp32 was only the base of the conversions: keep it (it is small and always valid), but do

@@ -213,3 +213,53 @@ def test_assert_parity_fails_over_tolerance():
     assert_parity(drifted, "int8")  # int8 checks labels only, and 97% is within its bound
     with pytest.raises(ExportError, match="no parity tolerance"):
         assert_parity(drifted, "int4")
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--target", "foo", "unknown int8 target 'foo'; use one of tensorrt, onnxruntime"),
+    ("--remainder", "bf8", "unknown int8 remainder precision 'bf8'; use one of fp16, fp32"),
+])
+def test_export_refuses_an_unknown_int8_target_or_remainder_before_writing(option, value, message, exported, tmp_path,
+                                                                          capsys, monkeypatch):
+    from gkd_deploy.cli.app import main
+
+    monkeypatch.delenv("GKD_DEBUG", raising=False)
+    _, checkpoint = exported
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(checkpoint), "--precision", "int8", option, value, "--out", str(out)])
+    error = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 1
+    assert message in error and len(error.splitlines()) == 1, error
+    assert not out.exists()
+
+
+def test_export_model_passes_target_and_remainder_to_the_int8_file(exported, scenes, tmp_path):
+    from gkd_deploy.exporters.pipeline import export_model
+
+    _, checkpoint = exported
+    calib = f"cityscapes={scenes.cityscapes}"
+    made = {}
+    for target, remainder in (("tensorrt", None), ("onnxruntime", None), ("tensorrt", "fp32")):
+        outcome = export_model(checkpoint, precisions=("int8",), calib=calib, calib_count=4, check_count=4,
+                               target=target, remainder=remainder, out_dir=tmp_path / f"{target}-{remainder}")
+        (int8,) = outcome.files
+        calibration = read_metadata(int8.path).calibration
+        made[(target, remainder)] = (calibration["target"], calibration["remainder"])
+        assert int8.parity.pixel_agreement >= TOLERANCES["int8"].min_pixel_agreement
+    assert made == {("tensorrt", None): ("tensorrt", "fp16"), ("onnxruntime", None): ("onnxruntime", "fp32"),
+                    ("tensorrt", "fp32"): ("tensorrt", "fp32")}
+
+
+def test_a_failed_fp16_remainder_leaves_no_int8_file(exported, scenes, tmp_path, monkeypatch):
+    from gkd_deploy.exporters import pipeline
+
+    def fail(int8_onnx, out_path):
+        raise ExportError("simulated remainder failure")
+
+    monkeypatch.setattr(pipeline, "convert_int8_remainder", fail)
+    _, checkpoint = exported
+    with pytest.raises(ExportError, match="simulated remainder failure"):
+        pipeline.export_model(checkpoint, precisions=("int8",), calib=f"cityscapes={scenes.cityscapes}", calib_count=4,
+                              check_count=4, out_dir=tmp_path)
+    assert not list(tmp_path.glob("model-int8*.onnx"))
