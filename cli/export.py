@@ -34,7 +34,7 @@ def export(
     calib: Annotated[Optional[str], typer.Option(help="Calibration data NAME=PATH,... (default: the run's source domain).")] = None,
     calib_count: Annotated[int, typer.Option(help="Calibration images (300 or more recommended).")] = 512,
     calib_method: Annotated[str, typer.Option(help="minmax, entropy or percentile.")] = "minmax",
-    target: Annotated[str, typer.Option(help="int8 Q/DQ placement: tensorrt (TensorRT's fusion rules, as NVIDIA ModelOpt) or onnxruntime (its CPU int8 kernels).")] = "tensorrt",
+    target: Annotated[str, typer.Option(help="The runtime the files are for: tensorrt (int8 Q/DQ by TensorRT's fusion rules, as NVIDIA ModelOpt; deformable attention with gathers) or onnxruntime (int8 where its CPU kernels are; GridSample).")] = "tensorrt",
     remainder: Annotated[Optional[str], typer.Option(help="Precision of what int8 does not cover: fp16 or fp32 (default: fp16 for tensorrt, fp32 for onnxruntime).")] = None,
     quantize_sensitive: Annotated[bool, typer.Option("--quantize-sensitive", help="On top of --target's placement, also quantize the inputs of LayerNorm, Softmax, GELU, InstanceNorm and residual adds (less accurate).")] = False,
     size: Annotated[Optional[str], typer.Option(help="Input WIDTHxHEIGHT (default: the model's training size).")] = None,

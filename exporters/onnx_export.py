@@ -41,13 +41,15 @@ def export_onnx(
     input_size: int | Sequence[int] | None = None,
     opset: int = DEFAULT_OPSET,
     source_checkpoint: str | Path | None = None,
+    sampling: str = "gather",
 ) -> Path:
     """Export `segmenter` to an fp32 ONNX file at `path`, written atomically; returns `path`.
 
     The file takes `images` (B, 3, H, W) float32 RGB in 0..255 (normalisation is inside the
     graph) with (H, W) = `input_size` (default: the config's `img_size`, square; one int means a
     square) and returns `scores` (B, K, H, W) float32 and `labels` (B, H, W) uint8. B is free.
-    `source_checkpoint`, the file the weights came from, is recorded with its sha256.
+    `source_checkpoint`, the file the weights came from, is recorded with its sha256. `sampling`:
+    deformable attention's sampling in the graph (`wrapper.prepare_for_export`).
     """
     height, width = resolve_input_size(segmenter, input_size)
     if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
@@ -57,7 +59,7 @@ def export_onnx(
         if not Path(source_checkpoint).is_file():
             raise ExportError(f"source checkpoint {source_checkpoint} not found")
         source_sha256 = file_sha256(source_checkpoint)
-    model = _trace(prepare_for_export(segmenter, (height, width)), (height, width), opset, segmenter)
+    model = _trace(prepare_for_export(segmenter, (height, width), sampling), (height, width), opset, segmenter)
     embed_metadata(model, metadata_for(segmenter, (height, width), source_checkpoint, source_sha256))
     save_model(model, path)
     log.info("exported %s + %s at %dx%d (opset %d) to %s", segmenter.config.encoder, segmenter.config.decoder,

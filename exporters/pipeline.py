@@ -93,8 +93,9 @@ def export_model(
     engine: EngineOptions = EngineOptions(),
     outputs: str = "both",
 ) -> ExportOutcome:
-    """`target`: where the int8 file's Q/DQ pairs go (tensorrt: TensorRT's fusion rules, as NVIDIA's
-    ModelOpt places them; onnxruntime: where onnxruntime's CPU kernels are int8). `remainder`: the
+    """`target`: the runtime the files are for. It decides where the int8 file's Q/DQ pairs go
+    (tensorrt: TensorRT's fusion rules, as NVIDIA's ModelOpt places them; onnxruntime: where
+    onnxruntime's CPU kernels are int8) and how deformable attention samples in every file. `remainder`: the
     precision of what is not int8 (fp16 or fp32; default fp16 for tensorrt, fp32 for onnxruntime).
     `outputs`: "both" (scores and labels), "scores" or "labels" (see `exporters.outputs`)."""
     # Every argument is checked before the first file is written.
@@ -128,7 +129,10 @@ def export_model(
     def stem(precision: str) -> str:
         return file_stem(precision, size, trained)
 
-    fp32 = export_onnx(segmenter, out / f"{stem('fp32')}.onnx", input_size=size, opset=opset,
+    # Mask2Former's deformable attention: gathers where TensorRT runs the files, ONNX Runtime's faster
+    # GridSample where it does (measured on vit-s + Mask2Former-edge at 512, CPU: 263 ms against 349 ms).
+    sampling = "gather" if target == "tensorrt" else "grid_sample"
+    fp32 = export_onnx(segmenter, out / f"{stem('fp32')}.onnx", input_size=size, opset=opset, sampling=sampling,
                        source_checkpoint=checkpoint)
     files.append(_checked(fp32, "fp32", segmenter, check, started))
     onnx_files = {"fp32": fp32}

@@ -12,6 +12,7 @@ import torch
 from timm.layers import resample_abs_pos_embed
 from torch import nn
 
+from gkd_deploy.models.decoders.mask2former.deformable_attention import SAMPLINGS
 from gkd_deploy.models.segmenter import Segmenter
 
 
@@ -30,8 +31,12 @@ class ExportWrapper(nn.Module):
         return scores, scores.argmax(dim=1).to(torch.uint8)
 
 
-def prepare_for_export(segmenter: Segmenter, input_size: tuple[int, int]) -> ExportWrapper:
-    """A CPU float32 eval-mode copy of `segmenter`, ready to trace at `input_size` (height, width)."""
+def prepare_for_export(segmenter: Segmenter, input_size: tuple[int, int], sampling: str = "gather") -> ExportWrapper:
+    """A CPU float32 eval-mode copy of `segmenter`, ready to trace at `input_size` (height, width).
+    `sampling`: how deformable attention samples in the graph, "gather" (TensorRT builds it right)
+    or "grid_sample" (one GridSample node: ONNX Runtime's CPU kernel is faster)."""
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"unknown sampling {sampling!r}; use one of {', '.join(SAMPLINGS)}")
     model = copy.deepcopy(segmenter).cpu().float().eval()
     backbone = model.encoder.backbone
     grid = (input_size[0] // model.encoder.patch_size, input_size[1] // model.encoder.patch_size)
@@ -44,6 +49,9 @@ def prepare_for_export(segmenter: Segmenter, input_size: tuple[int, int]) -> Exp
         # the MatMul-Softmax-MatMul pattern TensorRT fuses; numerically the same.
         if hasattr(module, "fused_attn"):
             module.fused_attn = False
+        if hasattr(module, "sampling"):
+            # The same numbers either way (the parity check holds both to PyTorch); see `sampling`.
+            module.sampling = sampling
     return ExportWrapper(model)
 
 

@@ -447,6 +447,38 @@ def test_segmenter_with_mask2former_exports_to_onnx(monkeypatch, tmp_path):
         assert (got.argmax(1) == expected.argmax(1)).mean() > 0.999
 
 
+def test_gather_sampling_is_grid_samples_bilinear_rule():
+    from gkd_deploy.models.decoders.mask2former.deformable_attention import bilinear_sample
+
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randn(3, 5, 7, 9, generator=generator)
+    grid = torch.rand(3, 11, 4, 2, generator=generator) * 2.6 - 1.3  # a third of the points outside the image
+    grid[0, 0, 0] = torch.tensor([-1.0, -1.0])  # the outer corner, exactly
+    grid[0, 0, 1] = torch.tensor([1.0, 1.0])
+    grid[0, 0, 2] = torch.tensor([-1 + 1 / 9, -1 + 1 / 7])  # the centre of the first pixel
+    want = torch.nn.functional.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    torch.testing.assert_close(bilinear_sample(image, grid), want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(bilinear_sample(image, grid)[0, :, 0, 2], image[0, :, 0, 0], atol=1e-5, rtol=1e-5)
+
+
+@_EXPORT_WARNINGS
+def test_the_exporter_writes_deformable_attention_with_gathers_or_gridsample(monkeypatch, tmp_path):
+    from gkd_deploy.exporters.check import check_parity
+    from gkd_deploy.exporters.onnx_export import export_onnx
+
+    monkeypatch.setitem(DECODERS, "mask2former", Mask2FormerDecoder)
+    config = SegmenterConfig("tiny-student", decoder="mask2former", img_size=64, decoder_options=dict(SMALL))
+    model = build_segmenter(config).eval()
+    images = torch.rand(3, 3, 64, 64) * 255
+    for sampling, op in (("gather", "GatherElements"), ("grid_sample", "GridSample")):
+        path = export_onnx(model, tmp_path / f"m2f-{sampling}.onnx", sampling=sampling)
+        ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+        assert op in ops and ("GridSample" in ops) == (sampling == "grid_sample")  # gathers: TensorRT-safe
+        report = check_parity(path, model, images)
+        assert report.max_abs_diff < 1e-4 and report.pixel_agreement > 99.9, sampling
+    assert all(module.sampling == "grid_sample" for module in model.modules() if hasattr(module, "sampling"))
+
+
 # --- training ----------------------------------------------------------------------------------------------
 
 def test_frozen_encoder_training_lowers_the_loss(monkeypatch):

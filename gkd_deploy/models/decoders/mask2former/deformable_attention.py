@@ -5,8 +5,10 @@ the offsets and the attention weights over the num_levels * num_points locations
 from the query by linear layers, and the values there are read with bilinear interpolation.
 
 The reference implementation ships a CUDA kernel; here the interpolation is
-`F.grid_sample(bilinear, zero padding, align_corners=False)`, which ONNX has as GridSample
-(opset 16+), so the module exports as is. Everything that shapes the computation comes from
+`F.grid_sample(bilinear, zero padding, align_corners=False)` in training, and for export the same
+bilinear rule written with GatherElements (`bilinear_sample`): TensorRT has built wrong engines
+for GridSample-based deformable attention, while gathers and element-wise arithmetic are plain
+ONNX every runtime runs. `sampling` says which (the exporter sets "gather"). Everything that shapes the computation comes from
 tensor sizes or the configuration (levels, heads, points): no `.item()` and no loop over data
 values, so one trace serves every batch size.
 """
@@ -19,6 +21,36 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+SAMPLINGS = ("grid_sample", "gather")
+
+
+def bilinear_sample(image: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """`F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)` from
+    gathers: image (N, C, H, W), grid (N, Hg, Wg, 2) as (x, y) in [-1, 1] -> (N, C, Hg, Wg).
+
+    Each output reads its four neighbours; a neighbour outside the image contributes zero (its
+    index is clamped for the gather and its weight zeroed)."""
+    channels, height, width = image.shape[1:]  # sizes only: the batch stays free in an export
+    grid_h, grid_w = grid.shape[1:3]
+    # align_corners=False: -1 and 1 are the outer edges of the border pixels.
+    x = ((grid[..., 0] + 1.0) * width - 1.0) * 0.5
+    y = ((grid[..., 1] + 1.0) * height - 1.0) * 0.5
+    x0, y0 = torch.floor(x), torch.floor(y)
+    flat = image.flatten(2)  # (N, C, H*W)
+    output = None
+    for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        xi, yi = x0 + dx, y0 + dy
+        weight = (1.0 - (x - xi).abs()) * (1.0 - (y - yi).abs())
+        inside = (xi >= 0) & (xi <= width - 1) & (yi >= 0) & (yi <= height - 1)
+        weight = weight * inside.to(weight.dtype)
+        index = (yi.clamp(0, height - 1) * width + xi.clamp(0, width - 1)).to(torch.int64)
+        index = index.reshape(-1, 1, grid_h * grid_w).expand(-1, channels, grid_h * grid_w)
+        values = flat.gather(2, index).reshape(-1, channels, grid_h, grid_w)
+        term = values * weight[:, None]
+        output = term if output is None else output + term
+    return output
 
 
 class MultiScaleDeformableAttention(nn.Module):
@@ -36,6 +68,7 @@ class MultiScaleDeformableAttention(nn.Module):
         if dim % num_heads:
             raise ValueError(f"deformable attention: dim ({dim}) must be divisible by num_heads ({num_heads})")
         self.dim, self.num_levels, self.num_heads, self.num_points = dim, num_levels, num_heads, num_points
+        self.sampling = "grid_sample"  # or "gather" (the exporter's choice, see the module docstring)
         self.sampling_offsets = nn.Linear(dim, num_heads * num_levels * num_points * 2)
         self.attention_weights = nn.Linear(dim, num_heads * num_levels * num_points)
         self.value_proj = nn.Linear(dim, dim)
@@ -98,10 +131,11 @@ class MultiScaleDeformableAttention(nn.Module):
             # Pixel offsets -> fractions of this level's extent; then grid_sample's [-1, 1].
             scale = offsets.new_tensor([1.0 / width, 1.0 / height])
             locations = reference + offsets[:, :, level] * scale  # (B*M, Lq, P, 2)
-            sampled = F.grid_sample(
-                level_value.unflatten(-1, (height, width)), 2.0 * locations - 1.0,
-                mode="bilinear", padding_mode="zeros", align_corners=False,
-            )  # (B*M, C/M, Lq, P)
+            image, grid = level_value.unflatten(-1, (height, width)), 2.0 * locations - 1.0
+            if self.sampling == "gather":
+                sampled = bilinear_sample(image, grid)  # (B*M, C/M, Lq, P)
+            else:
+                sampled = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
             contribution = (sampled * weights[:, None, :, level]).sum(dim=-1)  # (B*M, C/M, Lq)
             output = contribution if output is None else output + contribution
         # (B*M, C/M, Lq) -> (B, Lq, C), heads concatenated as the value projection split them.
