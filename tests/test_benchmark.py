@@ -178,6 +178,9 @@ def test_measured_rows_have_consistent_numbers(report, run):
         assert row.size_mb == pytest.approx(expected_file.stat().st_size / 1e6)
         assert row.gflops == pytest.approx(gflops) and gflops > 0
         assert row.host_mb > 0 and row.gpu_mb is None and row.power_w is None and row.peak_percent is None
+        # ONNX Runtime is also timed with input and output bound on its device (no copies): no slower
+        assert (row.compute_p50_ms is None) == (row.backend == "torch")
+        assert row.compute_p50_ms is None or 0 < row.compute_p50_ms
     assert _row(report, "onnxruntime", "int8").size_mb < _row(report, "onnxruntime", "fp32").size_mb
     assert report.system.cores >= 1 and report.system.onnxruntime and report.system.jetson is None
 
@@ -437,3 +440,16 @@ def test_a_benchmark_where_nothing_could_run_exits_1(run, tmp_path):
     assert result.exit_code == 1, result.output
     assert "nothing could be measured" in str(result.exception)
     assert (tmp_path / "r.json").is_file()  # the skip reasons are kept
+
+
+def test_a_resident_run_leaves_the_labels_on_the_device_binding(run):
+    from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimePredictor
+
+    predictor = OnnxRuntimePredictor(run.export_dir / "model-fp32.onnx", "cpu")
+    images = np.random.default_rng(0).uniform(0, 255, (2, 3, 64, 64)).astype(np.float32)
+    call = predictor.resident(images)
+    call()
+    np.testing.assert_array_equal(call.fetch(), predictor.labels(images))
+    scores = predictor.resident(images, "scores")
+    scores()
+    np.testing.assert_allclose(scores.fetch(), predictor(images), atol=1e-6)

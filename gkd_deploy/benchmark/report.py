@@ -38,6 +38,7 @@ class BenchmarkRow:
     file: str | None = None
     runs: int | None = None
     p50_ms: float | None = None
+    compute_p50_ms: float | None = None  # ONNX Runtime: input and outputs resident on the device, no copies
     p90_ms: float | None = None
     p99_ms: float | None = None
     mean_ms: float | None = None
