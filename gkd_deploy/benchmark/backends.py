@@ -188,7 +188,7 @@ def _load_onnxruntime(file: Path, precision: str, device: str) -> Runner:
 def _load_onnxruntime_cuda(file: Path, precision: str, device: str) -> Runner:
     from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimePredictor
 
-    # The predictor binds host input and copies the scores back (which waits for the GPU), so inputs
+    # The predictor binds host input and copies its output back (which waits for the GPU), so inputs
     # stay on the host: that copy is part of what an application pays.
     predictor = OnnxRuntimePredictor(file, "cuda")
     return Runner(_application_call(predictor), _as_is, WallClock(), "device", file, predictor=predictor)
