@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import onnx
+import onnx.utils
 
 from gkd_deploy.errors import ConfigError
 from gkd_deploy.runtime.metadata import OUTPUT_CHOICES, embed_metadata, metadata_of
@@ -37,7 +38,7 @@ def output_bytes(names: tuple[str, ...], num_classes: int, input_size: tuple[int
 
 def keep_outputs(path: str | Path, names: tuple[str, ...]) -> Path:
     """Rewrite the exported ONNX file at `path` so that it returns only `names` (in place, atomically),
-    its metadata updated; nodes that no kept output needs are removed with the rest."""
+    its metadata updated; `onnx.utils.Extractor` keeps only what those outputs need."""
     model = load_model(path)
     metadata = metadata_of(model, str(path))
     present = [output.name for output in model.graph.output]
@@ -46,27 +47,6 @@ def keep_outputs(path: str | Path, names: tuple[str, ...]) -> Path:
     missing = [name for name in names if name not in present]
     if missing:
         raise ConfigError(f"{path} has no output {', '.join(missing)} (it has {', '.join(present)})")
-    kept = [output for output in model.graph.output if output.name in names]
-    del model.graph.output[:]
-    model.graph.output.extend(kept)
-    _remove_dead_nodes(model.graph)
-    embed_metadata(model, metadata.with_outputs(names))
-    return save_model(model, path)
-
-
-def _remove_dead_nodes(graph: onnx.GraphProto) -> None:
-    """Drop nodes (and then initializers) that no graph output depends on."""
-    needed = {output.name for output in graph.output}
-    alive = []
-    for node in reversed(graph.node):
-        if any(name in needed for name in node.output):
-            alive.append(node)
-            needed.update(name for name in node.input if name)
-    del graph.node[:]
-    graph.node.extend(reversed(alive))
-    used = [initializer for initializer in graph.initializer if initializer.name in needed]
-    del graph.initializer[:]
-    graph.initializer.extend(used)
-    shapes = [info for info in graph.value_info if info.name in needed]
-    del graph.value_info[:]
-    graph.value_info.extend(shapes)
+    kept = onnx.utils.Extractor(model).extract_model([item.name for item in model.graph.input], list(names))
+    embed_metadata(kept, metadata.with_outputs(names))
+    return save_model(kept, path)

@@ -216,3 +216,10 @@ def make_urbansyn(root: Path, frames: int = 3, official_names: bool = True) -> P
         write_rgb(root / "rgb" / image_name, rgb(frame))
         write_gray(root / "ss" / label_name, label_with(URBANSYN_LABEL_VALUES))
     return root
+
+
+def make_source_and_targets(root: Path) -> Path:
+    """A Cityscapes train split (the source) and two ACDC conditions (the targets) under `root`."""
+    make_cityscapes(root / "cityscapes", split="train")
+    make_acdc(root / "acdc")
+    return root

@@ -188,12 +188,9 @@ def test_a_pickled_object_is_refused_not_run(tmp_path):
 
 @pytest.fixture(scope="module")
 def source_data(tmp_path_factory) -> Path:
-    from tests.fixtures_data import make_acdc, make_cityscapes
+    from tests.fixtures_data import make_source_and_targets
 
-    root = tmp_path_factory.mktemp("data")
-    make_cityscapes(root / "cityscapes", split="train")
-    make_acdc(root / "acdc")
-    return root
+    return make_source_and_targets(tmp_path_factory.mktemp("data"))
 
 
 def _train_with(weights: Path, data: Path, out: Path) -> list[str]:

@@ -8,15 +8,12 @@ import pytest
 import torch
 
 from gkd_deploy.cli.app import main
-from tests.fixtures_data import make_acdc, make_cityscapes
+from tests.fixtures_data import make_cityscapes, make_source_and_targets
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    make_cityscapes(root / "cityscapes", split="train")
-    make_acdc(root / "acdc")
-    return root
+    return make_source_and_targets(tmp_path_factory.mktemp("data"))
 
 
 def run_gkd(argv: list[str], capsys) -> tuple[int, str]:

@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from gkd_deploy.benchmark.memory import torch_with_cuda
 from gkd_deploy.benchmark.sources import ModelSource
 from gkd_deploy.benchmark.timing import Clock, CudaEventClock, WallClock
 from gkd_deploy.runtime.metadata import read_onnx_metadata, read_sidecar_metadata
@@ -79,12 +80,6 @@ def _resolve_device(device: str):
     return resolve_device(device)
 
 
-def _torch_cuda_available() -> bool:
-    if importlib.util.find_spec("torch") is None:
-        return False
-    import torch
-
-    return torch.cuda.is_available()
 
 
 @dataclass(frozen=True)
@@ -102,7 +97,7 @@ class Backend:
 def _cuda_missing(device: str) -> str | None:
     if importlib.util.find_spec("torch") is None:
         return "PyTorch is not installed (an edge install runs exported files): pip install 'gkd-deploy[train]'"
-    if device.startswith("cuda") and not _torch_cuda_available():
+    if device.startswith("cuda") and torch_with_cuda() is None:
         return f"--device {device}: no CUDA GPU is visible to PyTorch"
     return None
 
@@ -144,7 +139,7 @@ def _tensorrt_unavailable(device: str) -> str | None:
         return GPU_ONLY
     if not tensorrt_available():
         return "TensorRT is not installed: pip install 'gkd-deploy[tensorrt]' (JetPack's TensorRT on a Jetson)"
-    if not _torch_cuda_available():
+    if torch_with_cuda() is None:
         return "TensorRT needs a CUDA GPU visible to PyTorch (its buffers are torch CUDA tensors); none is visible"
     return None
 

@@ -71,7 +71,7 @@ class HostPeakMemory:
         return peak / MB if sys.platform == "darwin" else peak * 1024 / MB  # bytes on macOS, KiB on Linux
 
 
-def _cuda():
+def torch_with_cuda():
     """torch, where it is installed and sees a GPU; None otherwise (GPU memory is read through torch)."""
     import importlib.util
 
@@ -84,7 +84,7 @@ def _cuda():
 
 def device_used_bytes() -> int:
     """Memory in use on the current CUDA device, by every process (0 without a GPU or torch)."""
-    torch = _cuda()
+    torch = torch_with_cuda()
     if torch is None:
         return 0
     torch.cuda.synchronize()
@@ -113,5 +113,5 @@ class GpuPeakMemory:
 
             return torch.cuda.max_memory_allocated() / MB
         if self.mode == "device":
-            return None if _cuda() is None else (device_used_bytes() - self.baseline_bytes) / MB
+            return None if torch_with_cuda() is None else (device_used_bytes() - self.baseline_bytes) / MB
         return None

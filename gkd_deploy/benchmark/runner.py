@@ -37,6 +37,7 @@ from gkd_deploy.benchmark.report import BenchmarkReport, BenchmarkRow, Benchmark
 from gkd_deploy.benchmark.sources import ModelSource, resolve_model
 from gkd_deploy.benchmark.system import system_info
 from gkd_deploy.benchmark.timing import TimingPolicy, measure_latency
+from gkd_deploy.data import SPLITS
 from gkd_deploy.errors import ConfigError, DataError
 from gkd_deploy.evaluation.inference import default_inference_mode
 from gkd_deploy.progress import Track, no_progress
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BACKENDS = ("torch", "onnxruntime")
 DEVICES = ("auto", "cpu", "cuda")
-SPLITS = ("train", "val")  # gkd_deploy.data.registry.SPLITS (a test keeps the two equal)
 INPUT_SEED = 0
 
 
@@ -113,7 +113,7 @@ def _settings(models, backends, precisions, batch_sizes, input_sizes, device, po
         raise ConfigError("no model to benchmark: give a run folder, checkpoint, .onnx file or engine (--model)")
     if device.split(":")[0] not in DEVICES:
         raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
-    if split not in SPLITS:  # the data sets' splits (checked here: loading them needs torch)
+    if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     if peak_tflops is not None and peak_tflops <= 0:
         raise ConfigError(f"peak TFLOP/s must be positive, got {peak_tflops}")
@@ -283,12 +283,11 @@ class _Benchmark:
     def _miou(self, loaded: LoadedModel) -> tuple[float | None, str]:
         source, (height, width) = loaded.combination.source, loaded.combination.input_size
         mode = default_inference_mode(height, source.patch_size, crop_width=width)
-        from gkd_deploy.evaluation.evaluator import evaluate, tensor_predictor
+        from gkd_deploy.evaluation.evaluator import evaluate
 
-        runner = loaded.runner
-        predict = tensor_predictor(runner.predictor) if runner.predictor is not None else runner.predict
+        runner = loaded.runner  # an exported file is scored through its predictor (scores), torch through predict
         try:
-            report = evaluate(predict, self.domains, class_set=source.class_set, mode=mode,
+            report = evaluate(runner.predictor or runner.predict, self.domains, class_set=source.class_set, mode=mode,
                               num_workers=self.num_workers)
         except Exception as error:  # the timing stands; say why the score is missing
             return None, f"mIoU not measured: {_error_text(error)}"

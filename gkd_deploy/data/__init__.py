@@ -1,0 +1,3 @@
+
+
+SPLITS = ("train", "val")  # the splits every data set has (here: the runtime reads it without torch)

@@ -31,9 +31,8 @@ from gkd_deploy.data.datasets.isprs import PotsdamDataset, VaihingenDataset
 from gkd_deploy.data.datasets.mapillary import MapillaryDataset
 from gkd_deploy.data.datasets.synthia import SynthiaDataset
 from gkd_deploy.data.datasets.urbansyn import UrbanSynDataset
+from gkd_deploy.data import SPLITS
 from gkd_deploy.errors import ConfigError
-
-SPLITS = ("train", "val")
 
 # (root, split, transform) -> {domain name: data set}
 DomainBuilder = Callable[[Path, str, "Transform | None"], dict[str, SegmentationDataset]]

@@ -80,17 +80,12 @@ class FrameSegmenter:
         return (f"{frame_width}x{frame_height} frames are stretched to the model's {width}x{height} input; to keep "
                 f"their shape export with `gkd export RUN --size {keep_width}x{height}`, or use --mode slide")
 
-    def _predict(self, images: np.ndarray) -> np.ndarray:
+    def _predict(self, images: np.ndarray, labels: bool = False) -> np.ndarray:
+        """Scores, or labels (the model's labels output where it has one); the time counts as the model's."""
         started = time.perf_counter()
-        scores = self.predictor(images)
+        result = self.predictor.labels(images) if labels else self.predictor(images)
         self.times.model += time.perf_counter() - started
-        return scores
-
-    def _predict_labels(self, images: np.ndarray) -> np.ndarray:
-        started = time.perf_counter()
-        labels = self.predictor.labels(images)  # the model's labels output where it has one
-        self.times.model += time.perf_counter() - started
-        return labels
+        return result
 
     def __call__(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         """BGR uint8 frames -> (H, W) uint8 train-id maps, one per frame, at each frame's size."""
@@ -110,7 +105,7 @@ class FrameSegmenter:
             groups.setdefault(self.input_size(frame.shape[:2]), []).append(i)
         for (height, width), members in groups.items():
             images = _to_nchw(np.stack([_to_rgb(frames[i], (height, width)) for i in members]))
-            predicted = self._predict_labels(images)
+            predicted = self._predict(images, labels=True)
             for i, label in zip(members, predicted):
                 frame_height, frame_width = frames[i].shape[:2]
                 if label.shape != (frame_height, frame_width):
