@@ -36,17 +36,18 @@ def output_bytes(names: tuple[str, ...], num_classes: int, input_size: tuple[int
     return sum(_ITEM_BYTES[name] * pixels * (num_classes if name == "scores" else 1) for name in names)
 
 
-def keep_outputs(path: str | Path, names: tuple[str, ...]) -> Path:
-    """Rewrite the exported ONNX file at `path` so that it returns only `names` (in place, atomically),
-    its metadata updated; `onnx.utils.Extractor` keeps only what those outputs need."""
+def keep_outputs(path: str | Path, names: tuple[str, ...], out_path: str | Path | None = None) -> Path:
+    """The exported ONNX file at `path` returning only `names`, written (atomically) to `out_path`
+    (default: in place), its metadata updated; `onnx.utils.Extractor` keeps only what those outputs need."""
+    out_path = Path(out_path or path)
     model = load_model(path)
     metadata = metadata_of(model, str(path))
     present = [output.name for output in model.graph.output]
     if tuple(present) == tuple(names):
-        return Path(path)
+        return Path(path) if out_path == Path(path) else save_model(model, out_path)
     missing = [name for name in names if name not in present]
     if missing:
         raise ConfigError(f"{path} has no output {', '.join(missing)} (it has {', '.join(present)})")
     kept = onnx.utils.Extractor(model).extract_model([item.name for item in model.graph.input], list(names))
     embed_metadata(kept, metadata.with_outputs(names))
-    return save_model(kept, path)
+    return save_model(kept, out_path)

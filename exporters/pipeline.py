@@ -28,7 +28,7 @@ from gkd_deploy.exporters.onnx_export import MAX_OPSET, MIN_OPSET, export_onnx
 from gkd_deploy.exporters.outputs import keep_outputs, output_bytes, output_names
 from gkd_deploy.exporters.tensorrt import EngineOptions, build_engine, trtexec_command
 from gkd_deploy.models.checkpoint import load_segmenter
-from gkd_deploy.run import RunDir, resolve_checkpoint
+from gkd_deploy.run import ExportDir, RunDir, export_dir_of, resolve_checkpoint
 from gkd_deploy.runtime.tensorrt_backend import tensorrt_available
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def export_model(
     checkpoint, run = resolve_checkpoint(source)
     segmenter = load_segmenter(checkpoint).eval()
     size = input_size or (segmenter.config.img_size, segmenter.config.img_size)
-    out = Path(out_dir) if out_dir else (run.export_dir if run else checkpoint.parent / "export")
+    exports = ExportDir(Path(out_dir)) if out_dir else export_dir_of(checkpoint, run)
     specs = _data_specs(calib, run)
     check = (calibration_images(specs, check_count, size, seed=1, warn_small=False).images if specs
              else synthetic_images(check_count, size))
@@ -126,20 +126,20 @@ def export_model(
     started = time.perf_counter()
     trained = (segmenter.config.img_size, segmenter.config.img_size)
 
-    def stem(precision: str) -> str:
-        return file_stem(precision, size, trained)
+    def path(precision: str, format: str = "onnx", file_outputs: str = "both") -> Path:
+        return exports.file(precision, format, size=size, trained_size=trained, outputs=file_outputs)
 
     # Mask2Former's deformable attention: gathers where TensorRT runs the files, ONNX Runtime's faster
     # GridSample where it does (measured on vit-s + Mask2Former-edge at 512, CPU: 263 ms against 349 ms).
     sampling = "gather" if target == "tensorrt" else "grid_sample"
-    fp32 = export_onnx(segmenter, out / f"{stem('fp32')}.onnx", input_size=size, opset=opset, sampling=sampling,
+    fp32 = export_onnx(segmenter, path("fp32"), input_size=size, opset=opset, sampling=sampling,
                        source_checkpoint=checkpoint)
     files.append(_checked(fp32, "fp32", segmenter, check, started))
     onnx_files = {"fp32": fp32}
     calibration_count = 0
     if "fp16" in precisions:
         started = time.perf_counter()
-        onnx_files["fp16"] = convert_fp16(fp32, out / f"{stem('fp16')}.onnx")
+        onnx_files["fp16"] = convert_fp16(fp32, path("fp16"))
         files.append(_checked(onnx_files["fp16"], "fp16", segmenter, check, started))
     if "int8" in precisions:
         if not specs:
@@ -147,9 +147,9 @@ def export_model(
         started = time.perf_counter()
         calibration = calibration_images(specs, calib_count, size)
         calibration_count = len(calibration)
-        onnx_files["int8"] = quantize_int8(fp32, out / f"{stem('int8')}.onnx", calibration, method=calib_method,
+        onnx_files["int8"] = quantize_int8(fp32, path("int8"), calibration, method=calib_method,
                                            target=target, quantize_sensitive=quantize_sensitive,
-                                           cache_dir=out / ".calib-cache")
+                                           cache_dir=exports.path / ".calib-cache")
         if remainder == "fp16":
             try:
                 convert_int8_remainder(onnx_files["int8"], onnx_files["int8"])
@@ -164,17 +164,19 @@ def export_model(
     if kept_outputs != tuple(files[0].outputs):
         # After every conversion (they need the scores): each requested file returns what was asked
         # for, and is checked again as it now is.
-        files = [_with_outputs(file, kept_outputs, segmenter, check) for file in files]
+        files = [_with_outputs(file, path(file.precision, file_outputs=outputs), kept_outputs, segmenter, check)
+                 for file in files]
+        onnx_files.update({file.precision: file.path for file in files})  # the engines are built from these
     num_classes = segmenter.class_set.num_classes
     files = [dataclasses.replace(file, output_bytes=output_bytes(file.outputs, num_classes, size)) for file in files]
     engine_commands: tuple[str, ...] = ()
     if "trt" in formats and not tensorrt_available():
         # The ONNX files are done and checked; the engines can be built where TensorRT is.
-        engine_commands = tuple(trtexec_command(onnx_files[p], out / f"{stem(p)}.engine", engine) for p in precisions)
+        engine_commands = tuple(trtexec_command(onnx_files[p], path(p, "trt", outputs), engine) for p in precisions)
     elif "trt" in formats:
         for precision in precisions:
             started = time.perf_counter()
-            engine_path = build_engine(onnx_files[precision], out / f"{stem(precision)}.engine", engine,
+            engine_path = build_engine(onnx_files[precision], path(precision, "trt", outputs), engine,
                                        check_images=check)
             files.append(ExportedFile(engine_path, precision, "trt", engine_path.stat().st_size,
                                       time.perf_counter() - started, None, kept_outputs,
@@ -183,27 +185,18 @@ def export_model(
                          calibration_images=calibration_count, engine_commands=engine_commands)
 
 
-def file_stem(precision: str, size: Sequence[int], trained: Sequence[int]) -> str:
-    """model-<precision> at the training size; at another size the name carries it, width x height
-    (model-fp32-1024x512), so that an export at a new size never replaces another size's files."""
-    if tuple(size) == tuple(trained):
-        return f"model-{precision}"
-    return f"model-{precision}-{size[1]}x{size[0]}"
-
-
 def _data_specs(calib: Sequence[str] | str | None, run: RunDir | None) -> list[str]:
     if calib:
         return [calib] if isinstance(calib, str) else list(calib)
-    source = run.read_config().get("source") if run is not None else None
-    if not source:
-        return []
-    return list(source) if isinstance(source, list) else [source]
+    return list(run.config().source) if run is not None else []
 
 
-def _with_outputs(file: ExportedFile, names: tuple[str, ...], segmenter, images: np.ndarray) -> ExportedFile:
+def _with_outputs(file: ExportedFile, path: Path, names: tuple[str, ...], segmenter, images: np.ndarray) -> ExportedFile:
+    """The file returning only `names`, written to `path` (the full file stays: the conversions and
+    the benchmark's reference read it)."""
     started = time.perf_counter() - file.seconds
-    keep_outputs(file.path, names)
-    return dataclasses.replace(_checked(file.path, file.precision, segmenter, images, started), outputs=names)
+    keep_outputs(file.path, names, path)
+    return dataclasses.replace(_checked(path, file.precision, segmenter, images, started), outputs=names)
 
 
 def _checked(path: Path, precision: str, segmenter, images: np.ndarray, started: float) -> ExportedFile:

@@ -97,7 +97,7 @@ def test_eval_scores_a_checkpoint_on_every_domain(synthetic_data, tmp_path):
     targets = f"cityscapes={synthetic_data / 'cityscapes-synth'},acdc={synthetic_data / 'acdc-synth'}"
     result = runner.invoke(app, ["eval", str(checkpoint), "--targets", targets, "--workers", "0", "--per-class"])
     assert result.exit_code == 0, result.stdout
-    report = json.loads((tmp_path / "model.eval.json").read_text())
+    report = json.loads((tmp_path / "model.safetensors.eval.json").read_text())
     assert [d["domain"] for d in report["domains"]] == ["cityscapes", "acdc-fog", "acdc-night", "acdc-rain", "acdc-snow"]
     assert [d["num_images"] for d in report["domains"]] == [3, 2, 2, 2, 2]
     assert all(0 <= d["miou"] <= 100 for d in report["domains"])

@@ -41,6 +41,7 @@ from gkd_deploy.data import SPLITS
 from gkd_deploy.errors import ConfigError, DataError
 from gkd_deploy.evaluation.inference import default_inference_mode
 from gkd_deploy.progress import Track, no_progress
+from gkd_deploy.run import report_path
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +336,5 @@ def run_benchmark(
 def default_report_paths(model: str | Path) -> dict[str, Path]:
     """Where `gkd benchmark` writes without --json/--csv/--plot: RUN/benchmark.{json,csv,png} for a
     run folder, <file>.benchmark.{json,csv,png} beside a checkpoint, .onnx file or engine."""
-    model = Path(model)
-    stem = model / "benchmark" if model.is_dir() else model.with_name(model.name + ".benchmark")
-    return {kind: stem.with_name(f"{stem.name}.{suffix}")
-            for kind, suffix in (("json", "json"), ("csv", "csv"), ("plot", "png"))}
+    return {kind: report_path(model, "benchmark", suffix) for kind, suffix in (("json", "json"), ("csv", "csv"),
+                                                                                ("plot", "png"))}

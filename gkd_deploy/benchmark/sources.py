@@ -2,6 +2,7 @@
 
     run folder         torch: RUN/checkpoints/segmenter.safetensors
                        onnxruntime: RUN/export/model-<precision>.onnx, tensorrt: RUN/export/model-<precision>.engine
+                       (the names `gkd_deploy.run.ExportDir` gives)
     .safetensors       torch: the file; exports in its folder's export/ (where `gkd export` writes them)
     .onnx              onnxruntime: the file, at its own precision; tensorrt: the .engine beside it
     .engine / .plan    tensorrt: the file, at its own precision (metadata in its .json sidecar)
@@ -20,11 +21,8 @@ from typing import Any
 
 from gkd_deploy.data.classes import ClassSet
 from gkd_deploy.errors import ModelError
-from gkd_deploy.run import resolve_checkpoint
+from gkd_deploy.run import ENGINE_SUFFIXES, ExportDir, RunDir, export_dir_of, resolve_checkpoint, run_of_export
 from gkd_deploy.runtime.metadata import ExportMetadata, read_onnx_metadata, read_sidecar_metadata
-
-EXPORT_PRECISIONS = ("fp32", "fp16", "int8")
-ENGINE_SUFFIXES = (".engine", ".plan")
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ class ModelSource:
     patch_size: int
     input_size: tuple[int, int]
     checkpoint: Path | None = None
-    export_dir: Path | None = None
+    exports: ExportDir | None = None
     precision: str | None = None
     origin: str = "RUN"  # what `gkd export` takes to write this model's files
 
@@ -48,7 +46,7 @@ class ModelSource:
         if self.kind == "onnx":
             return self.path
         if self.kind == "checkpoint":
-            return self.export_dir / f"model-{precision}.onnx"
+            return self.exports.file(precision)
         return None
 
     def engine_file(self, precision: str) -> Path:
@@ -56,24 +54,18 @@ class ModelSource:
             return self.path
         if self.kind == "onnx":
             return self.path.with_suffix(".engine")
-        return self.export_dir / f"model-{precision}.engine"
+        return self.exports.file(precision, "trt")
 
     def export_command(self, precision: str, engine: bool = False) -> str:
         """The command that writes the missing file (run from the checkpoint this model came from)."""
         return f"gkd export {self.origin} --precision {precision}" + (" --format trt" if engine else "")
 
 
-def _exported_metadata(export_dir: Path) -> ExportMetadata | None:
-    for precision in EXPORT_PRECISIONS:
-        onnx_path = export_dir / f"model-{precision}.onnx"
-        if onnx_path.is_file():
-            return read_onnx_metadata(onnx_path)
-    for precision in EXPORT_PRECISIONS:
-        for suffix in ENGINE_SUFFIXES:
-            engine = export_dir / f"model-{precision}{suffix}"
-            if engine.is_file():
-                return read_sidecar_metadata(engine)
-    return None
+def _exported_metadata(exports: ExportDir) -> ExportMetadata | None:
+    path = exports.first_existing()
+    if path is None:
+        return None
+    return read_onnx_metadata(path) if path.suffix == ".onnx" else read_sidecar_metadata(path)
 
 
 def _config(raw: dict, where: str):
@@ -93,18 +85,16 @@ def _exported_source(path: Path, kind: str, metadata: ExportMetadata) -> ModelSo
 
 def _origin(path: Path, metadata: ExportMetadata) -> str:
     """The run folder an exported file sits in, else the checkpoint its metadata names."""
-    if path.parent.name == "export" and (path.parent.parent / "checkpoints").is_dir():
-        return str(path.parent.parent)
-    return metadata.source_checkpoint or "RUN"
+    run = run_of_export(path)
+    return str(run.path) if run is not None else metadata.source_checkpoint or "RUN"
 
 
 def model_name(path: Path) -> str:
     """A run's folder name; an exported file in RUN/export as 'RUN/model-int8.onnx'; else the file name."""
     if path.is_dir():
         return path.name
-    if path.parent.name in ("export", "checkpoints"):
-        return f"{path.parent.parent.name}/{path.name}"
-    return path.name
+    run = RunDir.containing(path)
+    return f"{run.name}/{path.name}" if run is not None else path.name
 
 
 def resolve_model(path: str | Path) -> ModelSource:
@@ -127,8 +117,8 @@ def resolve_model(path: str | Path) -> ModelSource:
     if CONFIG_KEY not in stored:
         raise ModelError(f"{checkpoint} is not a gkd segmenter checkpoint (no gkd config in its metadata)")
     config = _config(json.loads(stored[CONFIG_KEY]), str(checkpoint))
-    export_dir = run.export_dir if run is not None else checkpoint.parent / "export"
-    exported = _exported_metadata(export_dir)
+    exports = export_dir_of(checkpoint, run)
+    exported = _exported_metadata(exports)
     input_size = exported.input_size if exported else (config.img_size, config.img_size)
     return ModelSource(path, model_name(path), "checkpoint", config.to_dict(), config.class_set, config.patch_size,
-                       input_size, checkpoint=checkpoint, export_dir=export_dir, origin=str(path))
+                       input_size, checkpoint=checkpoint, exports=exports, origin=str(path))

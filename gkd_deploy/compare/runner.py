@@ -139,7 +139,7 @@ def _method_names() -> list[str]:
 def _check_folder(run: PlannedRun) -> None:
     folder = RunDir(run.path)
     if folder.config_path.is_file():
-        stored = TrainConfig.from_dict(folder.read_config())
+        stored = folder.config(validate=True)
         if stored != run.config.with_absolute_paths():  # a run folder stores its paths absolute
             raise ConfigError(f"{run.path} holds a {run.method} run with other settings than this comparison's; "
                               "choose another --out, or delete that folder to run it again")

@@ -12,7 +12,7 @@ from gkd_deploy.evaluation.evaluator import EvalReport, Track, eval_domains, eva
 from gkd_deploy.evaluation.inference import default_inference_mode, exported_inference_mode
 from gkd_deploy.fileio import write_json
 from gkd_deploy.models.checkpoint import load_segmenter
-from gkd_deploy.run import RunDir, resolve_checkpoint
+from gkd_deploy.run import RunDir, report_path, resolve_checkpoint
 
 WINDOW_BATCH = 8
 
@@ -28,9 +28,9 @@ def target_specs(targets: Sequence[DatasetSpec | str] | str | None, run: RunDir 
     """The given targets, else the run's configured ones; ConfigError when there are none."""
     if targets:
         return parse_dataset_list(targets)
-    configured = run.read_config().get("targets") if run is not None else None
+    configured = run.config().targets if run is not None else ()
     if configured:
-        return parse_dataset_list(configured)
+        return parse_dataset_list(list(configured))
     raise ConfigError("no target data sets: pass --targets NAME=PATH[,NAME=PATH...] "
                       "(e.g. cityscapes=data/cityscapes-synth,acdc=data/acdc-synth)")
 
@@ -53,7 +53,7 @@ def evaluate_model(
 
     Without `targets`, a run folder's configured targets are used. The JSON report goes to
     `json_path`, else the run's next free report (`eval.json`, then `eval-2.json`, ...: the
-    training's own is never overwritten), else `<checkpoint>.eval.json` beside the file.
+    training's own is never overwritten), else `<file>.eval.json` beside the file.
     """
     if Path(source).suffix.lower() in EXPORTED_SUFFIXES:
         return _evaluate_exported(Path(source), targets, split=split, mode=mode, crop=crop, stride=stride,
@@ -68,7 +68,7 @@ def evaluate_model(
     report = evaluate(model, domains, class_set=model.class_set, mode=inference, device=device,
                       num_workers=num_workers, track=track, model_name=str(checkpoint))
     if json_path is None:
-        json_path = run.new_eval_path() if run is not None else checkpoint.with_name(checkpoint.stem + ".eval.json")
+        json_path = run.new_eval_path() if run is not None else report_path(checkpoint, "eval")
     write_json(json_path, report.to_dict())
     return EvalOutcome(report=report, checkpoint=checkpoint, json_path=Path(json_path))
 
@@ -104,6 +104,6 @@ def _evaluate_exported(path: Path, targets, *, split: str, mode: str, crop: int 
     inference = exported_inference_mode(predictor.info, stride)
     report = evaluate(predictor, eval_domains(targets, split=split), class_set=predictor.info.class_set,
                       mode=inference, device=device, num_workers=num_workers, track=track, model_name=str(path))
-    json_path = Path(json_path) if json_path is not None else path.with_name(path.name + ".eval.json")
+    json_path = Path(json_path) if json_path is not None else report_path(path, "eval")
     write_json(json_path, report.to_dict())
     return EvalOutcome(report=report, checkpoint=path, json_path=json_path)

@@ -24,7 +24,7 @@ from gkd_deploy.evaluation.runner import target_specs
 from gkd_deploy.fileio import write_json
 from gkd_deploy.metrics import SegmentationMetric
 from gkd_deploy.models.checkpoint import file_sha256
-from gkd_deploy.run import RunDir, resolve_checkpoint
+from gkd_deploy.run import report_path, resolve_checkpoint, run_of_export
 from gkd_deploy.runtime.base import Predictor, require_scores
 from gkd_deploy.runtime.loader import load_predictor
 
@@ -82,8 +82,9 @@ def find_reference(model_path: Path, source_checkpoint: str | None, source_sha25
     candidates = []
     if source_checkpoint:
         candidates.append(Path(source_checkpoint))
-    if model_path.parent.name == "export":
-        candidates.append(RunDir(model_path.parent.parent).segmenter_checkpoint)
+    run = run_of_export(model_path)
+    if run is not None:
+        candidates.append(run.segmenter_checkpoint)
     for candidate in candidates:
         if candidate.is_file() and (source_sha256 is None or file_sha256(candidate) == source_sha256):
             return candidate
@@ -176,6 +177,6 @@ def validate_export(
                         for name, dataset in domains.items())
     report = ValidationReport(model=str(model_path), reference=str(reference_path), precision=exported.info.precision,
                               backend=exported.info.backend, tolerance=tolerance, domains=comparisons)
-    json_path = Path(json_path) if json_path else model_path.with_name(model_path.name + ".validate.json")
+    json_path = Path(json_path) if json_path else report_path(model_path, "validate")
     write_json(json_path, report.to_dict())
     return ValidationOutcome(report=report, json_path=json_path)

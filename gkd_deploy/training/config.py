@@ -25,6 +25,7 @@ from gkd_deploy.errors import ConfigError
 STAGES = (1, 2, 3)
 HANDOFFS = ("raw", "ema")
 TASK_ENCODERS = ("student", "teacher")
+AUTOCAST_MODES = ("auto", "bf16", "off")
 
 # One data set: `NAME[:DOMAIN]=PATH` text, or a mapping {data, eval_size, score_classes}.
 DataEntry = Union[str, dict]
@@ -139,9 +140,11 @@ class TrainConfig:
         return _plain(dataclasses.asdict(self))
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: Mapping[str, Any], *, validate: bool = True) -> "TrainConfig":
+        """Typed from plain data (YAML); `validate`: also check it is a config one can train with."""
         config = _build(cls, data, "")
-        config.validate()
+        if validate:
+            config.validate()
         return config
 
     def merged(self, overrides: Mapping[str, Any]) -> "TrainConfig":
@@ -195,8 +198,6 @@ class TrainConfig:
         for stage in (1, 2):
             _check_distill(self.stage_settings(stage), f"stage{stage}")
         _check_task(self.stage3)
-        from gkd_deploy.training.loop import AUTOCAST_MODES
-
         if self.autocast not in AUTOCAST_MODES:
             raise ConfigError(f"autocast must be one of {', '.join(AUTOCAST_MODES)}, got '{self.autocast}'")
         for name in ("workers", "checkpoint_every", "log_every"):

@@ -99,7 +99,6 @@ class LoopSpec:
     autocast: str = "auto"
 
 
-AUTOCAST_MODES = ("auto", "bf16", "off")
 
 
 def autocast_for(device: torch.device, mode: str = "auto") -> contextlib.AbstractContextManager:

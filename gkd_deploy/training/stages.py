@@ -53,21 +53,9 @@ log = logging.getLogger(__name__)
 STAGE_TITLES = {1: "task-agnostic distillation", 2: "domain-agnostic distillation", 3: "task learning"}
 
 
-def stage_result_path(run: RunDir, stage: int) -> Path:
-    return run.segmenter_checkpoint if stage == 3 else run.checkpoint_dir / f"stage{stage}-student.safetensors"
-
-
-def stage_ema_path(run: RunDir, stage: int) -> Path:
-    return run.checkpoint_dir / f"stage{stage}-student-ema.safetensors"
-
-
 def handoff_path(run: RunDir, stage: int, settings: DistillSettings) -> Path:
     """The weights the stage after `stage` starts from: the raw student (the authors') or its EMA."""
-    return stage_ema_path(run, stage) if settings.handoff == "ema" else stage_result_path(run, stage)
-
-
-def stage_state_path(run: RunDir, stage: int) -> Path:
-    return run.checkpoint_dir / f"stage{stage}-state.pt"
+    return run.stage_ema(stage) if settings.handoff == "ema" else run.stage_result(stage)
 
 
 @dataclass(frozen=True)
@@ -180,12 +168,12 @@ def distill_stage(stage: int, config: TrainConfig, run: RunDir, context: Context
         after_step=lambda step: ema.update(student) if ema is not None else None,
         save_state=lambda step: _save(run, stage, step, config, trained, optimizer, ema, context),
         context=context, callbacks=callbacks)
-    result = stage_result_path(run, stage)
+    result = run.stage_result(stage)
     if context.is_main:
         encoder_config = EncoderConfig(config.student, settings.patch_size, settings.img_size, student.feature_blocks)
         extra = {"stage": stage, "steps": steps, "method": settings.method}
         if ema is not None:
-            save_encoder(ema.module, stage_ema_path(run, stage), encoder_config, extra={**extra, "weights": "ema"})
+            save_encoder(ema.module, run.stage_ema(stage), encoder_config, extra={**extra, "weights": "ema"})
         save_encoder(student, result, encoder_config, extra={**extra, "weights": "raw"})
     context.barrier()
     return StageResult(stage, result, steps, metrics)
@@ -342,7 +330,7 @@ def task_stage(config: TrainConfig, run: RunDir, context: Context, previous: Pat
 
 def _restore(run: RunDir, stage: int, config: TrainConfig, trained: nn.Module, optimizer: torch.optim.Optimizer,
              ema: ModelEmaV3 | None, context: Context) -> int:
-    path = stage_state_path(run, stage)
+    path = run.stage_state(stage)
     if not path.is_file():
         return 0
     step = training_state.load_state(path, stage=stage, config=config.to_dict(), trained=trained,
@@ -354,6 +342,6 @@ def _restore(run: RunDir, stage: int, config: TrainConfig, trained: nn.Module, o
 def _save(run: RunDir, stage: int, step: int, config: TrainConfig, trained: nn.Module,
           optimizer: torch.optim.Optimizer, ema: ModelEmaV3 | None, context: Context) -> None:
     if context.is_main:
-        training_state.save_state(stage_state_path(run, stage), stage=stage, step=step, trained=trained,
+        training_state.save_state(run.stage_state(stage), stage=stage, step=step, trained=trained,
                                   optimizer=optimizer, ema=ema, config=config.to_dict())
     context.barrier()

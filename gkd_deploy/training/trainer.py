@@ -26,7 +26,7 @@ from gkd_deploy.run import RunDir
 from gkd_deploy.training.config import TrainConfig
 from gkd_deploy.training.distributed import Context, free_port, init_context, shutdown
 from gkd_deploy.training.loop import CallbackGroup, Callbacks, NoCallbacks
-from gkd_deploy.training.stages import StageResult, distill_stage, handoff_path, stage_result_path, task_stage
+from gkd_deploy.training.stages import StageResult, distill_stage, handoff_path, task_stage
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,7 @@ def prepare_run(config: TrainConfig | None, run_path: str | Path, resume: bool) 
     """Check the run folder and settle the config: a new run writes it, a resumed run reads it."""
     run = RunDir(Path(run_path))
     if resume:
-        if not run.config_path.is_file():
-            raise ConfigError(f"cannot resume {run.path}: no config.yaml there (is it a run folder?)")
-        stored = TrainConfig.from_dict(run.read_config())
-        return stored, run
+        return _stored_config(run.path), run
     if config is None:
         raise ConfigError("no training config given")
     if run.path.exists() and not run.path.is_dir():
@@ -64,7 +61,7 @@ def prepare_run(config: TrainConfig | None, run_path: str | Path, resume: bool) 
 def train(config: TrainConfig | None, run_path: str | Path, *, resume: bool = False,
           callbacks: Callbacks | None = None, track: Track = no_progress) -> TrainResult:
     """Run the configured stages in this process (one of several under torchrun)."""
-    device = config.device if config is not None else RunDir(Path(run_path)).read_config().get("device", "auto")
+    device = (config if config is not None else _stored_config(run_path)).device
     context = init_context(device)
     try:
         if context.is_main:
@@ -77,6 +74,13 @@ def train(config: TrainConfig | None, run_path: str | Path, *, resume: bool = Fa
         shutdown(context)
 
 
+def _stored_config(run_path: str | Path) -> TrainConfig:
+    run = RunDir(Path(run_path))
+    if not run.config_path.is_file():
+        raise ConfigError(f"cannot resume {run.path}: no config.yaml there (is it a run folder?)")
+    return run.config(validate=True)
+
+
 def _train_stages(config: TrainConfig, run: RunDir, context: Context, callbacks: Callbacks,
                   track: Track) -> TrainResult:
     handler = _log_to_file(run) if context.is_main else None
@@ -86,7 +90,7 @@ def _train_stages(config: TrainConfig, run: RunDir, context: Context, callbacks:
         results: list[StageResult] = []
         previous: Path | None = None
         for stage in config.stages:
-            done = stage_result_path(run, stage)
+            done = run.stage_result(stage)
             if done.is_file():
                 _check_stage_result(done, stage)
                 log.info("stage %d already finished (%s); skipping", stage, done)
@@ -154,7 +158,7 @@ def _check_stage_result(path: Path, stage: int) -> None:
 
 
 def _record_stage(run: RunDir, result: StageResult) -> None:
-    path = run.path / "metrics.json"
+    path = run.metrics_path
     metrics: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
     metrics[f"stage{result.stage}"] = {"steps": result.steps, "result": str(result.path.relative_to(run.path)),
                                        **{k: round(v, 6) for k, v in result.metrics.items()}}
@@ -162,7 +166,7 @@ def _record_stage(run: RunDir, result: StageResult) -> None:
 
 
 def _log_to_file(run: RunDir) -> logging.Handler:
-    handler = logging.FileHandler(run.path / "train.log")
+    handler = logging.FileHandler(run.log_path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
     library_log = logging.getLogger("gkd_deploy")
