@@ -49,17 +49,18 @@ def export(
     """Export the frozen encoder and decoder as one graph, fixed input size, dynamic batch; each
     file carries its metadata and is checked against PyTorch before it counts."""
     from gkd_deploy.cli.data import parse_input_size
-    from gkd_deploy.exporters.pipeline import export_model
+    from gkd_deploy.exporters.pipeline import ExportSettings, export_model
     from gkd_deploy.exporters.tensorrt import EngineOptions
 
     input_size = parse_input_size(size) if size else None
     min_batch, opt_batch, max_batch = parse_batch_range(batch)
-    outcome = export_model(
-        model, precisions=_list(precision), formats=_list(format), input_size=input_size, opset=opset, calib=calib,
-        calib_count=calib_count, calib_method=calib_method, target=target, remainder=remainder,
-        quantize_sensitive=quantize_sensitive, out_dir=out, outputs=outputs,
+    settings = ExportSettings(
+        precisions=_list(precision), formats=_list(format), input_size=input_size, opset=opset,
+        calib=calib or (), calib_count=calib_count, calib_method=calib_method, target=target,
+        remainder=remainder, quantize_sensitive=quantize_sensitive, outputs=outputs,
         engine=EngineOptions(workspace_gib=workspace, optimization_level=opt_level, timing_cache=timing_cache,
                              min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch))
+    outcome = export_model(model, settings, out_dir=out)
     table = Table(title=f"exported {outcome.checkpoint.name} (checked against PyTorch on {outcome.check_images} images)")
     for column in ("file", "precision", "size MB", "output MB/img", "seconds", "max |diff|", "label agreement %"):
         table.add_column(column, justify="left" if column == "file" else "right")
@@ -78,6 +79,7 @@ def export(
         for command in outcome.engine_commands:
             console.print(Text("  " + command), soft_wrap=True)
     if outcome.calibration_images:
-        console.print(f"int8 calibrated on {outcome.calibration_images} images ({calib_method}), Q/DQ placed for {target}")
+        console.print(f"int8 calibrated on {outcome.calibration_images} images ({settings.calib_method}), Q/DQ placed for "
+                      f"{settings.target}")
     first = outcome.files[-1].path
     next_step(f"gkd validate {first} --targets NAME=PATH,...")

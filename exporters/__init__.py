@@ -13,18 +13,16 @@ explicit Q/DQ quantization), never the other way round.
     build_engine(onnx_path, engine_path, options)                           TensorRT (optional)
 """
 
-from gkd_deploy.exporters.check import TOLERANCES, ParityReport, ParityTolerance, assert_parity, check_parity
+from gkd_deploy.exporters.check import ParityReport, assert_parity, check_parity
 from gkd_deploy.errors import ExportError
 from gkd_deploy.exporters.fp16 import convert_fp16
 from gkd_deploy.exporters.metadata import ExportMetadata, read_metadata
 from gkd_deploy.exporters.onnx_export import export_onnx
 
 __all__ = [
-    "TOLERANCES",
     "ExportError",
     "ExportMetadata",
     "ParityReport",
-    "ParityTolerance",
     "assert_parity",
     "check_parity",
     "convert_fp16",

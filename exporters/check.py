@@ -3,7 +3,7 @@
 "It runs" is not a check: an export can load and still compute something else (a wrong
 scale, a broken Q/DQ pair). `check_parity` runs both on the same images and measures how far
 the scores and the label maps drift; `assert_parity` fails when the drift is over what the
-file's precision explains.
+file's precision explains (the tolerances of `gkd_deploy.precision.PRECISIONS`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import onnxruntime as ort
 import torch
 
 from gkd_deploy.errors import ExportError
+from gkd_deploy.precision import EXPORT_PRECISIONS, PRECISIONS, Tolerance
 from gkd_deploy.exporters.metadata import read_metadata
 from gkd_deploy.models.segmenter import Segmenter
 
@@ -41,32 +42,6 @@ class ParityReport:
                   f"max |score difference| {self.max_abs_diff:.3g} (mean {self.mean_abs_diff:.3g})")
         return (f"{self.precision}: {scores}, labels agree on {self.pixel_agreement:.2f}% of {self.pixels} pixels "
                 f"({self.images} images)")
-
-
-@dataclass(frozen=True)
-class ParityTolerance:
-    """Largest score difference (None: not checked) and smallest pixel agreement (percent)."""
-
-    max_abs_diff: float | None
-    min_pixel_agreement: float
-
-
-# Measured on the random-weight tiny test model (scores within about +-0.3, so many near-ties
-# between classes) on synthetic street scenes; trained models have larger score gaps and agree
-# more, not less.
-# fp32: ORT and PyTorch differ by kernel rounding only: max 3e-7, 100% agreement. The bound is
-#   tight enough to catch any real graph difference.
-# fp16: max 3e-4, 99.95-99.97% agreement. fp16 keeps ~3 decimal digits, so trained logits of ~10-20
-#   move by up to ~1e-2; the bound allows that with margin.
-# int8: scores move by a few percent of their range, so only labels are checked. Measured 98.5-98.7%
-#   (target tensorrt with an fp16 or fp32 remainder, target onnxruntime) and 97.5-98.1%
-#   (quantize_sensitive); a copy whose activation scales were cut to a quarter (clipping) fell to
-#   80%, under the bound.
-TOLERANCES: dict[str, ParityTolerance] = {
-    "fp32": ParityTolerance(max_abs_diff=1e-3, min_pixel_agreement=99.9),
-    "fp16": ParityTolerance(max_abs_diff=5e-2, min_pixel_agreement=99.0),
-    "int8": ParityTolerance(max_abs_diff=None, min_pixel_agreement=90.0),
-}
 
 
 def check_parity(onnx_path: str | Path, segmenter: Segmenter, images: torch.Tensor | np.ndarray,
@@ -110,18 +85,14 @@ def check_parity(onnx_path: str | Path, segmenter: Segmenter, images: torch.Tens
 
 
 def assert_parity(report: ParityReport, precision: str | None = None,
-                  tolerance: ParityTolerance | None = None) -> None:
+                  tolerance: Tolerance | None = None) -> None:
     """Raise `ExportError` when `report` is over the tolerance of `precision` (default: the report's)."""
     precision = precision or report.precision
     if tolerance is None:
-        if precision not in TOLERANCES:
-            raise ExportError(f"no parity tolerance for precision {precision!r}; known: {', '.join(TOLERANCES)}")
-        tolerance = TOLERANCES[precision]
-    problems = []
-    if None not in (tolerance.max_abs_diff, report.max_abs_diff) and report.max_abs_diff > tolerance.max_abs_diff:
-        problems.append(f"max score difference {report.max_abs_diff:.3g} > {tolerance.max_abs_diff:.3g}")
-    if report.pixel_agreement < tolerance.min_pixel_agreement:
-        problems.append(f"pixel agreement {report.pixel_agreement:.2f}% < {tolerance.min_pixel_agreement:.2f}%")
+        if PRECISIONS.get(precision) is None or PRECISIONS[precision].parity is None:
+            raise ExportError(f"no parity tolerance for precision {precision!r}; known: {', '.join(EXPORT_PRECISIONS)}")
+        tolerance = PRECISIONS[precision].parity
+    problems = tolerance.problems(report.max_abs_diff, report.pixel_agreement)
     if problems:
         raise ExportError(f"the {precision} export does not match PyTorch: {'; '.join(problems)} ({report}); "
                           "the file computes something other than the checkpoint; do not deploy it")

@@ -16,7 +16,7 @@ from gkd_deploy.errors import ExportError
 from gkd_deploy.runtime.onnx_io import load_model
 from gkd_deploy.models.segmenter import Segmenter
 from gkd_deploy.runtime.metadata import (  # noqa: F401  (re-exported: the exporters' vocabulary)
-    INPUT_NAME, LAYOUT, METADATA_KEY, OUTPUT_NAMES, PRECISIONS, ExportMetadata, embed_metadata, metadata_of,
+    INPUT_NAME, LAYOUT, METADATA_KEY, OUTPUT_NAMES, ExportMetadata, embed_metadata, metadata_of,
 )
 
 def metadata_for(

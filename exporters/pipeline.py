@@ -28,12 +28,12 @@ from gkd_deploy.exporters.onnx_export import MAX_OPSET, MIN_OPSET, export_onnx
 from gkd_deploy.exporters.outputs import keep_outputs, output_bytes, output_names
 from gkd_deploy.exporters.tensorrt import EngineOptions, build_engine, trtexec_command
 from gkd_deploy.models.checkpoint import load_segmenter
+from gkd_deploy.precision import EXPORT_PRECISIONS, check_precisions
 from gkd_deploy.run import ExportDir, RunDir, export_dir_of, resolve_checkpoint
 from gkd_deploy.runtime.tensorrt_backend import tensorrt_available
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int8")
 FORMATS = ("onnx", "trt")
 
 
@@ -60,13 +60,6 @@ class ExportOutcome:
     engine_commands: tuple[str, ...] = ()
 
 
-def _check(value: Sequence[str], allowed: Sequence[str], what: str) -> tuple[str, ...]:
-    unknown = [v for v in value if v not in allowed]
-    if unknown or not value:
-        raise ConfigError(f"unknown {what} {', '.join(unknown) or '(none)'}; choose from {', '.join(allowed)}")
-    return tuple(v for v in allowed if v in value)
-
-
 def synthetic_images(count: int, input_size: tuple[int, int], seed: int = 0) -> np.ndarray:
     """(count, 3, H, W) uint8 street scenes from the built-in generator (no data set needed)."""
     from gkd_deploy.data.synthetic import render_scene
@@ -75,119 +68,176 @@ def synthetic_images(count: int, input_size: tuple[int, int], seed: int = 0) -> 
     return np.stack([render_scene(seed + i, (width, height), "clear")[0].transpose(2, 0, 1) for i in range(count)])
 
 
-def export_model(
-    source: str | Path,
-    *,
-    precisions: Sequence[str] = ("fp32",),
-    formats: Sequence[str] = ("onnx",),
-    input_size: tuple[int, int] | None = None,
-    opset: int = 17,
-    calib: Sequence[str] | str | None = None,
-    calib_count: int = 512,
-    calib_method: str = "minmax",
-    target: str = "tensorrt",
-    remainder: str | None = None,
-    quantize_sensitive: bool = False,
-    check_count: int = 8,
-    out_dir: str | Path | None = None,
-    engine: EngineOptions = EngineOptions(),
-    outputs: str = "both",
-) -> ExportOutcome:
-    """`target`: the runtime the files are for. It decides where the int8 file's Q/DQ pairs go
+@dataclass(frozen=True)
+class ExportSettings:
+    """What `gkd export` writes, every value checked when the settings are made (before any file).
+
+    `target`: the runtime the files are for. It decides where the int8 file's Q/DQ pairs go
     (tensorrt: TensorRT's fusion rules, as NVIDIA's ModelOpt places them; onnxruntime: where
-    onnxruntime's CPU kernels are int8) and how deformable attention samples in every file. `remainder`: the
-    precision of what is not int8 (fp16 or fp32; default fp16 for tensorrt, fp32 for onnxruntime).
-    `outputs`: "both" (scores and labels), "scores" or "labels" (see `exporters.outputs`)."""
-    # Every argument is checked before the first file is written.
-    kept_outputs = output_names(outputs)
-    precisions = _check(precisions, PRECISIONS, "precision")
-    if target not in INT8_TARGETS:
-        raise ConfigError(f"unknown int8 target {target!r}; use one of {', '.join(INT8_TARGETS)}")
-    remainder = remainder or DEFAULT_REMAINDER[target]
-    if remainder not in REMAINDERS:
-        raise ConfigError(f"unknown int8 remainder precision {remainder!r}; use one of {', '.join(REMAINDERS)}")
-    formats = _check(formats, FORMATS, "format")
-    if "int8" in precisions and calib_method not in CALIB_METHODS:
-        raise ConfigError(f"unknown calibration method {calib_method!r}; use one of {', '.join(CALIB_METHODS)}")
-    if "int8" in precisions and calib_count < 1:
-        raise ConfigError(f"calib_count must be at least 1, got {calib_count}")
-    if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ConfigError(f"opset {opset!r} is not supported; use {MIN_OPSET}..{MAX_OPSET}")
-    if input_size is not None and (len(input_size) != 2 or min(input_size) < 1):
-        raise ConfigError(f"input size must be (height, width) in pixels, got {input_size}")
+    onnxruntime's CPU kernels are int8) and how deformable attention samples in every file.
+    `remainder`: the precision of what is not int8 (fp16 or fp32; None: fp16 for tensorrt, fp32 for
+    onnxruntime). `outputs`: "both" (scores and labels), "scores" or "labels" (see `exporters.outputs`).
+    `calib`: calibration (and check) data sets, NAME=PATH; empty: the run's source domain."""
+
+    precisions: tuple[str, ...] = ("fp32",)
+    formats: tuple[str, ...] = ("onnx",)
+    input_size: tuple[int, int] | None = None
+    opset: int = 17
+    calib: tuple[str, ...] = ()
+    calib_count: int = 512
+    calib_method: str = "minmax"
+    target: str = "tensorrt"
+    remainder: str | None = None
+    quantize_sensitive: bool = False
+    check_count: int = 8
+    engine: EngineOptions = EngineOptions()
+    outputs: str = "both"
+
+    def __post_init__(self) -> None:
+        def setting(name: str, value) -> None:
+            object.__setattr__(self, name, value)
+
+        output_names(self.outputs)  # ConfigError for an unknown choice
+        setting("precisions", check_precisions(_texts(self.precisions), EXPORT_PRECISIONS))
+        setting("formats", _choices(_texts(self.formats), FORMATS, "format"))
+        setting("calib", _texts(self.calib))
+        if self.target not in INT8_TARGETS:
+            raise ConfigError(f"unknown int8 target {self.target!r}; use one of {', '.join(INT8_TARGETS)}")
+        setting("remainder", self.remainder or DEFAULT_REMAINDER[self.target])
+        if self.remainder not in REMAINDERS:
+            raise ConfigError(f"unknown int8 remainder precision {self.remainder!r}; use one of {', '.join(REMAINDERS)}")
+        if "int8" in self.precisions and self.calib_method not in CALIB_METHODS:
+            raise ConfigError(f"unknown calibration method {self.calib_method!r}; use one of {', '.join(CALIB_METHODS)}")
+        if "int8" in self.precisions and self.calib_count < 1:
+            raise ConfigError(f"calib_count must be at least 1, got {self.calib_count}")
+        if self.check_count < 1:
+            raise ConfigError(f"check_count must be at least 1, got {self.check_count}")
+        if not isinstance(self.opset, int) or not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise ConfigError(f"opset {self.opset!r} is not supported; use {MIN_OPSET}..{MAX_OPSET}")
+        if self.input_size is not None:
+            if len(self.input_size) != 2 or min(self.input_size) < 1:
+                raise ConfigError(f"input size must be (height, width) in pixels, got {self.input_size}")
+            setting("input_size", tuple(int(v) for v in self.input_size))
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return output_names(self.outputs)
+
+    @property
+    def sampling(self) -> str:
+        """Mask2Former's deformable attention: gathers where TensorRT runs the files, ONNX Runtime's
+        faster GridSample where it does (vit-s + Mask2Former-edge at 512, CPU: 263 ms against 349 ms)."""
+        return "gather" if self.target == "tensorrt" else "grid_sample"
+
+
+def _texts(value: Sequence[str] | str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _choices(value: tuple[str, ...], allowed: Sequence[str], what: str) -> tuple[str, ...]:
+    unknown = [v for v in value if v not in allowed]
+    if unknown or not value:
+        raise ConfigError(f"unknown {what} {', '.join(unknown) or '(none)'}; choose from {', '.join(allowed)}")
+    return tuple(v for v in allowed if v in value)
+
+
+@dataclass(frozen=True)
+class _Conversion:
+    """What a converter needs besides the fp32 file: the settings, and the calibration images (int8)."""
+
+    settings: ExportSettings
+    calibration: object | None
+    cache_dir: Path
+
+
+def _to_fp16(fp32: Path, out: Path, job: _Conversion) -> Path:
+    return convert_fp16(fp32, out)
+
+
+def _to_int8(fp32: Path, out: Path, job: _Conversion) -> Path:
+    settings = job.settings
+    path = quantize_int8(fp32, out, job.calibration, method=settings.calib_method, target=settings.target,
+                         quantize_sensitive=settings.quantize_sensitive, cache_dir=job.cache_dir)
+    if settings.remainder == "fp16":
+        try:
+            convert_int8_remainder(path, path)
+        except ExportError:
+            path.unlink(missing_ok=True)  # not the file that was asked for
+            raise
+    return path
+
+
+# How each exported precision is made from the fp32 file (the precision table's exported rows).
+CONVERTERS = {"fp16": _to_fp16, "int8": _to_int8}
+
+
+def export_model(source: str | Path, settings: ExportSettings | None = None, *, out_dir: str | Path | None = None,
+                 **options) -> ExportOutcome:
+    """Export `source` (a run folder or checkpoint) with `settings`, or with ExportSettings(**options)
+    (e.g. `export_model(run, precisions=("fp32", "int8"), calib_count=64)`); into `out_dir`, default
+    the run's export folder."""
+    settings = settings if settings is not None else ExportSettings(**options)  # every argument checked here
     checkpoint, run = resolve_checkpoint(source)
+    specs = list(settings.calib) or _data_specs(run)
+    if "int8" in settings.precisions and not specs:
+        raise ConfigError("int8 needs calibration images: give --calib NAME=PATH (e.g. the source domain)")
     segmenter = load_segmenter(checkpoint).eval()
-    size = input_size or (segmenter.config.img_size, segmenter.config.img_size)
-    exports = ExportDir(Path(out_dir)) if out_dir else export_dir_of(checkpoint, run)
-    specs = _data_specs(calib, run)
-    check = (calibration_images(specs, check_count, size, seed=1, warn_small=False).images if specs
-             else synthetic_images(check_count, size))
-    files: list[ExportedFile] = []
-    started = time.perf_counter()
     trained = (segmenter.config.img_size, segmenter.config.img_size)
+    size = settings.input_size or trained
+    exports = ExportDir(Path(out_dir)) if out_dir else export_dir_of(checkpoint, run)
+    check = (calibration_images(specs, settings.check_count, size, seed=1, warn_small=False).images if specs
+             else synthetic_images(settings.check_count, size))
 
-    def path(precision: str, format: str = "onnx", file_outputs: str = "both") -> Path:
-        return exports.file(precision, format, size=size, trained_size=trained, outputs=file_outputs)
+    def path(precision: str, format: str = "onnx", outputs: str = "both") -> Path:
+        return exports.file(precision, format, size=size, trained_size=trained, outputs=outputs)
 
-    # Mask2Former's deformable attention: gathers where TensorRT runs the files, ONNX Runtime's faster
-    # GridSample where it does (measured on vit-s + Mask2Former-edge at 512, CPU: 263 ms against 349 ms).
-    sampling = "gather" if target == "tensorrt" else "grid_sample"
-    fp32 = export_onnx(segmenter, path("fp32"), input_size=size, opset=opset, sampling=sampling,
+    started = time.perf_counter()
+    fp32 = export_onnx(segmenter, path("fp32"), input_size=size, opset=settings.opset, sampling=settings.sampling,
                        source_checkpoint=checkpoint)
-    files.append(_checked(fp32, "fp32", segmenter, check, started))
+    files = [_checked(fp32, "fp32", segmenter, check, started)]
     onnx_files = {"fp32": fp32}
-    calibration_count = 0
-    if "fp16" in precisions:
-        started = time.perf_counter()
-        onnx_files["fp16"] = convert_fp16(fp32, path("fp16"))
-        files.append(_checked(onnx_files["fp16"], "fp16", segmenter, check, started))
-    if "int8" in precisions:
-        if not specs:
-            raise ConfigError("int8 needs calibration images: give --calib NAME=PATH (e.g. the source domain)")
-        started = time.perf_counter()
-        calibration = calibration_images(specs, calib_count, size)
-        calibration_count = len(calibration)
-        onnx_files["int8"] = quantize_int8(fp32, path("int8"), calibration, method=calib_method,
-                                           target=target, quantize_sensitive=quantize_sensitive,
-                                           cache_dir=exports.path / ".calib-cache")
-        if remainder == "fp16":
-            try:
-                convert_int8_remainder(onnx_files["int8"], onnx_files["int8"])
-            except ExportError:
-                onnx_files["int8"].unlink(missing_ok=True)  # not the file that was asked for
-                raise
-        files.append(_checked(onnx_files["int8"], "int8", segmenter, check, started))
-    if "onnx" not in formats or "fp32" not in precisions:
+    calibration = calibration_images(specs, settings.calib_count, size) if "int8" in settings.precisions else None
+    job = _Conversion(settings, calibration, exports.path / ".calib-cache")
+    for precision in settings.precisions:
+        if precision in CONVERTERS:
+            started = time.perf_counter()
+            onnx_files[precision] = CONVERTERS[precision](fp32, path(precision), job)
+            files.append(_checked(onnx_files[precision], precision, segmenter, check, started))
+    if "onnx" not in settings.formats or "fp32" not in settings.precisions:
         # fp32 was only the base of the conversions: keep it (it is small and always valid), but do
         # not list it as a requested output.
-        files = [f for f in files if f.precision in precisions]
+        files = [f for f in files if f.precision in settings.precisions]
+    kept_outputs = settings.output_names
     if kept_outputs != tuple(files[0].outputs):
         # After every conversion (they need the scores): each requested file returns what was asked
         # for, and is checked again as it now is.
-        files = [_with_outputs(file, path(file.precision, file_outputs=outputs), kept_outputs, segmenter, check)
+        files = [_with_outputs(file, path(file.precision, outputs=settings.outputs), kept_outputs, segmenter, check)
                  for file in files]
         onnx_files.update({file.precision: file.path for file in files})  # the engines are built from these
     num_classes = segmenter.class_set.num_classes
     files = [dataclasses.replace(file, output_bytes=output_bytes(file.outputs, num_classes, size)) for file in files]
     engine_commands: tuple[str, ...] = ()
-    if "trt" in formats and not tensorrt_available():
+    if "trt" in settings.formats and not tensorrt_available():
         # The ONNX files are done and checked; the engines can be built where TensorRT is.
-        engine_commands = tuple(trtexec_command(onnx_files[p], path(p, "trt", outputs), engine) for p in precisions)
-    elif "trt" in formats:
-        for precision in precisions:
+        engine_commands = tuple(trtexec_command(onnx_files[p], path(p, "trt", settings.outputs), settings.engine)
+                                for p in settings.precisions)
+    elif "trt" in settings.formats:
+        for precision in settings.precisions:
             started = time.perf_counter()
-            engine_path = build_engine(onnx_files[precision], path(precision, "trt", outputs), engine,
-                                       check_images=check)
+            engine_path = build_engine(onnx_files[precision], path(precision, "trt", settings.outputs),
+                                       settings.engine, check_images=check)
             files.append(ExportedFile(engine_path, precision, "trt", engine_path.stat().st_size,
                                       time.perf_counter() - started, None, kept_outputs,
                                       output_bytes(kept_outputs, num_classes, size)))
     return ExportOutcome(checkpoint=checkpoint, files=tuple(files), check_images=len(check),
-                         calibration_images=calibration_count, engine_commands=engine_commands)
+                         calibration_images=len(calibration) if calibration is not None else 0,
+                         engine_commands=engine_commands)
 
 
-def _data_specs(calib: Sequence[str] | str | None, run: RunDir | None) -> list[str]:
-    if calib:
-        return [calib] if isinstance(calib, str) else list(calib)
+def _data_specs(run: RunDir | None) -> list[str]:
+    """Default calibration and check data: the run's source domain (none for a bare checkpoint)."""
     return list(run.config().source) if run is not None else []
 
 

@@ -7,7 +7,7 @@ model and TensorRT version that built them: build on the target (on a Jetson, fr
 
 A built engine counts only once it has been run: `build_engine` with check images runs it and
 ONNX Runtime (the file it came from) on them, and deletes it with an ExportError when the two
-disagree beyond `ENGINE_TOLERANCES` (TensorRT has built wrong FP16 engines for ViT segmenters).
+disagree beyond the precision table's `engine_parity` (TensorRT has built wrong FP16 engines for ViT segmenters).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 
 from gkd_deploy.errors import ConfigError, ExportError
 from gkd_deploy.fileio import atomic_path
+from gkd_deploy.precision import precision as get_precision
 from gkd_deploy.runtime.metadata import read_onnx_metadata, sidecar_path
 
 log = logging.getLogger(__name__)
@@ -74,12 +75,6 @@ class EngineCheck:
         return f"engine vs onnxruntime on {self.images} images: {scores}labels agree on {self.pixel_agreement:.2f}%"
 
 
-# TensorRT picks its own kernels (TF32 for fp32 matrix products, fused attention, its own int8
-# kernels), so the engine is held to the same label agreement as the ONNX file to PyTorch, with
-# room for kernel rounding in the scores; int8 scores are not compared.
-ENGINE_TOLERANCES = {"fp32": (5e-2, 99.0), "fp16": (1e-1, 98.0), "int8": (None, 90.0)}
-
-
 def check_engine(engine_path: Path, onnx_path: Path, images: np.ndarray, precision: str,
                  load: Callable[[Path], object] | None = None) -> EngineCheck:
     """Run the engine and ONNX Runtime on `images` ((N, 3, H, W) float32); ExportError, and the engine
@@ -100,12 +95,7 @@ def check_engine(engine_path: Path, onnx_path: Path, images: np.ndarray, precisi
         agree += int((engine.labels(batch) == reference.labels(batch)).sum())
         pixels += batch.shape[0] * batch.shape[2] * batch.shape[3]
     report = EngineCheck(images=len(images), max_abs_diff=max_diff, pixel_agreement=100.0 * agree / max(pixels, 1))
-    max_allowed, min_agreement = ENGINE_TOLERANCES.get(precision, (None, 90.0))
-    problems = []
-    if None not in (max_allowed, max_diff) and max_diff > max_allowed:
-        problems.append(f"max score difference {max_diff:.3g} > {max_allowed:.3g}")
-    if report.pixel_agreement < min_agreement:
-        problems.append(f"pixel agreement {report.pixel_agreement:.2f}% < {min_agreement:.2f}%")
+    problems = get_precision(precision).engine_parity.problems(max_diff, report.pixel_agreement)
     if problems:
         engine_path.unlink(missing_ok=True)
         sidecar_path(engine_path).unlink(missing_ok=True)

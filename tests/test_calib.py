@@ -17,7 +17,8 @@ from gkd_deploy.calib.placement import name_nodes, place_qdq
 from gkd_deploy.calib.images import fixed_size_window
 from gkd_deploy.data.synthetic import write_synthetic
 from gkd_deploy.errors import DataError
-from gkd_deploy.exporters import TOLERANCES, ExportError, assert_parity, check_parity, convert_fp16, export_onnx
+from gkd_deploy.precision import PRECISIONS
+from gkd_deploy.exporters import ExportError, assert_parity, check_parity, convert_fp16, export_onnx
 from gkd_deploy.exporters import read_metadata
 from gkd_deploy.exporters.fp16 import convert_int8_remainder
 from gkd_deploy.models.segmenter import SegmenterConfig, build_segmenter
@@ -170,7 +171,7 @@ def test_int8_is_explicit_symmetric_qdq_with_per_channel_weights(int8_path, segm
     scores, labels = runner.run(None, {"images": parity_images[:3].numpy()})
     assert scores.shape == (3, 19, 64, 64) and labels.shape == (3, 64, 64)
     report = check_parity(int8_path, segmenter, parity_images)
-    assert report.pixel_agreement >= TOLERANCES["int8"].min_pixel_agreement
+    assert report.pixel_agreement >= PRECISIONS["int8"].parity.min_pixel_agreement
     assert_parity(report)
 
 
@@ -396,6 +397,6 @@ def test_parity_check_fails_an_int8_file_whose_scales_clip(int8_path, segmenter,
             tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) / 4, tensor.name))
     onnx.save(model, str(tmp_path / "clipped.onnx"))
     report = check_parity(tmp_path / "clipped.onnx", segmenter, parity_images)
-    assert report.pixel_agreement < TOLERANCES["int8"].min_pixel_agreement
+    assert report.pixel_agreement < PRECISIONS["int8"].parity.min_pixel_agreement
     with pytest.raises(ExportError, match="does not match PyTorch"):
         assert_parity(report)

@@ -12,8 +12,9 @@ from onnx import TensorProto, helper
 from gkd_deploy.data.classes import CITYSCAPES
 from gkd_deploy.data.registry import build_domains, parse_dataset_arg
 from gkd_deploy.data.synthetic import write_synthetic
+from gkd_deploy.precision import PRECISIONS
 from gkd_deploy.exporters import (
-    TOLERANCES, ExportError, ParityReport, assert_parity, check_parity, convert_fp16, export_onnx, read_metadata,
+    ExportError, ParityReport, assert_parity, check_parity, convert_fp16, export_onnx, read_metadata,
 )
 from gkd_deploy.runtime import onnx_io
 from gkd_deploy.exporters.graph_repair import drop_duplicate_nodes, sort_topologically
@@ -132,8 +133,8 @@ def test_fp16_keeps_float32_io_and_sensitive_ops(exported_fp16, segmenter, image
     assert read_metadata(exported_fp16).precision == "fp16"
     assert read_metadata(exported_fp16).class_names == CITYSCAPES.names
     report = check_parity(exported_fp16, segmenter, images)
-    assert 0 < report.max_abs_diff < TOLERANCES["fp16"].max_abs_diff
-    assert report.pixel_agreement >= TOLERANCES["fp16"].min_pixel_agreement
+    assert 0 < report.max_abs_diff < PRECISIONS["fp16"].parity.max_abs_diff
+    assert report.pixel_agreement >= PRECISIONS["fp16"].parity.min_pixel_agreement
     assert_parity(report)
     with pytest.raises(ExportError, match="convert the fp32 export"):
         convert_fp16(exported_fp16, exported_fp16.with_name("twice.onnx"))
@@ -246,7 +247,7 @@ def test_export_model_passes_target_and_remainder_to_the_int8_file(exported, sce
         (int8,) = outcome.files
         calibration = read_metadata(int8.path).calibration
         made[(target, remainder)] = (calibration["target"], calibration["remainder"])
-        assert int8.parity.pixel_agreement >= TOLERANCES["int8"].min_pixel_agreement
+        assert int8.parity.pixel_agreement >= PRECISIONS["int8"].parity.min_pixel_agreement
     assert made == {("tensorrt", None): ("tensorrt", "fp16"), ("onnxruntime", None): ("onnxruntime", "fp32"),
                     ("tensorrt", "fp32"): ("tensorrt", "fp32")}
 
@@ -263,3 +264,27 @@ def test_a_failed_fp16_remainder_leaves_no_int8_file(exported, scenes, tmp_path,
         pipeline.export_model(checkpoint, precisions=("int8",), calib=f"cityscapes={scenes.cityscapes}", calib_count=4,
                               check_count=4, out_dir=tmp_path)
     assert not list(tmp_path.glob("model-int8*.onnx"))
+
+
+def test_every_export_setting_is_checked_before_the_first_file(tmp_path):
+    from gkd_deploy.errors import ConfigError
+    from gkd_deploy.exporters.pipeline import ExportSettings, export_model
+    from gkd_deploy.models.checkpoint import save_segmenter
+    from gkd_deploy.models.segmenter import SegmenterConfig, build_segmenter
+
+    bad = [({"precisions": ("fp64",)}, "unknown precision fp64"), ({"formats": ("tflite",)}, "unknown format"),
+           ({"target": "openvino"}, "unknown int8 target"), ({"remainder": "bf16"}, "remainder precision"),
+           ({"precisions": ("int8",), "calib_method": "mse"}, "calibration method"),
+           ({"precisions": ("int8",), "calib_count": 0}, "calib_count"), ({"opset": 9}, "opset 9"),
+           ({"input_size": (0, 64)}, "input size"), ({"outputs": "logits"}, "logits"), ({"check_count": 0}, "check_count")]
+    for options, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            ExportSettings(**options)
+    settings = ExportSettings(precisions=("int8", "fp32"), target="onnxruntime", input_size=[32, 64])
+    assert settings.precisions == ("fp32", "int8") and settings.remainder == "fp32" and settings.input_size == (32, 64)
+    assert settings.sampling == "grid_sample" and ExportSettings().sampling == "gather"
+    # int8 of a bare checkpoint with no calibration data: refused before fp32 is written.
+    checkpoint = save_segmenter(build_segmenter(SegmenterConfig("tiny-student", img_size=32)), tmp_path / "m.safetensors")
+    with pytest.raises(ConfigError, match="int8 needs calibration images"):
+        export_model(checkpoint, precisions=("fp32", "int8"))
+    assert not (tmp_path / "export").exists()

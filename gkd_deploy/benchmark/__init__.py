@@ -16,7 +16,7 @@ import importlib
 
 # Names are imported on first use (PEP 562), so that `gkd --help` does not load the benchmark.
 _HOMES = {
-    "BACKENDS": "backends", "PRECISIONS": "backends", "JetsonInfo": "jetson", "detect_jetson": "jetson",
+    "BACKENDS": "backends", "JetsonInfo": "jetson", "detect_jetson": "jetson",
     "BenchmarkReport": "report", "BenchmarkRow": "report", "BenchmarkSettings": "report", "read_csv": "report",
     "read_json": "report", "DEFAULT_BACKENDS": "runner", "default_report_paths": "runner", "run_benchmark": "runner",
     "SystemInfo": "system", "LatencyStats": "timing", "TimingPolicy": "timing",

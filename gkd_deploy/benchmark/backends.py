@@ -32,12 +32,10 @@ import numpy as np
 from gkd_deploy.benchmark.memory import torch_with_cuda
 from gkd_deploy.benchmark.sources import ModelSource
 from gkd_deploy.benchmark.timing import Clock, CudaEventClock, WallClock
+from gkd_deploy.precision import EXPORT_PRECISIONS, PRECISIONS, TORCH_PRECISIONS
 from gkd_deploy.runtime.metadata import read_onnx_metadata, read_sidecar_metadata
 from gkd_deploy.runtime.tensorrt_backend import tensorrt_available
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-AUTOCAST_DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}  # torch dtypes, by name
-EXPORTED_PRECISIONS = ("fp32", "fp16", "int8")
 GPU_ONLY = "--device cpu: GPU backends are not run"
 
 Predict = Callable[[Any], Any]  # what `Runner.prepare` made -> class scores
@@ -152,7 +150,8 @@ def _load_torch(file: Path, precision: str, device: str, compile_model: bool = F
     target = _resolve_device(device)
     model = load_segmenter(file).to(target).eval()
     forward = torch.compile(model, dynamic=False) if compile_model else model
-    dtype = getattr(torch, AUTOCAST_DTYPES[precision]) if AUTOCAST_DTYPES[precision] else None
+    dtype = PRECISIONS[precision].torch_dtype
+    dtype = getattr(torch, dtype) if dtype else None
 
     @torch.inference_mode()
     def predict(images: torch.Tensor) -> torch.Tensor:
@@ -200,14 +199,14 @@ def _load_tensorrt(file: Path, precision: str, device: str) -> Runner:
 
 
 BACKENDS: dict[str, Backend] = {
-    "torch": Backend("torch", "checkpoint", ("fp32", "bf16", "fp16"), _cuda_missing, _load_torch),
-    "torch-compile": Backend("torch-compile", "checkpoint", ("fp32", "bf16", "fp16"), _compile_unavailable,
+    "torch": Backend("torch", "checkpoint", TORCH_PRECISIONS, _cuda_missing, _load_torch),
+    "torch-compile": Backend("torch-compile", "checkpoint", TORCH_PRECISIONS, _compile_unavailable,
                              _load_torch_compile),
-    "onnxruntime": Backend("onnxruntime", "onnx", EXPORTED_PRECISIONS, _onnxruntime_unavailable, _load_onnxruntime,
+    "onnxruntime": Backend("onnxruntime", "onnx", EXPORT_PRECISIONS, _onnxruntime_unavailable, _load_onnxruntime,
                            may_use_gpu=False),
-    "onnxruntime-cuda": Backend("onnxruntime-cuda", "onnx", EXPORTED_PRECISIONS, _onnxruntime_cuda_unavailable,
+    "onnxruntime-cuda": Backend("onnxruntime-cuda", "onnx", EXPORT_PRECISIONS, _onnxruntime_cuda_unavailable,
                                 _load_onnxruntime_cuda),
-    "tensorrt": Backend("tensorrt", "engine", EXPORTED_PRECISIONS, _tensorrt_unavailable, _load_tensorrt),
+    "tensorrt": Backend("tensorrt", "engine", EXPORT_PRECISIONS, _tensorrt_unavailable, _load_tensorrt),
 }
 
 
@@ -215,7 +214,7 @@ def _precision_reason(backend: Backend, precision: str) -> str:
     if backend.runs == "checkpoint" and precision == "int8":
         return ("int8 lives in the Q/DQ ONNX file (model-int8.onnx), not in PyTorch: benchmark it with "
                 "--backends onnxruntime or tensorrt")
-    return (f"{backend.name} runs the exported files, which exist in {', '.join(EXPORTED_PRECISIONS)}; "
+    return (f"{backend.name} runs the exported files, which exist in {', '.join(EXPORT_PRECISIONS)}; "
             f"{precision} is a torch autocast precision")
 
 

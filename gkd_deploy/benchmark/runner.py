@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from gkd_deploy.benchmark.backends import BACKENDS, PRECISIONS, Backend, Runner, resolve_file
+from gkd_deploy.benchmark.backends import BACKENDS, Backend, Runner, resolve_file
 from gkd_deploy.benchmark.flops import flops_per_image, share_of_peak
 from gkd_deploy.benchmark.jetson import JetsonInfo, TegrastatsSampler, detect_jetson
 from gkd_deploy.benchmark.memory import MB, GpuPeakMemory, HostPeakMemory, device_used_bytes
@@ -40,6 +40,7 @@ from gkd_deploy.benchmark.timing import TimingPolicy, measure_latency
 from gkd_deploy.data import SPLITS
 from gkd_deploy.errors import ConfigError, DataError
 from gkd_deploy.evaluation.inference import default_inference_mode
+from gkd_deploy.precision import PRECISIONS
 from gkd_deploy.progress import Track, no_progress
 from gkd_deploy.run import report_path
 
@@ -121,7 +122,7 @@ def _settings(models, backends, precisions, batch_sizes, input_sizes, device, po
     sizes = None if input_sizes is None else _input_sizes(input_sizes)
     return BenchmarkSettings(
         models=tuple(str(model) for model in models), backends=_names(backends, tuple(BACKENDS), "backend"),
-        precisions=_names(precisions, PRECISIONS, "precision"),
+        precisions=_names(precisions, tuple(PRECISIONS), "precision"),
         batch_sizes=_positive_ints(batch_sizes, "batch sizes"), input_sizes=sizes, device=device,
         warmup=policy.warmup, min_runs=policy.min_runs, min_seconds=policy.min_seconds, max_runs=policy.max_runs,
         data=data if data is None or isinstance(data, str) else ",".join(data), split=split, peak_tflops=peak_tflops)

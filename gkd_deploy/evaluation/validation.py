@@ -3,7 +3,8 @@
 Both models run over the same images with the same sliding windows (the exported input size),
 so the only difference left is the export itself: per domain we report PyTorch mIoU, exported
 mIoU, their delta and the share of pixels whose label both agree on. A delta over the tolerance
-fails validation (MMDeploy's segmentation gate is 1 point; fp32/fp16 should be far closer).
+fails validation (the precision table's `miou_points`: 1 point for int8, MMDeploy's segmentation
+gate; 0.1 for fp32 / fp16, which should be far closer).
 """
 
 from __future__ import annotations
@@ -24,12 +25,11 @@ from gkd_deploy.evaluation.runner import target_specs
 from gkd_deploy.fileio import write_json
 from gkd_deploy.metrics import SegmentationMetric
 from gkd_deploy.models.checkpoint import file_sha256
+from gkd_deploy.precision import precision
 from gkd_deploy.run import report_path, resolve_checkpoint, run_of_export
 from gkd_deploy.runtime.base import Predictor, require_scores
 from gkd_deploy.runtime.loader import load_predictor
 
-# mIoU points; MMDeploy's regression gate for segmentation backends is 1 point.
-DEFAULT_TOLERANCE = {"fp32": 0.1, "fp16": 0.1, "int8": 1.0}
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ def validate_export(
     if reference_model.info.class_set.names != exported.info.class_set.names:
         raise ConfigError(f"{model_path} and {reference_path} predict different classes")
     mode = exported_inference_mode(exported.info)
-    tolerance = DEFAULT_TOLERANCE.get(exported.info.precision, 1.0) if tolerance is None else tolerance
+    tolerance = precision(exported.info.precision).miou_points if tolerance is None else tolerance
     domains = eval_domains(targets, split=split)
     for name, dataset in domains.items():
         check_class_sets(exported.info.class_set, dataset.class_set, name)

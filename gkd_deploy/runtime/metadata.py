@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 import gkd_deploy
 from gkd_deploy.data.classes import IGNORE_INDEX, ClassSet
 from gkd_deploy.errors import ConfigError, ModelError
+from gkd_deploy.precision import EXPORT_PRECISIONS, precision as get_precision
 
 if TYPE_CHECKING:
     import onnx
 
 METADATA_KEY = "gkd"
-PRECISIONS = ("fp32", "fp16", "int8")
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("scores", "labels")
 # `gkd export --outputs`: which of them a file returns.
@@ -74,8 +74,7 @@ class ExportMetadata:
 
     def with_precision(self, precision: str, calibration: dict[str, Any] | None = None) -> "ExportMetadata":
         """The metadata of a converted copy of the same model (fp16, int8)."""
-        if precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        get_precision(precision, EXPORT_PRECISIONS)
         extra = {key: value for key, value in self.extra.items() if key != "calibration"}
         if calibration is not None:
             extra["calibration"] = calibration

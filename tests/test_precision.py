@@ -1,0 +1,37 @@
+"""One table of precisions: every exported precision has a converter, a parity and an mIoU gate."""
+
+import pytest
+
+from gkd_deploy.errors import ConfigError
+from gkd_deploy.exporters.pipeline import CONVERTERS
+from gkd_deploy.precision import EXPORT_PRECISIONS, PRECISIONS, TORCH_PRECISIONS, Tolerance, check_precisions, precision
+
+
+def test_the_table_covers_every_use():
+    assert EXPORT_PRECISIONS == ("fp32", "fp16", "int8") and TORCH_PRECISIONS == ("fp32", "fp16", "bf16")
+    assert set(CONVERTERS) == set(EXPORT_PRECISIONS) - {"fp32"}  # fp32 is the exported base
+    for name in EXPORT_PRECISIONS:
+        row = PRECISIONS[name]
+        assert row.parity is not None and row.engine_parity is not None and row.miou_points > 0
+        # an engine is never held tighter than the ONNX file it was built from
+        assert row.engine_parity.min_pixel_agreement <= row.parity.min_pixel_agreement
+    assert PRECISIONS["int8"].parity.max_abs_diff is None  # int8 scores are not compared, only labels
+    assert [PRECISIONS[n].torch_dtype for n in TORCH_PRECISIONS] == [None, "float16", "bfloat16"]
+
+
+def test_tolerance_names_what_is_over():
+    tolerance = Tolerance(max_abs_diff=1e-3, min_pixel_agreement=99.0)
+    assert tolerance.problems(5e-4, 99.5) == []
+    assert tolerance.problems(2e-3, 98.0) == ["max score difference 0.002 > 0.001", "pixel agreement 98.00% < 99.00%"]
+    assert Tolerance(None, 90.0).problems(3.0, 95.0) == []  # scores not checked
+
+
+def test_unknown_precisions_are_refused_with_the_choices():
+    assert check_precisions(["int8", "fp32", "int8"]) == ("fp32", "int8")
+    with pytest.raises(ConfigError, match="unknown precision bf16; choose from fp32, fp16, int8"):
+        check_precisions(["bf16"])
+    with pytest.raises(ConfigError, match=r"unknown precision \(none\)"):
+        check_precisions([])
+    assert precision("bf16").torch_dtype == "bfloat16"
+    with pytest.raises(ConfigError, match="choose from fp32, fp16, int8"):
+        precision("bf16", EXPORT_PRECISIONS)
