@@ -3,7 +3,6 @@ backends, precisions, batch sizes and input sizes, as one table plus JSON, CSV a
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -22,7 +21,6 @@ from gkd_deploy.fileio import check_writable
 if TYPE_CHECKING:
     from gkd_deploy.benchmark import BenchmarkReport, BenchmarkRow
 
-_EXPORT_COMMAND = re.compile(r"`(gkd export [^`]+)`")
 # Short headers that wrap at their space keep the table narrow.
 COLUMNS = ("model", "backend", "prec", "batch", "input", "runs", "p50 ms", "p90 ms", "p99 ms", "first ms", "img/s",
            "host MB", "GPU MB", "size MB", "GFLOP per img", "% peak", "mIoU", "W", "mJ/img")
@@ -120,20 +118,6 @@ def _cells(row: BenchmarkRow) -> dict[str, str]:
     }
 
 
-def _next_commands(report: BenchmarkReport) -> list[str]:
-    exports = [match.group(1) for row in report.not_run if (match := _EXPORT_COMMAND.search(row.reason))]
-    exported = [row for row in report.ok_rows if row.file and Path(row.file).suffix in (".onnx", ".engine", ".plan")]
-    commands = list(dict.fromkeys(exports))[:1]
-    if exported:
-        fastest = min(exported, key=lambda row: row.p50_ms)
-        commands.append(f"gkd infer VIDEO --model {fastest.file} --out out.mp4")
-    elif not commands:
-        first = report.settings.models[0]
-        commands.append(f"gkd export {first} --precision fp32,fp16,int8" if Path(first).suffix in ("", ".safetensors")
-                        else f"gkd validate {first} --targets NAME=PATH")
-    return commands
-
-
 def benchmark(
     model: Annotated[list[str], typer.Option("--model", "-m", help="Run folder, checkpoint, .onnx file or engine; repeat or comma-separate.")],
     backends: Annotated[str, typer.Option(help="torch, torch-compile, onnxruntime, onnxruntime-cuda, tensorrt (comma-separated).")] = "torch,onnxruntime",
@@ -154,7 +138,7 @@ def benchmark(
 ) -> None:
     """Warm up, then time every combination until enough runs and seconds; p50/p90/p99 latency,
     throughput, peak memory, file size, FLOPs; skipped combinations say why."""
-    from gkd_deploy.benchmark import default_report_paths, run_benchmark
+    from gkd_deploy.benchmark import default_report_paths, next_commands, run_benchmark
 
     models = [part for item in model for part in _list(item)]
     if plot is not None and not data:
@@ -180,4 +164,4 @@ def benchmark(
     if not report.ok_rows:
         raise GKDError("nothing could be measured: every combination was skipped or failed (the reasons are in the "
                        "table and the report)")
-    next_step(*_next_commands(report))
+    next_step(*next_commands(report))

@@ -453,3 +453,13 @@ def test_a_resident_run_leaves_the_labels_on_the_device_binding(run):
     scores = predictor.resident(images, "scores")
     scores()
     np.testing.assert_allclose(scores.fetch(), predictor(images), atol=1e-6)
+
+
+def test_next_commands_come_from_the_rows_not_from_their_text(report, run):
+    from gkd_deploy.benchmark import next_commands
+
+    commands = next_commands(report)
+    # TensorRT is not installed here: no engine export is suggested; int8 in torch has no file to write.
+    assert len(commands) == 1 and commands[0].startswith("gkd infer VIDEO --model ") and ".onnx" in commands[0]
+    fp16 = run_benchmark([run.path], backends=("onnxruntime",), precisions=("fp16",), **QUICK)
+    assert not fp16.ok_rows and next_commands(fp16) == [f"gkd export {run.path} --precision fp16"]

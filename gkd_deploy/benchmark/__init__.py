@@ -18,7 +18,7 @@ import importlib
 _HOMES = {
     "BACKENDS": "backends", "JetsonInfo": "jetson", "detect_jetson": "jetson",
     "BenchmarkReport": "report", "BenchmarkRow": "report", "BenchmarkSettings": "report", "read_csv": "report",
-    "read_json": "report", "DEFAULT_BACKENDS": "runner", "default_report_paths": "runner", "run_benchmark": "runner",
+    "read_json": "report", "DEFAULT_BACKENDS": "runner", "default_report_paths": "runner", "next_commands": "runner", "run_benchmark": "runner",
     "SystemInfo": "system", "LatencyStats": "timing", "TimingPolicy": "timing",
 }
 __all__ = sorted(_HOMES)

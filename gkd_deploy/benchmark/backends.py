@@ -240,16 +240,25 @@ def _file_for(backend: Backend, source: ModelSource, precision: str) -> tuple[Pa
     """The file `backend` runs for `source` at `precision`, or why there is none."""
     if backend.runs == "checkpoint":
         return source.checkpoint, None
-    if backend.runs == "onnx":
-        path = source.onnx_file(precision)
-        if not path.is_file():
-            return None, f"no {path.name} in {path.parent}: run `{source.export_command(precision)}`"
+    path = source.onnx_file(precision) if backend.runs == "onnx" else source.engine_file(precision)
+    command = missing_file_command(backend, source, precision)
+    if command is None:
         return path, None
-    path = source.engine_file(precision)
-    if not path.is_file():
-        return None, (f"no {path.name} in {path.parent}: run `{source.export_command(precision, engine=True)}` "
-                      "on this machine")
-    return path, None
+    where = " on this machine" if backend.runs == "engine" else ""
+    return None, f"no {path.name} in {path.parent}: run `{command}`{where}"
+
+
+def missing_file_command(backend: Backend, source: ModelSource, precision: str, device: str | None = None) -> str | None:
+    """The `gkd export` command that writes the file `backend` needs for `source` at `precision`,
+    or None when it is there, the backend runs the checkpoint itself, or (given the `device`
+    setting) the combination could not run here even with the file."""
+    if backend.runs == "checkpoint" or precision not in backend.precisions:
+        return None
+    if device is not None and (backend.unavailable(device) or _kind_reason(backend, source)):
+        return None
+    engine = backend.runs == "engine"
+    path = source.engine_file(precision) if engine else source.onnx_file(precision)
+    return None if path.is_file() else source.export_command(precision, engine=engine)
 
 
 def _size_reason(backend: Backend, source: ModelSource, file: Path, input_size: tuple[int, int]) -> str | None:

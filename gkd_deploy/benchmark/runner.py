@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from gkd_deploy.benchmark.backends import BACKENDS, Backend, Runner, resolve_file
+from gkd_deploy.benchmark.backends import BACKENDS, Backend, Runner, missing_file_command, resolve_file
 from gkd_deploy.benchmark.flops import flops_per_image, share_of_peak
 from gkd_deploy.benchmark.jetson import JetsonInfo, TegrastatsSampler, detect_jetson
 from gkd_deploy.benchmark.memory import MB, GpuPeakMemory, HostPeakMemory, device_used_bytes
@@ -339,3 +339,26 @@ def default_report_paths(model: str | Path) -> dict[str, Path]:
     run folder, <file>.benchmark.{json,csv,png} beside a checkpoint, .onnx file or engine."""
     return {kind: report_path(model, "benchmark", suffix) for kind, suffix in (("json", "json"), ("csv", "csv"),
                                                                                 ("plot", "png"))}
+
+
+EXPORTED_SUFFIXES = (".onnx", ".engine", ".plan")
+
+
+def next_commands(report: BenchmarkReport) -> list[str]:
+    """What to run after this benchmark: the export that writes the first missing file, then
+    `gkd infer` with the fastest exported file (or, when nothing exported ran, the export or
+    validation of the first model)."""
+    sources = {source.name: source for source in _sources(report.settings.models)}
+    device = report.settings.device
+    exports = [missing_file_command(BACKENDS[row.backend], sources[row.model], row.precision, device)
+               for row in report.not_run if row.model in sources and row.backend in BACKENDS]
+    commands = [command for command in dict.fromkeys(exports) if command][:1]
+    exported = [row for row in report.ok_rows if row.file and Path(row.file).suffix in EXPORTED_SUFFIXES]
+    if exported:
+        fastest = min(exported, key=lambda row: row.p50_ms)
+        commands.append(f"gkd infer VIDEO --model {fastest.file} --out out.mp4")
+    elif not commands:
+        first = report.settings.models[0]
+        commands.append(f"gkd export {first} --precision fp32,fp16,int8" if Path(first).suffix in ("", ".safetensors")
+                        else f"gkd validate {first} --targets NAME=PATH")
+    return commands
