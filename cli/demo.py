@@ -19,7 +19,7 @@ from gkd_deploy.cli.infer import InferDisplay, print_summary
 from gkd_deploy.cli.progress import TrainingDisplay
 from gkd_deploy.cli.tables import miou_table
 from gkd_deploy.cli.validate import validation_table
-from gkd_deploy.demo import STUDENT as DEMO_STUDENT, TEACHER as DEMO_TEACHER, DemoSettings, run_demo
+from gkd_deploy.demo import STUDENT as DEMO_STUDENT, TEACHER as DEMO_TEACHER, DemoHooks, DemoResult, DemoSettings, run_demo
 
 if TYPE_CHECKING:
     from gkd_deploy.evaluation.evaluator import EvalReport
@@ -42,6 +42,45 @@ def comparison_table(scratch: EvalReport, gkd: EvalReport) -> Table:
     return table
 
 
+class DemoPrinter:
+    """Prints each step of the demo as it finishes (`DemoHooks.step_done`)."""
+
+    def __init__(self) -> None:
+        self.training = TrainingDisplay()
+        self.clip = InferDisplay()
+
+    def step_done(self, step: str, result) -> None:
+        getattr(self, step)(result)
+
+    def trained(self, result: DemoResult) -> None:
+        self.training.close()
+        console.print(f"data:  {escape(str(result.data.cityscapes.parent))} (clip: {escape(str(result.data.video))})")
+        console.print(f"runs:  {escape(str(result.run.path))} (GKD), {escape(str(result.baseline.path))} (from scratch)")
+        console.print(miou_table(result.evaluation.report))
+        console.print(comparison_table(result.baseline_evaluation.report, result.evaluation.report))
+        console.print("[yellow]The teacher is EfficientNet-Lite0 with real ImageNet weights (from pip, nothing is "
+                      "downloaded); the student starts from random weights and trains for seconds, so these scores "
+                      "show GKD at work in miniature, not what it reaches with DINOv2 and DeiT.[/]")
+
+    def exported(self, outcome) -> None:
+        for file in outcome.files:
+            console.print(f"exported {escape(str(file.path))} ({file.size_bytes / 1e6:.2f} MB): {escape(str(file.parity))}")
+
+    def validated(self, outcome) -> None:
+        console.print(validation_table(outcome.report))
+
+    def segmented(self, clip) -> None:
+        self.clip.close()
+        print_summary(clip)
+
+    def benchmarked(self, report) -> None:
+        console.print(benchmark_table(report))
+
+    def close(self) -> None:
+        self.training.close()
+        self.clip.close()
+
+
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo's data and run (rewritten on every run).")] = Path("demo-out"),
     train: Annotated[int, typer.Option(help="Synthetic source training images.")] = DemoSettings.train,
@@ -52,62 +91,16 @@ def demo(
 ) -> None:
     """Synthetic domains -> GKD stages 1-3 -> mIoU on unseen domains -> FP32/FP16/INT8 ONNX -> validation
     -> annotated driving clip -> benchmark table."""
-    from gkd_deploy.benchmark import run_benchmark
-    from gkd_deploy.evaluation.validation import validate_export
-    from gkd_deploy.exporters.pipeline import export_model
-    from gkd_deploy.infer import InferSettings, infer as run_infer
-
-    display = TrainingDisplay()
+    settings = DemoSettings(train=train, target=target, proxy=proxy, distill_steps=distill_steps, task_steps=task_steps)
+    printer = DemoPrinter()
+    hooks = DemoHooks(track=track, callbacks=printer.training, step_done=printer.step_done,
+                      infer_progress=printer.clip.update, infer_started=printer.clip.start)
     try:
-        result = run_demo(out, DemoSettings(train=train, target=target, proxy=proxy, distill_steps=distill_steps,
-                                            task_steps=task_steps), track=track, callbacks=display)
+        result = run_demo(out, settings, hooks)
     finally:
-        display.close()
-    console.print(f"data:  {escape(str(result.data.cityscapes.parent))} (clip: {escape(str(result.data.video))})")
-    console.print(f"runs:  {escape(str(result.run.path))} (GKD), {escape(str(result.baseline.path))} (from scratch)")
-    console.print(miou_table(result.evaluation.report))
-    console.print(comparison_table(result.baseline_evaluation.report, result.evaluation.report))
-    console.print("[yellow]The teacher is EfficientNet-Lite0 with real ImageNet weights (from pip, nothing is "
-                  "downloaded); the student starts from random weights and trains for seconds, so these scores "
-                  "show GKD at work in miniature, not what it reaches with DINOv2 and DeiT.[/]")
-
-    from gkd_deploy.runtime.tensorrt_backend import tensorrt_available
-
-    # int8 placed for the runtime the demo benchmarks: TensorRT where it is installed, else ONNX Runtime's CPU.
-    exported = export_model(result.run.path, precisions=("fp32", "fp16", "int8"),
-                            target="tensorrt" if tensorrt_available() else "onnxruntime")
-    for file in exported.files:
-        console.print(f"exported {escape(str(file.path))} ({file.size_bytes / 1e6:.2f} MB): {escape(str(file.parity))}")
-    targets = f"acdc={result.data.acdc}"
-    failed = []
-    reference_cache = {}  # PyTorch's labels, computed once for the three files
-    for file in exported.files:
-        outcome = validate_export(file.path, targets, track=track, reference_cache=reference_cache)
-        console.print(validation_table(outcome.report))
-        if not outcome.report.passed:
-            failed.append(file.path.name)
-    if failed:
-        console.print(f"[bold red]validation failed for {', '.join(failed)}[/]")
+        printer.close()
+    if result.failed_validations:
+        console.print(f"[bold red]validation failed for {', '.join(result.failed_validations)}[/]")
         raise typer.Exit(code=1)
-
-    fp32 = exported.files[0].path
-    clip_out = out / "infer" / f"{result.data.video.stem}-seg.mp4"
-    display = InferDisplay()
-    try:
-        clip = run_infer(result.data.video, fp32, InferSettings(out=clip_out, side_by_side=True, batch=4),
-                         progress=display.update, on_start=display.start)
-    finally:
-        display.close()
-    print_summary(clip)
-
-    report = run_benchmark([result.run.path], backends=("torch", "onnxruntime", "onnxruntime-cuda", "tensorrt"),
-                           precisions=("fp32", "fp16", "int8"), warmup=3, min_runs=20, min_seconds=1.0, track=track)
-    bench_dir = out / "benchmark"
-    paths = [report.write_json(bench_dir / "benchmark.json"), report.write_csv(bench_dir / "benchmark.csv")]
-    console.print(benchmark_table(report))
-    console.print(f"benchmark: {escape(str(', '.join(str(p) for p in paths)))}")
-    next_step(f"gkd eval {result.run.path} --per-class",
-              f"gkd validate {exported.files[-1].path} --targets {targets}",
-              f"gkd infer {result.data.video} --model {exported.files[-1].path} --out clip-int8.mp4",
-              f"gkd benchmark --model {result.run.path} --precision fp32,int8 --data {targets}   # + latency-vs-mIoU plot",
-              f"gkd train --resume {result.run.path}   # continues an interrupted run")
+    console.print(f"benchmark: {escape(', '.join(str(p) for p in result.benchmark_files))}")
+    next_step(*result.next_commands())

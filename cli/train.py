@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -46,7 +45,7 @@ def train(
 ) -> None:
     """Distil the teacher into the student (stages 1-2), train the decoder on the frozen student
     (stage 3), then score every target domain."""
-    from gkd_deploy.training.trainer import launch, train as train_run
+    from gkd_deploy.training.trainer import is_main_process, run_training
 
     display = TrainingDisplay()
     try:
@@ -67,21 +66,18 @@ def train(
                 train_config = apply_recipe(train_config, recipe)
             run_path = out
         try:
-            if devices > 1:
-                run = launch(train_config, run_path, devices, resume=resume is not None, make_callbacks=TrainingDisplay)
-                evaluation = None
-            else:
-                result = train_run(train_config, run_path, resume=resume is not None, callbacks=display, track=track)
-                run, evaluation = result.run, result.evaluation
+            result = run_training(train_config, run_path, devices=devices, resume=resume is not None,
+                                  callbacks=display, make_callbacks=TrainingDisplay, track=track)
+            run, evaluation = result.run, result.evaluation
         except KeyboardInterrupt:
             display.close()
-            if os.environ.get("RANK", "0") == "0" and RunDir(Path(run_path)).config_path.is_file():
+            if is_main_process() and RunDir(Path(run_path)).config_path.is_file():
                 console.print(f"[yellow]interrupted after {display.elapsed()}[/]; the last checkpoint is kept")
                 next_step(f"gkd train --resume {run_path}   # continues where it stopped")
             raise typer.Exit(130) from None
     finally:
         display.close()
-    if os.environ.get("RANK", "0") != "0":
+    if not is_main_process():
         return  # under torchrun, rank 0 reports
     console.print(f"run folder: {escape(str(run.path))} (trained in {display.elapsed()})")
     if evaluation is not None:

@@ -144,11 +144,13 @@ def test_train_needs_a_run_folder():
 
 
 def test_demo_runs_the_whole_path_in_miniature(tmp_path):
-    from gkd_deploy.demo import DemoSettings, run_demo
+    from gkd_deploy.demo import DemoHooks, DemoSettings, run_demo
 
     settings = DemoSettings(train=8, val=2, target=2, proxy=8, size=(128, 64), distill_steps=3, task_steps=3, crop=64,
-                            workers=0)
-    result = run_demo(tmp_path / "demo", settings)
+                            workers=0, deploy=False)  # the deployment steps: test_gkd_demo_ends_with_...
+    steps = []
+    result = run_demo(tmp_path / "demo", settings, DemoHooks(step_done=lambda step, _: steps.append(step)))
+    assert steps == ["trained"] and result.exported is None and result.benchmark is None
     domains = ["cityscapes", "acdc-fog", "acdc-night", "acdc-rain", "acdc-snow"]
     assert [d.domain for d in result.evaluation.report.domains] == domains
     for name in ("stage1-student.safetensors", "stage2-student.safetensors", "segmenter.safetensors"):

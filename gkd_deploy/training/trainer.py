@@ -194,3 +194,20 @@ def launch(config: TrainConfig | None, run_path: str | Path, devices: int, *, re
     mp.start_processes(_spawned, args=(devices, free_port(), config, str(run_path), resume, make_callbacks),
                        nprocs=devices, start_method="spawn", join=True)
     return RunDir(Path(run_path))
+
+
+def is_main_process() -> bool:
+    """False in the processes of a torchrun launch other than rank 0 (they do not report)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def run_training(config: TrainConfig | None, run_path: str | Path, *, devices: int = 1, resume: bool = False,
+                 callbacks: Callbacks | None = None, make_callbacks: Callable[[], Callbacks] | None = None,
+                 track: Track = no_progress) -> TrainResult:
+    """`gkd train`: in this process (one device, or one rank of a torchrun launch), or in `devices`
+    processes started here. The result of a multi-process run carries no evaluation and no stage
+    results (the processes keep theirs in the run folder)."""
+    if devices > 1:
+        return TrainResult(run=launch(config, run_path, devices, resume=resume, make_callbacks=make_callbacks),
+                           stages=(), evaluation=None)
+    return train(config, run_path, resume=resume, callbacks=callbacks, track=track)
