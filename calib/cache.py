@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import onnxruntime
 
-from gkd_deploy.models.checkpoint import file_sha256
+from gkd_deploy.fileio import file_sha256
 
 # Bump when what is stored, or how it is computed, changes.
 CACHE_FORMAT = 1

@@ -7,7 +7,8 @@ explicit Q/DQ quantization), never the other way round.
     export_model(run_or_checkpoint, precisions=, formats=, calib=, ...)     `gkd export`: all of it
     export_onnx(segmenter, path, input_size=, opset=, source_checkpoint=)  fp32 .onnx
     convert_fp16(fp32_onnx, out_path)                                       fp16 .onnx
-    read_metadata(path) -> ExportMetadata                                   what a file says about itself
+    read_onnx_metadata(path) -> ExportMetadata                              what a file says about itself
+                                                                            (gkd_deploy.runtime.metadata)
     check_parity(onnx_path, segmenter, images) -> ParityReport              exported vs PyTorch
     assert_parity(report)                                                   ExportError over tolerance
     build_engine(onnx_path, engine_path, options)                           TensorRT (optional)
@@ -16,7 +17,7 @@ explicit Q/DQ quantization), never the other way round.
 from gkd_deploy.exporters.check import ParityReport, assert_parity, check_parity
 from gkd_deploy.errors import ExportError
 from gkd_deploy.exporters.fp16 import convert_fp16
-from gkd_deploy.exporters.metadata import ExportMetadata, read_metadata
+from gkd_deploy.runtime.metadata import ExportMetadata, read_onnx_metadata
 from gkd_deploy.exporters.onnx_export import export_onnx
 
 __all__ = [
@@ -27,5 +28,5 @@ __all__ = [
     "check_parity",
     "convert_fp16",
     "export_onnx",
-    "read_metadata",
+    "read_onnx_metadata",
 ]

@@ -17,7 +17,7 @@ import torch
 
 from gkd_deploy.errors import ExportError
 from gkd_deploy.precision import EXPORT_PRECISIONS, PRECISIONS, Tolerance
-from gkd_deploy.exporters.metadata import read_metadata
+from gkd_deploy.runtime.metadata import read_onnx_metadata
 from gkd_deploy.models.segmenter import Segmenter
 
 
@@ -50,7 +50,7 @@ def check_parity(onnx_path: str | Path, segmenter: Segmenter, images: torch.Tens
 
     `images`: (N, 3, H, W) RGB in 0..255, (H, W) the file's input size.
     """
-    metadata = read_metadata(onnx_path)
+    metadata = read_onnx_metadata(onnx_path)
     images = torch.as_tensor(images).float().cpu()
     expected = (3, *metadata.input_size)
     if images.ndim != 4 or tuple(images.shape[1:]) != expected or images.shape[0] == 0:

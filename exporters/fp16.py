@@ -16,7 +16,7 @@ from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_floa
 
 from gkd_deploy.errors import ExportError
 from gkd_deploy.exporters.graph_repair import drop_duplicate_nodes, sort_topologically
-from gkd_deploy.exporters.metadata import embed_metadata, metadata_of
+from gkd_deploy.runtime.metadata import embed_metadata, metadata_of
 from gkd_deploy.runtime.onnx_io import load_model, save_model
 
 log = logging.getLogger(__name__)

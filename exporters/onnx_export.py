@@ -19,10 +19,10 @@ import torch
 
 from gkd_deploy.errors import ExportError
 from gkd_deploy.exporters.graph_repair import inline_initializer_identities
-from gkd_deploy.exporters.metadata import INPUT_NAME, OUTPUT_NAMES, embed_metadata, metadata_for
+from gkd_deploy.runtime.metadata import INPUT_NAME, OUTPUT_NAMES, ExportMetadata, embed_metadata
 from gkd_deploy.runtime.onnx_io import save_model
 from gkd_deploy.exporters.wrapper import prepare_for_export
-from gkd_deploy.models.checkpoint import file_sha256
+from gkd_deploy.fileio import file_sha256
 from gkd_deploy.models.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def export_onnx(
             raise ExportError(f"source checkpoint {source_checkpoint} not found")
         source_sha256 = file_sha256(source_checkpoint)
     model = _trace(prepare_for_export(segmenter, (height, width), sampling), (height, width), opset, segmenter)
-    embed_metadata(model, metadata_for(segmenter, (height, width), source_checkpoint, source_sha256))
+    embed_metadata(model, ExportMetadata.of_segmenter(segmenter, (height, width), source_checkpoint, source_sha256))
     save_model(model, path)
     log.info("exported %s + %s at %dx%d (opset %d) to %s", segmenter.config.encoder, segmenter.config.decoder,
              height, width, opset, path)

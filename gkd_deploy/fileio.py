@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -60,3 +61,11 @@ def check_writable(path: str | Path, what: str = "output") -> Path:
     except OSError as error:
         raise ConfigError(f"cannot write the {what} {path}: {error.strerror or error}; choose another path") from None
     return path
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Sequence
 import yaml
 
 from gkd_deploy.errors import ConfigError, ModelError
+from gkd_deploy.fileio import file_sha256
 
 if TYPE_CHECKING:
     from gkd_deploy.training.config import TrainConfig
@@ -189,3 +190,18 @@ def report_path(model: str | Path, kind: str, suffix: str = "json") -> Path:
     <file>.<kind>.<suffix> beside a file (model-int8.onnx.benchmark.png)."""
     model = Path(model)
     return model / f"{kind}.{suffix}" if model.is_dir() else model.with_name(f"{model.name}.{kind}.{suffix}")
+
+
+def source_checkpoint_of(export: str | Path, source_checkpoint: str | None, source_sha256: str | None) -> Path:
+    """The checkpoint an exported file came from: the one its metadata records (if it is still there,
+    with the recorded hash), else the segmenter of the run folder it was written into."""
+    export = Path(export)
+    candidates = [Path(source_checkpoint)] if source_checkpoint else []
+    run = run_of_export(export)
+    if run is not None:
+        candidates.append(run.segmenter_checkpoint)
+    for candidate in candidates:
+        if candidate.is_file() and (source_sha256 is None or file_sha256(candidate) == source_sha256):
+            return candidate
+    raise ConfigError(f"cannot find the checkpoint {export.name} was exported from; give it with "
+                      "--reference RUN_OR_CHECKPOINT")

@@ -19,7 +19,7 @@ from gkd_deploy.data.synthetic import write_synthetic
 from gkd_deploy.errors import DataError
 from gkd_deploy.precision import PRECISIONS
 from gkd_deploy.exporters import ExportError, assert_parity, check_parity, convert_fp16, export_onnx
-from gkd_deploy.exporters import read_metadata
+from gkd_deploy.exporters import read_onnx_metadata
 from gkd_deploy.exporters.fp16 import convert_int8_remainder
 from gkd_deploy.models.segmenter import SegmenterConfig, build_segmenter
 
@@ -161,7 +161,7 @@ def test_int8_is_explicit_symmetric_qdq_with_per_channel_weights(int8_path, segm
     assert all(t.name in used for t in model.graph.initializer), "a float copy of a quantized weight is left behind"
     assert qdq_violations(model) == []
 
-    metadata = read_metadata(int8_path)
+    metadata = read_onnx_metadata(int8_path)
     assert metadata.precision == "int8"
     assert metadata.calibration["method"] == "minmax" and metadata.calibration["images"] == 8
     assert metadata.calibration["target"] == "tensorrt" and metadata.calibration["remainder"] == "fp32"
@@ -184,7 +184,7 @@ def test_quantize_sensitive_quantizes_more(fp32_path, calibration, int8_path, tm
     assert any(made_by[n.input[0]].op_type == "DequantizeLinear" for n in model.graph.node
                if n.op_type == "LayerNormalization")
     assert qdq_violations(model) == []
-    assert len(read_metadata(path).calibration["quantized_op_types"]) > 3
+    assert len(read_onnx_metadata(path).calibration["quantized_op_types"]) > 3
 
 
 def test_second_export_reuses_the_calibration_cache(fp32_path, calibration, tmp_path, monkeypatch):
@@ -210,7 +210,7 @@ def test_second_export_reuses_the_calibration_cache(fp32_path, calibration, tmp_
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
 def test_each_calibration_method_runs(method, fp32_path, calibration, segmenter, parity_images, tmp_path):
     path = quantize_int8(fp32_path, tmp_path / f"{method}.onnx", calibration, method=method)
-    assert read_metadata(path).calibration["method"] == method
+    assert read_onnx_metadata(path).calibration["method"] == method
     assert qdq_violations(onnx.load(str(path))) == []
     assert_parity(check_parity(path, segmenter, parity_images))
 
@@ -346,7 +346,7 @@ def test_fp16_remainder_runs_the_rest_in_fp16_and_still_matches(int8_path, segme
             assert types[node.input[1]] == onnx.TensorProto.FLOAT16
     assert len(dequantized_inputs(model)) >= len(dequantized_inputs(fp32_rest)) - len(of_type(model, "LayerNormalization"))
     assert qdq_violations(model) == []
-    calibration = read_metadata(path).calibration
+    calibration = read_onnx_metadata(path).calibration
     assert calibration["remainder"] == "fp16" and calibration["target"] == "tensorrt"
     report = check_parity(path, segmenter, parity_images)
     assert_parity(report)
@@ -376,7 +376,7 @@ def test_onnxruntime_placement_is_what_its_cpu_kernels_run_in_int8(onnxruntime_i
     for node in of_type(model, "DequantizeLinear"):
         if node.input[0] in values:
             assert values[node.input[2]].dtype == np.int8 and not values[node.input[2]].any(), node.name
-    calibration = read_metadata(onnxruntime_int8_path).calibration
+    calibration = read_onnx_metadata(onnxruntime_int8_path).calibration
     assert calibration["target"] == "onnxruntime" and calibration["remainder"] == "fp32"
     assert_parity(check_parity(onnxruntime_int8_path, segmenter, parity_images))
     # onnxruntime fuses every Q/DQ'd product into an int8 kernel: no float MatMul or Conv is left.

@@ -48,7 +48,7 @@ def exported(run):
 
 
 def test_export_writes_every_precision_with_metadata(exported, run):
-    from gkd_deploy.models.checkpoint import file_sha256
+    from gkd_deploy.fileio import file_sha256
     from gkd_deploy.runtime.metadata import read_onnx_metadata
 
     for precision in ("fp32", "fp16", "int8"):

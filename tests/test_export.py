@@ -12,13 +12,15 @@ from onnx import TensorProto, helper
 from gkd_deploy.data.classes import CITYSCAPES
 from gkd_deploy.data.registry import build_domains, parse_dataset_arg
 from gkd_deploy.data.synthetic import write_synthetic
+from gkd_deploy.errors import ModelError
 from gkd_deploy.precision import PRECISIONS
 from gkd_deploy.exporters import (
-    ExportError, ParityReport, assert_parity, check_parity, convert_fp16, export_onnx, read_metadata,
+    ExportError, ParityReport, assert_parity, check_parity, convert_fp16, export_onnx, read_onnx_metadata,
 )
 from gkd_deploy.runtime import onnx_io
 from gkd_deploy.exporters.graph_repair import drop_duplicate_nodes, sort_topologically
-from gkd_deploy.models.checkpoint import file_sha256, save_segmenter
+from gkd_deploy.fileio import file_sha256
+from gkd_deploy.models.checkpoint import save_segmenter
 from gkd_deploy.models.segmenter import SegmenterConfig, build_segmenter
 
 CONFIG = SegmenterConfig("tiny-student", decoder="semfpn", img_size=64,
@@ -89,7 +91,7 @@ def test_fp32_export_loads_with_a_free_batch_and_matches_pytorch(exported, segme
 
 def test_metadata_round_trip(exported):
     path, checkpoint = exported
-    metadata = read_metadata(path)
+    metadata = read_onnx_metadata(path)
     assert metadata.precision == "fp32"
     assert metadata.input_size == (64, 64)
     assert metadata.input_name == "images" and metadata.outputs == ("scores", "labels")
@@ -106,7 +108,7 @@ def test_metadata_round_trip(exported):
 def test_export_at_another_size_matches_pytorch_at_that_size(segmenter, scenes, tmp_path):
     pos_embed = segmenter.encoder.backbone.pos_embed.detach().clone()
     path = export_onnx(segmenter, tmp_path / "wide.onnx", input_size=(64, 96))
-    assert read_metadata(path).input_size == (64, 96)
+    assert read_onnx_metadata(path).input_size == (64, 96)
     assert session(path).get_inputs()[0].shape[1:] == [3, 64, 96]
     # PyTorch resamples its position embedding for the 4x6 grid on every call; the file has it baked in.
     report = check_parity(path, segmenter, street_images(scenes.cityscapes, 64, 96, count=2))
@@ -130,8 +132,8 @@ def test_fp16_keeps_float32_io_and_sensitive_ops(exported_fp16, segmenter, image
     assert {node.op_type for node in sensitive} == {"LayerNormalization", "Softmax", "InstanceNormalization"}
     for node in sensitive:
         assert types[node.input[0]] == TensorProto.FLOAT, f"{node.name} runs in fp16"
-    assert read_metadata(exported_fp16).precision == "fp16"
-    assert read_metadata(exported_fp16).class_names == CITYSCAPES.names
+    assert read_onnx_metadata(exported_fp16).precision == "fp16"
+    assert read_onnx_metadata(exported_fp16).class_names == CITYSCAPES.names
     report = check_parity(exported_fp16, segmenter, images)
     assert 0 < report.max_abs_diff < PRECISIONS["fp16"].parity.max_abs_diff
     assert report.pixel_agreement >= PRECISIONS["fp16"].parity.min_pixel_agreement
@@ -160,20 +162,20 @@ def test_graph_repair_sorts_and_deduplicates_converter_casts():
     np.testing.assert_allclose(result, [4.0, 6.0])
 
 
-def test_read_metadata_refuses_foreign_files(tmp_path):
+def test_read_onnx_metadata_refuses_foreign_files(tmp_path):
     text = tmp_path / "notes.onnx"
     text.write_text("these are not the weights you are looking for\n")
-    with pytest.raises(ExportError, match="not an ONNX model"):
-        read_metadata(text)
-    with pytest.raises(ExportError, match="not found"):
-        read_metadata(tmp_path / "missing.onnx")
+    with pytest.raises(ModelError, match="not an ONNX file"):
+        read_onnx_metadata(text)
+    with pytest.raises(ModelError, match="not found"):
+        read_onnx_metadata(tmp_path / "missing.onnx")
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "plain",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     plain = tmp_path / "plain.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(plain))
-    with pytest.raises(ExportError, match="no gkd metadata"):
-        read_metadata(plain)
+    with pytest.raises(ModelError, match="no gkd metadata"):
+        read_onnx_metadata(plain)
 
 
 def test_failed_export_leaves_nothing_behind(segmenter, tmp_path, monkeypatch):
@@ -245,7 +247,7 @@ def test_export_model_passes_target_and_remainder_to_the_int8_file(exported, sce
         outcome = export_model(checkpoint, precisions=("int8",), calib=calib, calib_count=4, check_count=4,
                                target=target, remainder=remainder, out_dir=tmp_path / f"{target}-{remainder}")
         (int8,) = outcome.files
-        calibration = read_metadata(int8.path).calibration
+        calibration = read_onnx_metadata(int8.path).calibration
         made[(target, remainder)] = (calibration["target"], calibration["remainder"])
         assert int8.parity.pixel_agreement >= PRECISIONS["int8"].parity.min_pixel_agreement
     assert made == {("tensorrt", None): ("tensorrt", "fp16"), ("onnxruntime", None): ("onnxruntime", "fp32"),

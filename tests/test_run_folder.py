@@ -1,7 +1,6 @@
 """The run folder owns every name in it: stage files, exports per precision / size / outputs,
 reports, the typed config, and which run a file belongs to."""
 
-from pathlib import Path
 
 import pytest
 

@@ -73,7 +73,7 @@ def _torch_input(device) -> Callable[[np.ndarray], Any]:
 
 
 def _resolve_device(device: str):
-    from gkd_deploy.evaluation.evaluator import resolve_device
+    from gkd_deploy.devices import resolve_device
 
     return resolve_device(device)
 

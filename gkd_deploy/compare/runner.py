@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 from gkd_deploy.compare.report import CompareReport, RunScore
 from gkd_deploy.errors import ConfigError
-from gkd_deploy.evaluation.evaluator import Track, no_progress
+from gkd_deploy.progress import Track, no_progress
 from gkd_deploy.run import RunDir
 from gkd_deploy.training.config import TrainConfig, deep_merge
 from gkd_deploy.training.data import load_training_set

@@ -14,6 +14,7 @@ from gkd_deploy.data.base import SegmentationDataset
 from gkd_deploy.data.classes import ClassSet
 from gkd_deploy.data.registry import LABELLED, DatasetSpec, build_domains, parse_dataset_list
 from gkd_deploy.data.transforms import eval_transform
+from gkd_deploy.devices import resolve_device
 from gkd_deploy.errors import ConfigError, DataError
 from gkd_deploy.evaluation.inference import InferenceMode, predict_logits, resize_scores
 from gkd_deploy.metrics import SegmentationMetric
@@ -61,30 +62,6 @@ class EvalReport:
                 for d in self.domains
             ],
         }
-
-
-DEVICES = ("auto", "cpu", "cuda", "cuda:N")
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" (a CUDA GPU when there is one, else the CPU), "cpu", "cuda" or "cuda:N"; ConfigError for
-    any other name and for a GPU that is not there, before anything is loaded or written."""
-    if isinstance(device, torch.device):
-        return device
-    name = str(device).strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    kind, _, index = name.partition(":")
-    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
-        raise ConfigError(f"unknown device {device!r}: use one of {', '.join(DEVICES)}")
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA GPU here "
-                              f"(torch {torch.__version__}); use --device cpu, or auto")
-        if index and int(index) >= torch.cuda.device_count():
-            raise ConfigError(f"device {device!r}: torch sees {torch.cuda.device_count()} CUDA GPU(s), "
-                              f"numbered from 0")
-    return torch.device(name)
 
 
 def check_class_sets(model_classes: ClassSet, dataset_classes: ClassSet, domain: str) -> None:

@@ -8,11 +8,12 @@ from typing import Sequence
 
 from gkd_deploy.data.registry import DatasetSpec, parse_dataset_list
 from gkd_deploy.errors import ConfigError, GKDError
-from gkd_deploy.evaluation.evaluator import EvalReport, Track, eval_domains, evaluate, no_progress
+from gkd_deploy.evaluation.evaluator import EvalReport, eval_domains, evaluate
+from gkd_deploy.progress import Track, no_progress
 from gkd_deploy.evaluation.inference import default_inference_mode, exported_inference_mode
 from gkd_deploy.fileio import write_json
 from gkd_deploy.models.checkpoint import load_segmenter
-from gkd_deploy.run import RunDir, report_path, resolve_checkpoint
+from gkd_deploy.run import RunDir, report_path, resolve_checkpoint, source_checkpoint_of
 
 WINDOW_BATCH = 8
 
@@ -81,7 +82,6 @@ def _evaluate_exported(path: Path, targets, *, split: str, mode: str, crop: int 
     """An exported file has a fixed input size, so it is scored with sliding windows of that size
     (as `gkd validate` scores it). Default targets: those of the run it was exported from, when
     that run is found."""
-    from gkd_deploy.evaluation.validation import find_reference
     from gkd_deploy.runtime.base import require_scores
     from gkd_deploy.runtime.loader import load_predictor
 
@@ -96,7 +96,7 @@ def _evaluate_exported(path: Path, targets, *, split: str, mode: str, crop: int 
     if not targets:
         metadata = getattr(predictor, "metadata", None)
         try:
-            run = resolve_checkpoint(find_reference(path, getattr(metadata, "source_checkpoint", None),
+            run = resolve_checkpoint(source_checkpoint_of(path, getattr(metadata, "source_checkpoint", None),
                                                     getattr(metadata, "source_sha256", None)))[1]
         except GKDError:
             run = None

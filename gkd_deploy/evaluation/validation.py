@@ -18,15 +18,15 @@ import torch
 
 from gkd_deploy.data.registry import DatasetSpec
 from gkd_deploy.errors import ConfigError
-from gkd_deploy.evaluation.evaluator import (Track, check_class_sets, domain_batches, eval_domains, no_progress,
-                                            score_class_indices, tensor_predictor)
+from gkd_deploy.evaluation.evaluator import (check_class_sets, domain_batches, eval_domains, score_class_indices,
+                                            tensor_predictor)
 from gkd_deploy.evaluation.inference import InferenceMode, exported_inference_mode, predict_logits, resize_scores
 from gkd_deploy.evaluation.runner import target_specs
 from gkd_deploy.fileio import write_json
 from gkd_deploy.metrics import SegmentationMetric
-from gkd_deploy.models.checkpoint import file_sha256
 from gkd_deploy.precision import precision
-from gkd_deploy.run import report_path, resolve_checkpoint, run_of_export
+from gkd_deploy.progress import Track, no_progress
+from gkd_deploy.run import report_path, resolve_checkpoint, source_checkpoint_of
 from gkd_deploy.runtime.base import Predictor, require_scores
 from gkd_deploy.runtime.loader import load_predictor
 
@@ -75,21 +75,6 @@ class ValidationReport:
 class ValidationOutcome:
     report: ValidationReport
     json_path: Path
-
-
-def find_reference(model_path: Path, source_checkpoint: str | None, source_sha256: str | None) -> Path:
-    """The checkpoint an exported file came from: recorded in its metadata, or its run folder's."""
-    candidates = []
-    if source_checkpoint:
-        candidates.append(Path(source_checkpoint))
-    run = run_of_export(model_path)
-    if run is not None:
-        candidates.append(run.segmenter_checkpoint)
-    for candidate in candidates:
-        if candidate.is_file() and (source_sha256 is None or file_sha256(candidate) == source_sha256):
-            return candidate
-    raise ConfigError(f"cannot find the checkpoint {model_path.name} was exported from; give it with "
-                      "--reference RUN_OR_CHECKPOINT")
 
 
 ReferenceCache = dict  # (reference checkpoint, data set, windows, batch index) -> PyTorch's labels
@@ -159,7 +144,7 @@ def validate_export(
     require_scores(exported.info, "validation (scores averaged over sliding windows)")
     if reference is None:
         metadata = getattr(exported, "metadata", None)
-        reference_path = find_reference(model_path, getattr(metadata, "source_checkpoint", None),
+        reference_path = source_checkpoint_of(model_path, getattr(metadata, "source_checkpoint", None),
                                         getattr(metadata, "source_sha256", None))
     else:
         reference_path, _ = resolve_checkpoint(reference)

@@ -271,7 +271,8 @@ def import_authors_checkpoint(path: str | Path, out: str | Path, **options: obje
     """`import_authors_segmenter`, written to `out` as a gkd segmenter checkpoint (.safetensors) that
     `gkd eval`, `export`, `validate`, `infer` and `benchmark` take; the source file and its hash in
     the metadata."""
-    from gkd_deploy.models.checkpoint import file_sha256, save_segmenter
+    from gkd_deploy.fileio import file_sha256
+    from gkd_deploy.models.checkpoint import save_segmenter
 
     out = Path(out)
     if out.suffix.lower() != ".safetensors":

@@ -7,7 +7,6 @@ saving leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -104,14 +103,6 @@ def load_segmenter(path: str | Path, map_location: str | torch.device = "cpu") -
     model = build_segmenter(config, pretrained=False)
     load_weights(model, path)
     return model.to(map_location)
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _state_mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import gkd_deploy
 from gkd_deploy.data.classes import IGNORE_INDEX, ClassSet
-from gkd_deploy.errors import ConfigError, ModelError
+from gkd_deploy.errors import ModelError
 from gkd_deploy.precision import EXPORT_PRECISIONS, precision as get_precision
 
 if TYPE_CHECKING:
@@ -79,6 +79,25 @@ class ExportMetadata:
         if calibration is not None:
             extra["calibration"] = calibration
         return dataclasses.replace(self, precision=precision, extra=extra, gkd_version=gkd_deploy.__version__)
+
+    @classmethod
+    def of_segmenter(cls, segmenter: Any, input_size: tuple[int, int], source_checkpoint: str | Path | None = None,
+                     source_sha256: str | None = None) -> "ExportMetadata":
+        """fp32 metadata of a `Segmenter` exported at `input_size` (height, width): what the exporter embeds."""
+        class_set, encoder = segmenter.class_set, segmenter.encoder
+        # The graph divides 0-255 pixels by these itself; recorded so a reader knows what not to redo.
+        normalisation = {"mean": encoder.pixel_mean.flatten().tolist(), "std": encoder.pixel_std.flatten().tolist(),
+                         "range": "0-255"}
+        return cls(
+            precision="fp32",
+            input_size=(int(input_size[0]), int(input_size[1])),
+            class_names=tuple(class_set.names),
+            palette=tuple(tuple(int(v) for v in colour) for colour in class_set.palette),
+            segmenter=segmenter.config.to_dict(),
+            source_checkpoint=str(Path(source_checkpoint).resolve()) if source_checkpoint is not None else None,
+            source_sha256=source_sha256,
+            extra={"normalisation": normalisation},
+        )
 
     def with_outputs(self, outputs: tuple[str, ...]) -> "ExportMetadata":
         """The metadata of the same file returning only `outputs` (`gkd export --outputs`)."""

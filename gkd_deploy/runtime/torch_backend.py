@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gkd_deploy.evaluation.evaluator import resolve_device
+from gkd_deploy.devices import resolve_device
 from gkd_deploy.models.checkpoint import load_segmenter
 from gkd_deploy.run import resolve_checkpoint
 from gkd_deploy.runtime.base import ModelInfo

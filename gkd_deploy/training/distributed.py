@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from gkd_deploy.evaluation.evaluator import resolve_device
+from gkd_deploy.devices import resolve_device
 
 
 @dataclass(frozen=True)

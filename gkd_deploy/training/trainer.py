@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gkd_deploy.errors import ConfigError, GKDError
-from gkd_deploy.evaluation.evaluator import Track, no_progress
 from gkd_deploy.evaluation.runner import EvalOutcome, evaluate_model
 from gkd_deploy.fileio import atomic_path, write_json, write_yaml
 from gkd_deploy.models.weights import check_weights_readable
+from gkd_deploy.progress import Track, no_progress
 from gkd_deploy.run import RunDir
 from gkd_deploy.training.config import TrainConfig
 from gkd_deploy.training.distributed import Context, free_port, init_context, shutdown
