@@ -13,13 +13,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gkd_deploy.data.classes import ISPRS
+from gkd_deploy.data.classes import CITYSCAPES, ISPRS
 
 H, W = 32, 64
+# Cityscapes class name -> train id.
+TRAIN_ID = {name: i for i, name in enumerate(CITYSCAPES.names)}
 
 
 def rgb(seed: int, height: int = H, width: int = W) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def file_contents(root: Path) -> dict[str, bytes]:
+    """Relative path -> contents of every file under root."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def write_rgb(path: Path, image: np.ndarray) -> Path:
