@@ -13,13 +13,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gkd_deploy.data.classes import ISPRS
+from gkd_deploy.data.classes import CITYSCAPES, ISPRS
 
 H, W = 32, 64
+# Cityscapes class name -> train id.
+TRAIN_ID = {name: i for i, name in enumerate(CITYSCAPES.names)}
 
 
 def rgb(seed: int, height: int = H, width: int = W) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def file_contents(root: Path) -> dict[str, bytes]:
+    """Relative path -> contents of every file under root."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def write_rgb(path: Path, image: np.ndarray) -> Path:
@@ -223,3 +230,55 @@ def make_source_and_targets(root: Path) -> Path:
     make_cityscapes(root / "cityscapes", split="train")
     make_acdc(root / "acdc")
     return root
+
+
+# -- instance segmentation ------------------------------------------------------------------------
+
+# A Cityscapes instance map (label id x 1000 + index on objects, plain label ids elsewhere), as
+# painted rectangles (value, rows, columns) in order: later ones cover earlier ones.
+CITYSCAPES_INSTANCE_PAINT = [
+    (23, slice(0, 10), slice(0, W)),      # sky (stuff)
+    (7, slice(10, 32), slice(0, W)),      # road (stuff)
+    (26000, slice(12, 21), slice(4, 17)),  # car 0
+    (26001, slice(12, 21), slice(20, 31)),  # car 1
+    (24000, slice(5, 26), slice(34, 39)),  # person 0
+    (33000, slice(20, 29), slice(40, 49)),  # bicycle 0
+    (26, slice(24, 31), slice(4, 13)),     # a car group: crowd, not an instance
+    (29000, slice(22, 31), slice(52, 61)),  # a caravan: instances, but not one of the 8 classes (train id 255)
+    (1, slice(31, 32), slice(0, W)),       # ego vehicle (ignored)
+]
+
+
+def cityscapes_instance_ids() -> np.ndarray:
+    ids = np.zeros((H, W), np.uint16)
+    for value, rows, cols in CITYSCAPES_INSTANCE_PAINT:
+        ids[rows, cols] = value
+    return ids
+
+
+def train_ids_of(ids: np.ndarray) -> np.ndarray:
+    """The labelTrainIds map that goes with an instance map (the official id -> train id table)."""
+    from gkd_deploy.data.classes import CITYSCAPES_ID_TO_TRAINID, id_lookup_table
+
+    label_ids = np.where(ids >= 1000, ids // 1000, ids)
+    return id_lookup_table(CITYSCAPES_ID_TO_TRAINID)[label_ids]
+
+
+def make_cityscapes_instances(root: Path, split: str = "train", frames: int = 3, instances: np.ndarray | None = None) -> Path:
+    """Cityscapes with 16-bit *_gtFine_instanceIds.png and the matching *_gtFine_labelTrainIds.png."""
+    ids = cityscapes_instance_ids() if instances is None else instances
+    for frame in range(frames):
+        key = f"aachen_000000_{frame:06d}"
+        write_rgb(root / "leftImg8bit" / split / "aachen" / f"{key}_leftImg8bit.png", rgb(frame))
+        write_gray(root / "gtFine" / split / "aachen" / f"{key}_gtFine_labelTrainIds.png", train_ids_of(ids))
+        write_gray(root / "gtFine" / split / "aachen" / f"{key}_gtFine_instanceIds.png", ids)
+    return root
+
+
+def rle_counts(mask: np.ndarray) -> list[int]:
+    """COCO's uncompressed RLE of a (H, W) bool mask: run lengths in column-major order, zeros first."""
+    flat = mask.ravel(order="F").astype(np.int8)
+    changes = np.flatnonzero(np.diff(flat)) + 1
+    bounds = np.concatenate([[0], changes, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    return counts if flat[0] == 0 else [0, *counts]

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from fixtures_data import TRAIN_ID as ID, file_contents
 from gkd_deploy.data.classes import CITYSCAPES, IGNORE_INDEX
 from gkd_deploy.data.synthetic import (
     CONDITIONS,
@@ -23,12 +24,6 @@ from gkd_deploy.data.synthetic import (
 from gkd_deploy.errors import ConfigError
 
 SMALL = (256, 128)
-ID = {name: i for i, name in enumerate(CITYSCAPES.names)}
-
-
-def _files(root: Path) -> dict[str, bytes]:
-    """Relative path -> contents of every file under root."""
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 # -- scenes -------------------------------------------------------------------------------------
@@ -148,22 +143,24 @@ def test_writes_cityscapes_and_acdc_layouts(tmp_path):
         summary.train = 5  # type: ignore[misc]
     assert calls == [("Rendering synthetic street scenes", 13)]
 
-    cs = _files(summary.cityscapes)
+    cs = file_contents(summary.cityscapes)
     expected = {
         "train": ["synthA/synthA_000000_000019", "synthB/synthB_000000_000019", "synthA/synthA_000001_000019"],
         "val": ["synthC/synthC_000000_000019", "synthC/synthC_000001_000019"],
     }
     names = {f"leftImg8bit/{split}/{stem}_leftImg8bit.png" for split, stems in expected.items() for stem in stems}
-    names |= {f"gtFine/{split}/{stem}_gtFine_labelTrainIds.png" for split, stems in expected.items() for stem in stems}
+    names |= {f"gtFine/{split}/{stem}_gtFine_{kind}.png" for split, stems in expected.items() for stem in stems
+              for kind in ("labelTrainIds", "instanceIds")}
     # Each root declares that it is scored at its own resolution (not resized like real Cityscapes).
     assert set(cs) == names | {"gkd-dataset.json"}
 
-    acdc = _files(summary.acdc)
+    acdc = file_contents(summary.acdc)
     names = set()
     for cond, seq in zip(CONDITIONS, ("GOPR0100", "GOPR0200", "GOPR0300", "GOPR0400")):
         for n in range(2):
             names.add(f"rgb_anon/{cond}/val/{seq}/{seq}_frame_{n:06d}_rgb_anon.png")
             names.add(f"gt/{cond}/val/{seq}/{seq}_frame_{n:06d}_gt_labelTrainIds.png")
+            names.add(f"gt/{cond}/val/{seq}/{seq}_frame_{n:06d}_gt_instanceIds.png")
     names.add("gkd-dataset.json")
     assert set(acdc) == names
 
@@ -186,8 +183,9 @@ def test_writes_cityscapes_and_acdc_layouts(tmp_path):
 
     # A re-run over the same folder replaces everything: no stale files from the bigger run.
     write_synthetic(tmp_path, train=1, val=0, target=1, size=SMALL, seed=7, workers=1)
-    assert len(_files(tmp_path / "cityscapes-synth")) == 2 + 1  # + gkd-dataset.json
-    assert len(_files(tmp_path / "acdc-synth")) == 8 + 1
+    # image, train-id label and instance ids per image, + gkd-dataset.json
+    assert len(file_contents(tmp_path / "cityscapes-synth")) == 3 + 1
+    assert len(file_contents(tmp_path / "acdc-synth")) == 4 * 3 + 1
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging leftovers
 
 
@@ -195,7 +193,7 @@ def test_output_is_the_same_for_one_or_two_workers(tmp_path):
     one = write_synthetic(tmp_path / "one", train=2, val=1, target=1, size=SMALL, seed=3, workers=1)
     two = write_synthetic(tmp_path / "two", train=2, val=1, target=1, size=SMALL, seed=3, workers=2)
     for a, b in ((one.cityscapes, two.cityscapes), (one.acdc, two.acdc)):
-        files_a, files_b = _files(a), _files(b)
+        files_a, files_b = file_contents(a), file_contents(b)
         assert files_a.keys() == files_b.keys() and len(files_a) > 0
         assert all(files_a[k] == files_b[k] for k in files_a)
 

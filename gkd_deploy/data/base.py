@@ -46,6 +46,22 @@ class Sample:
     window: tuple[int, int, int, int] | None = None
 
 
+def report_index(name: str, count: int, skipped: dict[str, int] | None, source: Path | None, layout: str) -> dict[str, int]:
+    """Log the files left out while indexing a data set and refuse an index of no samples.
+
+    `skipped` counts files by reason; the non-zero counts are returned. An empty index is a
+    `DataError` that names the folder, what was skipped, and the expected `layout`.
+    """
+    skipped = {reason: n for reason, n in (skipped or {}).items() if n}
+    where = f" under {source}" if source is not None else ""
+    for reason, n in skipped.items():
+        logger.warning("%s: skipped %d file(s)%s: %s", name, n, where, reason)
+    if not count:
+        skipped_text = "".join(f"; skipped {n} ({r})" for r, n in skipped.items())
+        raise DataError(f"{name}: no samples found{where}{skipped_text}; expected {layout}")
+    return skipped
+
+
 class SegmentationDataset(Dataset):
     """Indexed samples of one domain; items are decoded on access.
 
@@ -84,18 +100,12 @@ class SegmentationDataset(Dataset):
         # Sequences are kept as given: large folders pass a compact `SampleTable`, not a list.
         self.samples = samples if isinstance(samples, Sequence) else list(samples)
         self.labeled = labeled
-        self.skipped = {reason: count for reason, count in (skipped or {}).items() if count}
+        self.skipped = report_index(name, len(self.samples), skipped, source, self.layout)
         self.transform = transform
         self.source = source
         self.resized_labels = 0
         # Last decoded tile per kind ("image"/"label"): window samples of one tile come in a row.
         self._tile_cache: dict[str, tuple[Path, np.ndarray]] = {}
-        where = f" under {source}" if source is not None else ""
-        for reason, count in self.skipped.items():
-            logger.warning("%s: skipped %d file(s)%s: %s", name, count, where, reason)
-        if not self.samples:
-            skipped_text = "".join(f"; skipped {c} ({r})" for r, c in self.skipped.items())
-            raise DataError(f"{name}: no samples found{where}{skipped_text}; expected {self.layout}")
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -58,6 +58,20 @@ CITYSCAPES_ID_TO_TRAINID: dict[int, int] = {
     26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
 }
 
+# Train ids -> Cityscapes label ids (the table above read backwards); ignored pixels -> 0 (unlabeled).
+CITYSCAPES_TRAINID_TO_ID: dict[int, int] = {train_id: raw_id for raw_id, train_id in CITYSCAPES_ID_TO_TRAINID.items()}
+CITYSCAPES_UNLABELED_ID = 0
+# Cityscapes defines label ids 0-33 (and -1, license plate, which no label file holds).
+CITYSCAPES_LABEL_ID_COUNT = 34
+
+# The 8 classes Cityscapes instance segmentation scores, in train-id order (train ids 11-18).
+CITYSCAPES_THING_NAMES = ("person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle")
+# `*_instanceIds.png` values: label id * 1000 + instance index for each object of a thing class;
+# smaller values are a plain label id (stuff, unlabelled, and crowd regions of thing classes).
+INSTANCE_ID_DIVISOR = 1000
+# Their label ids: 24, 25, 26, 27, 28, 31, 32, 33.
+CITYSCAPES_THING_IDS = tuple(CITYSCAPES_TRAINID_TO_ID[CITYSCAPES.names.index(n)] for n in CITYSCAPES_THING_NAMES)
+
 ISPRS = ClassSet(
     name="isprs",
     names=("impervious surfaces", "building", "low vegetation", "tree", "car", "clutter"),

@@ -77,16 +77,22 @@ class Canvas:
     depth (H, W) float32 metres ahead of the camera (inf = sky); emit (H, W) float32 how
     brightly a surface glows by itself at night (lit windows). `sun` is the unit direction
     towards the sun used for face shading; `lights` collects night-time light sources.
+
+    objects (H, W) int32 says which object set each pixel's label: every draw that writes a
+    label writes `owner` (the number of the object being drawn, 0 for none) to the same
+    pixels, so the owner map follows the label map exactly, occlusion included.
     """
 
     camera: Camera
     sun: np.ndarray = field(default_factory=lambda: np.array([0.5, 0.7, -0.5]))
     lights: list[Light] = field(default_factory=list)
+    owner: int = 0
 
     def __post_init__(self) -> None:
         h, w = self.camera.height, self.camera.width
         self.rgb = np.zeros((h, w, 3), np.float32)
         self.label = np.full((h, w), 255, np.uint8)
+        self.objects = np.zeros((h, w), np.int32)
         self.depth = np.full((h, w), np.inf, np.float32)
         self.emit = np.zeros((h, w), np.float32)
         self._cols = np.arange(w, dtype=np.float32)
@@ -188,7 +194,9 @@ class Canvas:
         elif table["emit"].any():
             cv2.copyTo(cv2.max(emit, cv2.LUT(mask, table["emit"])), hit8, emit)
         if table["labelled"].any():
-            cv2.copyTo(cv2.LUT(mask, table["label"]), cv2.bitwise_and(hit8, cv2.LUT(mask, table["labelled"])), self.label[y0:y1, x0:x1])
+            labelled = cv2.bitwise_and(hit8, cv2.LUT(mask, table["labelled"]))
+            cv2.copyTo(cv2.LUT(mask, table["label"]), labelled, self.label[y0:y1, x0:x1])
+            np.copyto(self.objects[y0:y1, x0:x1], self.owner, where=labelled.view(bool))
 
     def add_light(self, light: Light) -> None:
         """Record a light source (drawn only by the night style)."""

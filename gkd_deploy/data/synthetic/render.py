@@ -12,8 +12,9 @@ from typing import Iterator
 import numpy as np
 
 from .checks import check_choice, check_int, check_size
+from .instances import instance_id_map
 from .layout import sample_layout
-from .scene import rasterize
+from .scene import SceneBuffers, rasterize
 from .styles import STYLES, apply_style, sample_style
 
 _STYLE_LOOK, _STYLE_FRAME = 10, 11  # random-stream ids (sky, texture and haze use 1-3)
@@ -27,11 +28,27 @@ def render_scene(seed: int, size: tuple[int, int] = (512, 256), style: str = "cl
     does not depend on the style. Raises ConfigError for a negative seed, a size that is not
     two positive multiples of 8, or an unknown style.
     """
+    image, buffers = _render(seed, size, style)
+    return image, buffers.label.copy()
+
+
+def render_scene_instances(seed: int, size: tuple[int, int] = (512, 256), style: str = "clear") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`render_scene` plus the scene's instance ids: (image, label, (H, W) uint16 ids).
+
+    The ids are Cityscapes' `instanceIds` encoding (see `instances.instance_id_map`): label id
+    x 1000 + instance index on every pixel of a thing object, the plain label id elsewhere. The
+    image and label are byte-identical to `render_scene`'s.
+    """
+    image, buffers = _render(seed, size, style)
+    return image, buffers.label.copy(), instance_id_map(buffers.label, buffers.objects)
+
+
+def _render(seed: int, size: tuple[int, int], style: str) -> tuple[np.ndarray, SceneBuffers]:
     seed, size, style = _checked(seed, size, style)
     buffers = rasterize(sample_layout(seed), size)
     params = sample_style(style, np.random.default_rng([seed, _STYLE_LOOK]))
     image = apply_style(buffers, params, np.random.default_rng([seed, _STYLE_FRAME]))
-    return image, buffers.label.copy()
+    return image, buffers
 
 
 def render_clip(seed: int, frames: int, size: tuple[int, int] = (512, 256), style: str = "fog", fps: float = 10.0) -> Iterator[tuple[np.ndarray, np.ndarray]]:

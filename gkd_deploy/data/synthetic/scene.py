@@ -43,7 +43,9 @@ class SceneBuffers:
 
     rgb (H, W, 3) float32 in [0, 1]; label (H, W) uint8 train ids (255 = ego hood);
     depth (H, W) float32 metres along the optical axis (inf = sky); emit (H, W) float32 night
-    glow of lit windows and shop fronts; lights: point lights for the night style.
+    glow of lit windows and shop fronts; lights: point lights for the night style; objects
+    (H, W) int32: 1 + the index in the layout's items of the item whose label each pixel shows
+    (0: sky, hood), for the instance maps.
     """
 
     rgb: np.ndarray
@@ -54,6 +56,7 @@ class SceneBuffers:
     camera: Camera
     sky: SkySpec
     seed: int
+    objects: np.ndarray
 
 
 def camera_for(layout: SceneLayout, size: tuple[int, int]) -> Camera:
@@ -69,10 +72,15 @@ def rasterize(layout: SceneLayout, size: tuple[int, int], t: float = 0.0) -> Sce
     canvas = Canvas(cam, sun=np.asarray(layout.sun))
     _sky(canvas, layout.sky, np.random.default_rng([layout.seed, 1]))
     items = [item.at(t) for item in layout.items]
-    visible = [item for item, seen in zip(items, in_view(cam, np.array([item.bounds() for item in items]))) if seen]
-    for item in visible:
+    seen = in_view(cam, np.array([item.bounds() for item in items]))
+    visible = [(number, item) for number, (item, in_sight) in enumerate(zip(items, seen), start=1) if in_sight]
+    for number, item in visible:
+        # Numbered by place in the layout, not among the visible ones: a car keeps its number
+        # through a video while others come into view.
+        canvas.owner = number
         item.draw(canvas)
-    _shadows(canvas, visible)
+    canvas.owner = 0
+    _shadows(canvas, [item for _, item in visible])
     if layout.hood is not None:
         _hood(canvas, layout.hood)
     gain = _texture(canvas.label, np.random.default_rng([layout.seed, 2]))
@@ -81,7 +89,8 @@ def rasterize(layout: SceneLayout, size: tuple[int, int], t: float = 0.0) -> Sce
     canvas.rgb *= (gain * trans)[..., None]
     canvas.rgb += (1.0 - trans)[..., None] * np.asarray(layout.sky.horizon, np.float32)
     np.clip(canvas.rgb, 0.0, 1.0, out=canvas.rgb)
-    return SceneBuffers(canvas.rgb, canvas.label, canvas.depth, canvas.emit, canvas.lights, cam, layout.sky, layout.seed)
+    return SceneBuffers(canvas.rgb, canvas.label, canvas.depth, canvas.emit, canvas.lights, cam, layout.sky, layout.seed,
+                        canvas.objects)
 
 
 def camera_travel(layout: SceneLayout, t: float) -> float:

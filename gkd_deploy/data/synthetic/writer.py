@@ -2,14 +2,22 @@
 
     <out>/cityscapes-synth/leftImg8bit/{train,val}/<city>/<city>_<seq>_<frame>_leftImg8bit.png
     <out>/cityscapes-synth/gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_labelTrainIds.png
+    <out>/cityscapes-synth/gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_instanceIds.png
     <out>/acdc-synth/rgb_anon/<cond>/val/<seq>/<seq>_frame_<n>_rgb_anon.png
     <out>/acdc-synth/gt/<cond>/val/<seq>/<seq>_frame_<n>_gt_labelTrainIds.png
+    <out>/acdc-synth/gt/<cond>/val/<seq>/<seq>_frame_<n>_gt_instanceIds.png      (our addition)
     <out>/proxy-synth/images/proxy_<n>.png                            (optional: the stage-1 proxy set)
     <out>/video/synth-<style>.mp4                                     (optional)
 
 Cityscapes holds the clear source domain; ACDC one folder per adverse condition, rendered from
 different scenes. Every image's scene seed is a function of (seed, split or condition, index)
 only, so the output is byte-identical for any number of worker processes.
+
+Instance ids are 16-bit PNGs in Cityscapes' encoding (label id x 1000 + instance index on each
+object of the 8 thing classes, the plain label id elsewhere; see `instances`), made from the same
+render as the train-id label beside them, so the two agree at every pixel. The ACDC layout holds
+only `_gt_labelTrainIds.png` labels; the `_gt_instanceIds.png` files of the synthetic targets are
+our addition, named after the labels beside them.
 
 Each data set is written into a hidden staging folder and swapped into place at the end, so a
 re-run replaces the previous output completely (no stale files from a bigger earlier run) and an
@@ -37,7 +45,7 @@ import numpy as np
 from ...errors import ConfigError, DataError
 from ..registry import DATASET_MANIFEST
 from .checks import check_choice, check_int, check_size
-from .render import render_frame, render_scene
+from .render import render_frame, render_scene, render_scene_instances
 from .styles import PROXY_STYLE, SOURCE_STYLE, STYLES, TARGET_STYLES
 
 log = logging.getLogger(__name__)
@@ -81,13 +89,14 @@ class SyntheticSummary:
 
 @dataclass(frozen=True)
 class _Task:
-    """One image to render and the two files it becomes."""
+    """One image to render and the files it becomes (image, train-id label, instance ids)."""
 
     seed: int
     style: str
     size: tuple[int, int]
     image: Path
     label: Path | None
+    instances: Path | None = None
 
 
 def scene_seed(seed: int, stream: str, index: int) -> int:
@@ -179,9 +188,10 @@ def _cityscapes_tasks(stage: Path, train: int, val: int, size, seed: int) -> lis
         for index in range(count):
             city = cities[index % len(cities)]
             stem = f"{city}_{index // len(cities):06d}_{CITYSCAPES_FRAME:06d}"
+            label_dir = stage / "gtFine" / split / city
             tasks.append(_Task(scene_seed(seed, split, index), SOURCE_STYLE, size,
                                stage / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png",
-                               stage / "gtFine" / split / city / f"{stem}_gtFine_labelTrainIds.png"))
+                               label_dir / f"{stem}_gtFine_labelTrainIds.png", label_dir / f"{stem}_gtFine_instanceIds.png"))
     return tasks
 
 
@@ -198,7 +208,7 @@ def _acdc_tasks(stage: Path, target: int, size, seed: int) -> list[_Task]:
                 label_dir.mkdir(parents=True, exist_ok=True)
             stem = f"{sequence}_frame_{index:06d}"
             tasks.append(_Task(scene_seed(seed, cond, index), cond, size, image_dir / f"{stem}_rgb_anon.png",
-                               label_dir / f"{stem}_gt_labelTrainIds.png"))
+                               label_dir / f"{stem}_gt_labelTrainIds.png", label_dir / f"{stem}_gt_instanceIds.png"))
     return tasks
 
 
@@ -219,10 +229,12 @@ def _write_manifest(root: Path) -> None:
 
 
 def _write_pair(task: _Task) -> str:
-    """Render one scene and write its image (RGB PNG) and label (1-channel train-id PNG)."""
-    image, label = render_scene(task.seed, task.size, task.style)
+    """Render one scene and write its image (RGB PNG), label (1-channel train-id PNG) and
+    instance ids (1-channel 16-bit PNG)."""
+    image, label, instances = render_scene_instances(task.seed, task.size, task.style)
     _write_png(task.image, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     _write_png(task.label, label)
+    _write_png(task.instances, instances)
     return task.image.name
 
 
