@@ -20,7 +20,7 @@ from gkd_deploy.data.datasets.bdd100k import BDD100KDataset
 from gkd_deploy.data.datasets.cityscapes import CityscapesDataset
 from gkd_deploy.data.datasets.folder import FolderDataset, ImageFolderDataset, default_palette
 from gkd_deploy.data.datasets.gtav import GTAVDataset
-from gkd_deploy.data.datasets.imread import image_size, read_label_ids
+from gkd_deploy.data.imread import image_size, read_label_ids
 from gkd_deploy.data.datasets.isprs import PotsdamDataset, VaihingenDataset, tile_windows, window_starts
 from gkd_deploy.data.datasets.mapillary import MapillaryDataset, cityscapes_train_id
 from gkd_deploy.data.registry import DATASETS, DatasetSpec, build_domains, parse_dataset_arg, parse_dataset_list

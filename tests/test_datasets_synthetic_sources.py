@@ -10,7 +10,7 @@ import torch
 
 import fixtures_data as fx
 from gkd_deploy.data.classes import CITYSCAPES
-from gkd_deploy.data.datasets.imread import read_label_red_channel
+from gkd_deploy.data.imread import read_label_red_channel
 from gkd_deploy.data.datasets.synthia import SynthiaDataset
 from gkd_deploy.data.datasets.urbansyn import UrbanSynDataset
 from gkd_deploy.data.registry import DATASETS, build_domains, parse_dataset_arg

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from gkd_deploy.data.classes import ClassSet
-from gkd_deploy.data.datasets.imread import read_label_ids, read_label_rgb, read_rgb
+from gkd_deploy.data.imread import read_label_ids, read_label_rgb, read_rgb
 from gkd_deploy.errors import DataError
 
 logger = logging.getLogger(__name__)

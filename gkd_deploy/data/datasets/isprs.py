@@ -20,7 +20,7 @@ import numpy as np
 from gkd_deploy.data.base import Sample, SegmentationDataset, Transform
 from gkd_deploy.data.classes import IGNORE_INDEX, ISPRS
 from gkd_deploy.data.datasets import listing
-from gkd_deploy.data.datasets.imread import image_size
+from gkd_deploy.data.imread import image_size
 from gkd_deploy.errors import ConfigError, DataError
 
 POTSDAM_VAL_TILES = frozenset(

@@ -24,7 +24,7 @@ import numpy as np
 from gkd_deploy.data.base import Sample, SegmentationDataset, Transform
 from gkd_deploy.data.classes import CITYSCAPES, IGNORE_INDEX
 from gkd_deploy.data.datasets import listing
-from gkd_deploy.data.datasets.imread import read_label_red_channel
+from gkd_deploy.data.imread import read_label_red_channel
 from gkd_deploy.data.datasets.pairing import pair_by_candidates
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from gkd_deploy.data.base import report_index
-from gkd_deploy.data.datasets.imread import read_rgb
+from gkd_deploy.data.imread import read_rgb
 from gkd_deploy.data.instances.sample import InstanceSample, InstanceTarget
 
 

@@ -30,7 +30,7 @@ from gkd_deploy.data.classes import (
 )
 from gkd_deploy.data.datasets import listing
 from gkd_deploy.data.datasets.cityscapes import CityscapesDataset
-from gkd_deploy.data.datasets.imread import read_label_ids
+from gkd_deploy.data.imread import read_label_ids
 from gkd_deploy.data.instances.base import InstanceDataset
 from gkd_deploy.data.instances.sample import InstanceTarget
 from gkd_deploy.errors import DataError

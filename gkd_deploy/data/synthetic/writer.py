@@ -37,12 +37,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterator
 
 import cv2
 import numpy as np
 
 from ...errors import ConfigError, DataError
+from ...progress import Track, no_progress
 from ..registry import DATASET_MANIFEST
 from .checks import check_choice, check_int, check_size
 from .render import render_frame, render_scene, render_scene_instances
@@ -57,7 +58,6 @@ CITYSCAPES_FRAME = 19  # Cityscapes annotates the 20th frame of each 30-frame sn
 VIDEO_FPS = 10.0
 _STREAMS = {"train": 0, "val": 1, "fog": 2, "night": 3, "rain": 4, "snow": 5, "video": 6, "proxy": 7}
 
-Track = Callable[[Iterable, str, int], Iterable]
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def write_synthetic(
     video_style: str = "fog",
     proxy: int = 0,
     workers: int | None = None,
-    track: Track | None = None,
+    track: Track | None = no_progress,
 ) -> SyntheticSummary:
     """Render and write the synthetic Cityscapes (source) and ACDC (target) sets, optionally
     `proxy` unlabeled proxy images for stage 1, and a short driving video in `video_style`.
@@ -136,7 +136,8 @@ def write_synthetic(
         check_int(video_frames, "video_frames", 1)
         check_choice(video_style, "video_style", STYLES)
     workers = (os.cpu_count() or 1) if workers is None else check_int(workers, "workers", 1)
-    if track is not None and not callable(track):
+    track = no_progress if track is None else track
+    if not callable(track):
         raise ConfigError(f"track must be a callable track(iterable, description, total), got {track!r}")
     if train + val + target + proxy == 0 and not video:
         raise ConfigError("train, val, target and proxy are all 0 and video is off: nothing to write")
@@ -154,14 +155,14 @@ def write_synthetic(
                 for stage in (stage_cs, stage_acdc):
                     _write_manifest(stage)
                 done = renderer.map_unordered(_write_pair, tasks)
-                for _ in _tracked(track, done, "Rendering synthetic street scenes", len(tasks)):
+                for _ in track(done, "Rendering synthetic street scenes", len(tasks)):
                     pass
         proxy_root = None
         if proxy:
             proxy_root = out_dir / "proxy-synth"
             with _staged(proxy_root) as stage_proxy:
                 tasks = _proxy_tasks(stage_proxy, proxy, size, seed)
-                for _ in _tracked(track, renderer.map_unordered(_write_image, tasks), "Rendering proxy images", proxy):
+                for _ in track(renderer.map_unordered(_write_image, tasks), "Rendering proxy images", proxy):
                     pass
         video_path = None
         if video:
@@ -318,10 +319,6 @@ def _main_module_hidden() -> Iterator[None]:
             main.__dict__.update(saved)
 
 
-def _tracked(track: Track | None, iterable: Iterable, description: str, total: int) -> Iterable:
-    return iterable if track is None else track(iterable, description, total)
-
-
 @contextlib.contextmanager
 def _staged(final: Path) -> Iterator[Path]:
     """A fresh hidden folder beside `final` that replaces `final` if the block succeeds,
@@ -349,7 +346,7 @@ def _frame_job(args: tuple[int, int, tuple[int, int], str]) -> np.ndarray:
     return image
 
 
-def _write_video(renderer: _Renderer, path: Path, seed: int, frames: int, size: tuple[int, int], style: str, track: Track | None) -> Path:
+def _write_video(renderer: _Renderer, path: Path, seed: int, frames: int, size: tuple[int, int], style: str, track: Track) -> Path:
     """Render a forward drive through one scene and encode it as MP4 (mp4v, 10 fps).
 
     The file is written under a temporary name, re-opened to check its frame count and size,
@@ -363,7 +360,7 @@ def _write_video(renderer: _Renderer, path: Path, seed: int, frames: int, size: 
                         "and that this OpenCV build has video encoding (opencv-python-headless does)")
     try:
         jobs = [(seed, i, size, style) for i in range(frames)]
-        for image in _tracked(track, renderer.map_ordered(_frame_job, jobs), f"Rendering {style} video", frames):
+        for image in track(renderer.map_ordered(_frame_job, jobs), f"Rendering {style} video", frames):
             writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         writer.release()
         _check_video(tmp, frames, size)
