@@ -5,15 +5,17 @@ Files, one job each:
 - `matching.py`: instance targets (classes, masks) per image and their Hungarian matching;
 - `criterion.py`: `InstanceCriterion`, Mask2Former's set loss against instances (L_sup, L_pseudo);
 - `postprocess.py`: logits -> top-k masks, classes, scores (`instance_predictions`), exportable;
-- `ap.py`: COCO mask AP / AP50 through pycocotools (`mask_ap`, `MaskAPAccumulator`).
+- `ap.py`: COCO mask AP / AP50 through pycocotools (`mask_ap`, `MaskAPAccumulator`);
+- `views.py`: weak / strong views with tracked correspondence (`ViewAugmentation`, `ViewPair`).
 """
 
 from gkd_deploy.instance.ap import MaskAP, MaskAPAccumulator, mask_ap
 from gkd_deploy.instance.criterion import InstanceCriterion
 from gkd_deploy.instance.matching import instance_targets, match_instances
 from gkd_deploy.instance.postprocess import InstancePostprocess, instance_predictions
+from gkd_deploy.instance.views import View, ViewAugmentation, ViewPair
 
 __all__ = [
-    "InstanceCriterion", "InstancePostprocess", "MaskAP", "MaskAPAccumulator", "instance_predictions",
-    "instance_targets", "mask_ap", "match_instances",
+    "InstanceCriterion", "InstancePostprocess", "MaskAP", "MaskAPAccumulator", "View", "ViewAugmentation",
+    "ViewPair", "instance_predictions", "instance_targets", "mask_ap", "match_instances",
 ]
