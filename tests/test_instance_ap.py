@@ -11,6 +11,8 @@ import torch
 from gkd_deploy.errors import DataError
 from gkd_deploy.instance import MaskAPAccumulator, mask_ap
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors
+
 SIZE = 20
 
 

@@ -19,6 +19,8 @@ from gkd_deploy.instance import (
     sample_negatives,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors
+
 B, D, H, W = 2, 8, 4, 5
 
 

@@ -10,6 +10,8 @@ from gkd_deploy.errors import ConfigError, DataError
 from gkd_deploy.instance import InstanceCriterion, instance_targets, match_instances
 from tests.fixtures_sampling import PixelCentres
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors
+
 NUM_CLASSES, NUM_QUERIES, SIZE = 4, 6, 16
 CONFIDENT = 20.0  # logit magnitude of a sure prediction
 
@@ -121,3 +123,23 @@ def test_bad_targets_are_named():
         instance_targets([(torch.tensor([0, 1]), masks)], NUM_CLASSES, "cpu")
     with pytest.raises(ConfigError, match="mask_weight"):
         InstanceCriterion(NUM_CLASSES, mask_weight=-1.0)
+
+
+def test_a_small_mask2former_decoder_learns_instances():
+    from gkd_deploy.models.decoders.mask2former import Mask2FormerDecoder
+
+    small = {"hidden_dim": 32, "num_queries": 6, "dec_layers": 2, "pixel_layers": 1, "num_heads": 4,
+             "num_points_deform": 2, "dim_feedforward": 64, "pixel_ffn": 64, "groups": 4}
+    decoder = Mask2FormerDecoder(16, 4, NUM_CLASSES, **small)
+    criterion = InstanceCriterion(NUM_CLASSES, PixelCentres(SIZE, SIZE))
+    features = [torch.randn(1, 16, 4, 4) for _ in range(4)]  # stride-16 maps of a 64 x 64 input
+    instances = [(torch.tensor([2, 0, 3]), blob_masks())]  # 16 x 16: the decoder's stride-4 grid
+    optimizer = torch.optim.AdamW(decoder.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(8):
+        loss = criterion(decoder.forward_train(features), instances)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]

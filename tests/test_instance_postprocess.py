@@ -12,7 +12,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from gkd_deploy.errors import ConfigError
 from gkd_deploy.instance import InstancePostprocess, instance_predictions
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors
 
 
 def hand_made() -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,3 +106,8 @@ def test_exported_postprocess_gives_the_same_instances():
         assert (got[0] == want[0].numpy()).mean() > 0.999  # a logit at exactly 0 may round either way
         np.testing.assert_array_equal(got[1], want[1].numpy())
         np.testing.assert_allclose(got[2], want[2].numpy(), atol=1e-5)
+
+
+def test_top_k_must_be_positive():
+    with pytest.raises(ConfigError, match="top_k must be at least 1"):
+        instance_predictions(*hand_made(), top_k=0)

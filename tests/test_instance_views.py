@@ -12,6 +12,8 @@ from gkd_deploy.errors import ConfigError
 from gkd_deploy.instance import ViewAugmentation
 from gkd_deploy.models.decoders.mask2former.point_sampling import point_sample
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors
+
 BATCH, HEIGHT, WIDTH = 6, 60, 80
 SIZE = (48, 64)
 GEOMETRY_ONLY = {"jitter_probability": 0.0, "grayscale_probability": 0.0, "blur_probability": 0.0}

@@ -26,6 +26,8 @@ from gkd_deploy.distill.masking import BatchRandom
 from gkd_deploy.training.stages import TaskObjective
 from tests.fixtures_sampling import PixelCentres
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors
+
 ENCODER_STRIDE = 16
 SMALL = {
     "hidden_dim": 32, "num_queries": 6, "dec_layers": 3, "pixel_layers": 1, "num_heads": 4, "num_points_deform": 2,
@@ -42,17 +44,6 @@ def encoder_maps(batch: int, height: int, width: int, channels: int = 24) -> lis
     """Four stand-in block outputs of a stride-16 encoder for a (height, width) input."""
     h, w = height // ENCODER_STRIDE, width // ENCODER_STRIDE
     return [torch.randn(batch, channels, h, w) for _ in range(4)]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(_seed):
-    """These tensors are tiny: a second thread gains nothing, and on a busy shared machine its
-    spin-waiting at every op can stretch a one-second test to a minute. (After conftest's seed
-    fixture, which sets two threads.)"""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # --- point sampling, targets, matching ----------------------------------------------------------

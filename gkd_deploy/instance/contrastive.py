@@ -21,7 +21,9 @@ K = 256 (its best); "no object" kept in c, so that confidently empty queries als
 descriptor; the loss averages over at most `max_anchors` = 2048 anchors drawn uniformly from the
 valid pixels (an unbiased estimate of the mean over all of them, whose K gathered negatives of D
 channels each would otherwise not fit in memory at stride 4); the pool includes every strong-view
-pixel, the anchor's own positive too (drawn with weight d(p, p') ~ 0 once the views agree).
+pixel, the anchor's own positive too (drawn with weight d(p, p') ~ 0 once the views agree);
+16 rejection rounds before the fallback. The paper's memory-bank ablation (10k negatives kept
+from earlier batches) is not implemented.
 
 The sampler never forms the P x P matrix of all pairs. Since u >= 0, d lies in [0, 1], so exact
 rejection sampling works: propose j uniformly from the pool and accept it with probability
@@ -159,6 +161,7 @@ def _draw_exactly(anchors: torch.Tensor, pool: torch.Tensor, slots: torch.Tensor
 
 
 def _multinomial_rows(weights: torch.Tensor, count: int, generator: torch.Generator | None) -> torch.Tensor:
+    """`count` draws per row of weights (R, M) -> (R, count); a row of zeros draws uniformly."""
     empty = weights.sum(1, keepdim=True) <= 0
     weights = torch.where(empty, torch.ones_like(weights), weights)
     return torch.multinomial(weights, count, replacement=True, generator=generator)

@@ -28,7 +28,8 @@ Instances = tuple[torch.Tensor, torch.Tensor]
 CLASS_WEIGHT, MASK_WEIGHT, DICE_WEIGHT = 2.0, 5.0, 5.0
 
 
-def instance_targets(instances: Sequence[Instances], num_classes: int, device: torch.device) -> list[Targets]:
+def instance_targets(instances: Sequence[Instances], num_classes: int,
+                     device: torch.device | str) -> list[Targets]:
     """Per-image (classes, masks) -> `Targets` on `device`, masks as float 0 / 1.
 
     DataError when an image's classes and masks disagree in number, its masks are not (N, H, W),

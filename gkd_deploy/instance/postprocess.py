@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gkd_deploy.errors import ConfigError
+
 
 def instance_predictions(
     class_logits: torch.Tensor, mask_logits: torch.Tensor, output_size: tuple[int, int] | None = None, *,
@@ -37,6 +39,8 @@ def instance_predictions(
     Returns:
         masks (B, K, H, W) bool, classes (B, K) int64 in [0, C), scores (B, K) float in [0, 1].
     """
+    if top_k < 1:
+        raise ConfigError(f"instance post-processing: top_k must be at least 1, got {top_k}")
     batch, num_queries, num_labels = class_logits.shape
     num_classes = num_labels - 1
     count = min(top_k, num_queries * num_classes)

@@ -57,6 +57,8 @@ def _inverse(affine: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class ViewPair:
+    """The two views of one batch, made by `ViewAugmentation`."""
+
     weak: View
     strong: View
 
