@@ -26,3 +26,14 @@ def pytest_collection_modifyitems(config, items):
 def _seed():
     torch.manual_seed(0)
     torch.set_num_threads(2)
+
+
+@pytest.fixture
+def one_thread(_seed):
+    """For tests of tiny tensors (`pytestmark = pytest.mark.usefixtures("one_thread")`): a second
+    thread gains nothing there, and on a busy shared machine its spin-waiting at every op can
+    stretch a one-second test to a minute. (After the seed fixture, which sets two threads.)"""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -24,6 +24,9 @@ from gkd_deploy.models.decoders.mask2former.transformer_decoder import attention
 from gkd_deploy.models.segmenter import SegmenterConfig, build_segmenter
 from gkd_deploy.distill.masking import BatchRandom
 from gkd_deploy.training.stages import TaskObjective
+from tests.fixtures_sampling import PixelCentres
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors
 
 ENCODER_STRIDE = 16
 SMALL = {
@@ -41,38 +44,6 @@ def encoder_maps(batch: int, height: int, width: int, channels: int = 24) -> lis
     """Four stand-in block outputs of a stride-16 encoder for a (height, width) input."""
     h, w = height // ENCODER_STRIDE, width // ENCODER_STRIDE
     return [torch.randn(batch, channels, h, w) for _ in range(4)]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(_seed):
-    """These tensors are tiny: a second thread gains nothing, and on a busy shared machine its
-    spin-waiting at every op can stretch a one-second test to a minute. (After conftest's seed
-    fixture, which sets two threads.)"""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class PixelCentres(PointSampler):
-    """Deterministic points: every pixel centre of an (h, w) grid, for costs and losses alike.
-
-    With them the point costs and losses become plain per-pixel means over a (h, w) prediction,
-    which a reference can compute without any sampling.
-    """
-
-    def __init__(self, height: int, width: int) -> None:
-        super().__init__(height * width, 1.0, 0.0)
-        ys = (torch.arange(height) + 0.5) / height
-        xs = (torch.arange(width) + 0.5) / width
-        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-        self.centres = torch.stack((grid_x, grid_y), dim=-1).reshape(1, -1, 2)
-
-    def uniform(self, count, device):
-        return self.centres.expand(count, -1, -1).to(device)
-
-    def importance(self, logits):
-        return self.centres.expand(logits.shape[0], -1, -1).to(logits.device)
 
 
 # --- point sampling, targets, matching ----------------------------------------------------------

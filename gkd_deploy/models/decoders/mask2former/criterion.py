@@ -1,4 +1,5 @@
-"""Mask2Former's set criterion for semantic segmentation.
+"""Mask2Former's set criterion, from semantic label maps (`forward`) or from any per-image mask
+targets (`set_losses`, which the instance criterion of `gkd_deploy.instance` calls).
 
 Per prediction (the final one and every auxiliary one, each matched on its own):
 - ce: cross-entropy of all Q queries' class logits, unmatched queries towards "no object"
@@ -37,7 +38,7 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: torch.Tens
 
 
 class SetCriterion(nn.Module):
-    """Matched set losses of all predictions from semantic label maps.
+    """Matched set losses of all predictions, from semantic label maps or per-image targets.
 
     Args:
         num_classes: K (the logits have K+1, the last "no object").
@@ -62,8 +63,12 @@ class SetCriterion(nn.Module):
         """outputs of `forward_train`, labels (B, H, W) int64 (255 ignored) ->
         {"loss": weighted total over all predictions, "ce", "mask", "dice": the final prediction's
         unweighted terms, detached, for logging}."""
-        targets = semantic_targets(labels, self.num_classes)
-        num_masks = self._num_masks(targets, labels.device)
+        return self.set_losses(outputs, semantic_targets(labels, self.num_classes))
+
+    def set_losses(self, outputs: dict[str, Any], targets: list[Targets]) -> dict[str, torch.Tensor]:
+        """outputs of `forward_train` and B `Targets` (masks at any resolution, on the outputs'
+        device; an image may have none) -> the same dictionary as `forward`."""
+        num_masks = self._num_masks(targets, outputs["pred_logits"].device)
         final = self.prediction_losses(outputs["pred_logits"], outputs["pred_masks"], targets, num_masks)
         total = self._weighted(final)
         for aux in outputs.get("aux_outputs", []):

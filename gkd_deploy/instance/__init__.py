@@ -1,0 +1,35 @@
+"""Instance segmentation for semi-supervised distillation (SSKD): set loss, post-processing,
+mask AP, and the instance-aware pixel contrastive loss with its two views.
+
+Files, one job each:
+- `matching.py`: instance targets (classes, masks) per image and their Hungarian matching;
+- `criterion.py`: `InstanceCriterion`, Mask2Former's set loss against instances (L_sup, L_pseudo);
+- `postprocess.py`: logits -> top-k masks, classes, scores (`instance_predictions`), exportable;
+- `ap.py`: COCO mask AP / AP50 through pycocotools (`mask_ap`, `MaskAPAccumulator`);
+- `views.py`: weak / strong views with tracked correspondence (`ViewAugmentation`, `ViewPair`);
+- `projection.py`: the training-only `PixelProjectionHead`;
+- `contrastive.py`: `PixelContrastiveLoss` and the instance-aware negative sampler.
+"""
+
+from gkd_deploy.instance.ap import MaskAP, MaskAPAccumulator, mask_ap
+from gkd_deploy.instance.contrastive import (
+    NEGATIVE_SAMPLINGS,
+    ContrastiveSample,
+    NegativeSampling,
+    PixelContrastiveLoss,
+    contrastive_loss,
+    instance_descriptors,
+    sample_negatives,
+)
+from gkd_deploy.instance.criterion import InstanceCriterion
+from gkd_deploy.instance.matching import instance_targets, match_instances
+from gkd_deploy.instance.postprocess import InstancePostprocess, instance_predictions
+from gkd_deploy.instance.projection import PixelProjectionHead
+from gkd_deploy.instance.views import View, ViewAugmentation, ViewPair
+
+__all__ = [
+    "NEGATIVE_SAMPLINGS", "ContrastiveSample", "InstanceCriterion", "InstancePostprocess", "MaskAP",
+    "MaskAPAccumulator", "NegativeSampling", "PixelContrastiveLoss", "PixelProjectionHead", "View",
+    "ViewAugmentation", "ViewPair", "contrastive_loss", "instance_descriptors", "instance_predictions",
+    "instance_targets", "mask_ap", "match_instances", "sample_negatives",
+]
