@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
-from gkd_deploy.errors import ExportError
-from gkd_deploy.precision import EXPORT_PRECISIONS, PRECISIONS, Tolerance
-from gkd_deploy.runtime.metadata import read_onnx_metadata
+from gkd_deploy.errors import ExportError, ModelError
 from gkd_deploy.models.segmenter import Segmenter
+from gkd_deploy.precision import EXPORT_PRECISIONS, PRECISIONS, Tolerance
+from gkd_deploy.runtime.agreement import compare_predictors
+from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimePredictor
+from gkd_deploy.runtime.torch_backend import TorchPredictor
 
 
 @dataclass(frozen=True)
@@ -46,42 +47,29 @@ class ParityReport:
 
 def check_parity(onnx_path: str | Path, segmenter: Segmenter, images: torch.Tensor | np.ndarray,
                  *, batch_size: int = 4) -> ParityReport:
-    """Run the ONNX file (onnxruntime CPU) and `segmenter` (on its device) on `images`.
+    """Run the ONNX file (onnxruntime CPU) and `segmenter` (on its device) on `images`, both
+    through the runtime's predictors and compared by `compare_predictors`.
 
     `images`: (N, 3, H, W) RGB in 0..255, (H, W) the file's input size.
     """
-    metadata = read_onnx_metadata(onnx_path)
-    images = torch.as_tensor(images).float().cpu()
-    expected = (3, *metadata.input_size)
+    try:
+        exported = OnnxRuntimePredictor(onnx_path, "cpu")
+    except ModelError as error:
+        raise ExportError(str(error)) from None
+    images = np.asarray(torch.as_tensor(images).float().cpu())
+    expected = (3, *exported.info.input_size)
     if images.ndim != 4 or tuple(images.shape[1:]) != expected or images.shape[0] == 0:
         raise ExportError(f"parity images must be (N, {', '.join(map(str, expected))}) to match {onnx_path}; "
                           f"got {tuple(images.shape)}")
-    session = _session(onnx_path)
-    names = [output.name for output in session.get_outputs()]
-    device = next(segmenter.parameters()).device
     was_training = segmenter.training
     segmenter.eval()
-    max_diff, diff_sum, agree, scores_count = 0.0, 0.0, 0, 0
     try:
-        for start in range(0, images.shape[0], batch_size):
-            batch = images[start:start + batch_size]
-            outputs = dict(zip(names, session.run(names, {metadata.input_name: np.ascontiguousarray(batch.numpy())})))
-            with torch.inference_mode():
-                reference = segmenter(batch.to(device)).float().cpu().numpy()
-            if "scores" in outputs:
-                difference = np.abs(outputs["scores"].astype(np.float64) - reference)
-                max_diff = max(max_diff, float(difference.max()))
-                diff_sum += float(difference.sum())
-                scores_count += difference.size
-            labels = outputs["labels"] if "labels" in outputs else outputs["scores"].argmax(axis=1)
-            agree += int((labels == reference.argmax(axis=1)).sum())
+        agreement = compare_predictors(TorchPredictor.of_model(segmenter), exported, images, batch_size)
     finally:
         segmenter.train(was_training)
-    pixels = images.shape[0] * images.shape[2] * images.shape[3]
-    return ParityReport(precision=metadata.precision, images=int(images.shape[0]), pixels=int(pixels),
-                        max_abs_diff=max_diff if scores_count else None,
-                        mean_abs_diff=diff_sum / scores_count if scores_count else None,
-                        pixel_agreement=100.0 * agree / pixels)
+    return ParityReport(precision=exported.info.precision, images=agreement.images, pixels=agreement.pixels,
+                        max_abs_diff=agreement.max_abs_diff, mean_abs_diff=agreement.mean_abs_diff,
+                        pixel_agreement=agreement.pixel_agreement)
 
 
 def assert_parity(report: ParityReport, precision: str | None = None,
@@ -96,12 +84,3 @@ def assert_parity(report: ParityReport, precision: str | None = None,
     if problems:
         raise ExportError(f"the {precision} export does not match PyTorch: {'; '.join(problems)} ({report}); "
                           "the file computes something other than the checkpoint; do not deploy it")
-
-
-def _session(onnx_path: str | Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only: ORT warns about unused initializers it removes itself
-    try:
-        return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    except (RuntimeError, ValueError) as error:
-        raise ExportError(f"onnxruntime cannot load {onnx_path}: {error}") from None

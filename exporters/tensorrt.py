@@ -80,22 +80,15 @@ def check_engine(engine_path: Path, onnx_path: Path, images: np.ndarray, precisi
     """Run the engine and ONNX Runtime on `images` ((N, 3, H, W) float32); ExportError, and the engine
     and its sidecar deleted, when they disagree beyond the precision's tolerance. `load` makes the
     engine's predictor (default: the TensorRT one)."""
+    from gkd_deploy.runtime.agreement import compare_predictors
     from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimePredictor
 
     if load is None:
         from gkd_deploy.runtime.tensorrt_backend import TensorRTPredictor as load
-    engine, reference = load(engine_path), OnnxRuntimePredictor(onnx_path, "cpu")
-    images = np.ascontiguousarray(images, dtype=np.float32)
-    agree = pixels = 0
-    max_diff = 0.0 if reference.info.has_scores else None
-    for start in range(0, len(images), 4):
-        batch = images[start:start + 4]
-        if max_diff is not None:
-            max_diff = max(max_diff, float(np.abs(engine(batch) - reference(batch)).max()))
-        agree += int((engine.labels(batch) == reference.labels(batch)).sum())
-        pixels += batch.shape[0] * batch.shape[2] * batch.shape[3]
-    report = EngineCheck(images=len(images), max_abs_diff=max_diff, pixel_agreement=100.0 * agree / max(pixels, 1))
-    problems = get_precision(precision).engine_parity.problems(max_diff, report.pixel_agreement)
+    agreement = compare_predictors(OnnxRuntimePredictor(onnx_path, "cpu"), load(engine_path), images)
+    report = EngineCheck(images=len(images), max_abs_diff=agreement.max_abs_diff,
+                         pixel_agreement=agreement.pixel_agreement)
+    problems = get_precision(precision).engine_parity.problems(report.max_abs_diff, report.pixel_agreement)
     if problems:
         engine_path.unlink(missing_ok=True)
         sidecar_path(engine_path).unlink(missing_ok=True)

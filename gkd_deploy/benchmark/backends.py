@@ -20,7 +20,6 @@ for the other GPU backends, perf_counter on the CPU), and how its GPU memory is 
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import shutil
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ import numpy as np
 from gkd_deploy.benchmark.memory import torch_with_cuda
 from gkd_deploy.benchmark.sources import ModelSource
 from gkd_deploy.benchmark.timing import Clock, CudaEventClock, WallClock
-from gkd_deploy.precision import EXPORT_PRECISIONS, PRECISIONS, TORCH_PRECISIONS
+from gkd_deploy.precision import EXPORT_PRECISIONS, TORCH_PRECISIONS
 from gkd_deploy.runtime.metadata import read_onnx_metadata, read_sidecar_metadata
 from gkd_deploy.runtime.tensorrt_backend import tensorrt_available
 
@@ -143,29 +142,12 @@ def _tensorrt_unavailable(device: str) -> str | None:
 
 
 def _load_torch(file: Path, precision: str, device: str, compile_model: bool = False) -> Runner:
-    import torch
+    from gkd_deploy.runtime.torch_backend import TorchPredictor
 
-    from gkd_deploy.models.checkpoint import load_segmenter
-
-    target = _resolve_device(device)
-    model = load_segmenter(file).to(target).eval()
-    forward = torch.compile(model, dynamic=False) if compile_model else model
-    dtype = PRECISIONS[precision].torch_dtype
-    dtype = getattr(torch, dtype) if dtype else None
-
-    @torch.inference_mode()
-    def predict(images: torch.Tensor) -> torch.Tensor:
-        autocast = torch.autocast(target.type, dtype=dtype) if dtype else contextlib.nullcontext()
-        with autocast:
-            return forward(images.to(target, non_blocking=True)).float()
-
-    def release() -> None:
-        if compile_model:
-            torch._dynamo.reset()  # drop the compiled graphs with the model
-
-    cuda = target.type == "cuda"
-    return Runner(predict, _torch_input(target), CudaEventClock() if cuda else WallClock(),
-                  "allocator" if cuda else None, file, release)
+    predictor = TorchPredictor(file, device, precision=precision, compile=compile_model)
+    cuda = predictor.device.type == "cuda"
+    return Runner(predictor.forward, _torch_input(predictor.device), CudaEventClock() if cuda else WallClock(),
+                  "allocator" if cuda else None, file, predictor.release)
 
 
 def _load_torch_compile(file: Path, precision: str, device: str) -> Runner:

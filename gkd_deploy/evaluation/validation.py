@@ -27,6 +27,7 @@ from gkd_deploy.metrics import SegmentationMetric
 from gkd_deploy.precision import precision
 from gkd_deploy.progress import Track, no_progress
 from gkd_deploy.run import report_path, resolve_checkpoint, source_checkpoint_of
+from gkd_deploy.runtime.agreement import Agreement
 from gkd_deploy.runtime.base import Predictor, require_scores
 from gkd_deploy.runtime.loader import load_predictor
 
@@ -94,7 +95,7 @@ def compare_domain(reference: Predictor, exported: Predictor, dataset, mode: Inf
     num_classes = reference.info.class_set.num_classes
     run_reference, run_exported = tensor_predictor(reference), tensor_predictor(exported)
     reference_metric, exported_metric = SegmentationMetric(num_classes), SegmentationMetric(num_classes)
-    agree = total = count = 0
+    agreement = Agreement()
     for index, batch in enumerate(domain_batches(dataset, num_workers, track, description)):
         images = batch["image"].float()
         key = (reference.info.source, _dataset_key(dataset), mode, index)
@@ -108,15 +109,13 @@ def compare_domain(reference: Predictor, exported: Predictor, dataset, mode: Inf
         exported_labels = resize_scores(predict_logits(run_exported, images, mode), label_size).argmax(1).cpu()
         reference_metric.update(reference_labels, batch["label"])
         exported_metric.update(exported_labels, batch["label"])
-        agree += int((reference_labels == exported_labels).sum())
-        total += reference_labels.numel()
-        count += images.shape[0]
+        agreement.add_labels(reference_labels.numpy(), exported_labels.numpy())
     class_set = reference.info.class_set
     return DomainComparison(
-        domain=description, num_images=count,
+        domain=description, num_images=agreement.images,
         reference_miou=reference_metric.compute(score_class_indices(dataset, reference_metric, class_set)).miou,
         exported_miou=exported_metric.compute(score_class_indices(dataset, exported_metric, class_set)).miou,
-        pixel_agreement=agree / total * 100)
+        pixel_agreement=agreement.pixel_agreement)
 
 
 def validate_export(

@@ -36,6 +36,7 @@ class OnnxRuntimePredictor:
         self.path = Path(path)
         self.metadata = metadata = read_onnx_metadata(self.path)
         options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3  # errors only: ORT warns about initializers it removes itself
         if threads:
             options.intra_op_num_threads = threads
         self.providers = available_providers(device)

@@ -1,7 +1,12 @@
-"""PyTorch predictor: a run folder or segmenter checkpoint."""
+"""PyTorch predictor: a run folder, a segmenter checkpoint, or a segmenter in memory.
+
+The options are the benchmark's: `precision` (torch autocast, from the precision table) and
+`compile` (torch.compile, static shapes). Scores come back in float32 whatever the autocast.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -9,19 +14,36 @@ import torch
 
 from gkd_deploy.devices import resolve_device
 from gkd_deploy.models.checkpoint import load_segmenter
+from gkd_deploy.precision import TORCH_PRECISIONS, precision as get_precision
 from gkd_deploy.run import resolve_checkpoint
 from gkd_deploy.runtime.base import ModelInfo
 
 
 class TorchPredictor:
-    def __init__(self, path: str | Path, device: str = "auto") -> None:
+    def __init__(self, path: str | Path, device: str = "auto", *, precision: str = "fp32",
+                 compile: bool = False) -> None:
         checkpoint, _ = resolve_checkpoint(path)
-        self.device = resolve_device(device)
-        self.model = load_segmenter(checkpoint).to(self.device).eval()
+        target = resolve_device(device)
+        self._setup(load_segmenter(checkpoint).to(target).eval(), target, str(checkpoint), precision, compile)
         self.checkpoint = checkpoint
-        self.info = ModelInfo(class_set=self.model.class_set, input_size=None, precision="fp32", backend="torch",
-                              source=str(checkpoint), patch_size=self.model.config.patch_size,
-                              outputs=("scores", "labels"))
+
+    @classmethod
+    def of_model(cls, model: torch.nn.Module, *, source: str = "in memory", precision: str = "fp32") -> "TorchPredictor":
+        """A predictor of a segmenter already loaded, on the device its weights are on (the export check);
+        the caller puts it in eval mode."""
+        predictor = cls.__new__(cls)
+        predictor._setup(model, next(model.parameters()).device, source, precision, False)
+        predictor.checkpoint = None
+        return predictor
+
+    def _setup(self, model: torch.nn.Module, device: torch.device, source: str, precision: str, compile: bool) -> None:
+        dtype = get_precision(precision, TORCH_PRECISIONS).torch_dtype
+        self.model, self.device = model, device
+        self.autocast_dtype = getattr(torch, dtype) if dtype else None
+        self.network = torch.compile(model, dynamic=False) if compile else model
+        self.compiled = compile
+        self.info = ModelInfo(class_set=model.class_set, input_size=None, precision=precision, backend="torch",
+                              source=source, patch_size=model.config.patch_size, outputs=("scores", "labels"))
 
     @torch.inference_mode()
     def __call__(self, images: np.ndarray) -> np.ndarray:
@@ -34,5 +56,13 @@ class TorchPredictor:
 
     @torch.inference_mode()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """The same on torch tensors, which stay on the model's device (training-time evaluation)."""
-        return self.model(images.to(self.device, non_blocking=True).float())
+        """The same on torch tensors, which stay on the model's device (training-time evaluation, the benchmark)."""
+        autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype
+                    else contextlib.nullcontext())
+        with autocast:
+            return self.network(images.to(self.device, non_blocking=True).float()).float()
+
+    def release(self) -> None:
+        """Drop compiled graphs with the model (torch.compile keeps them process-wide)."""
+        if self.compiled:
+            torch._dynamo.reset()
