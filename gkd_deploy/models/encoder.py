@@ -10,6 +10,12 @@ What the GKD stages need from an encoder, and nothing more:
 Both take images as (B, 3, H, W) float RGB in 0..255 with H, W multiples of the patch size; the
 encoder normalises with its own mean/std, so a teacher and a student each get theirs.
 Register tokens (DINOv2-reg) are dropped from every output.
+
+timm's public API runs the unmasked decoder path (`forward_intermediates`); the masked and
+visible-patch passes of distillation replace patch tokens between patch embedding and position
+embedding, which no public timm entry point allows, so they call the backbone's steps
+(`patch_embed`, `_pos_embed`, `norm_pre`, the blocks) themselves. Tested with timm 1.0.x (the upper
+bound in pyproject.toml).
 """
 
 from __future__ import annotations
@@ -105,23 +111,25 @@ class ViTEncoder(nn.Module):
         return torch.cat([tokens[:, :1], tokens[:, self.num_prefix_tokens:]], dim=1)
 
     def forward_features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """(B, 3, H, W) -> one (B, C, H/p, W/p) map per feature block, before the final norm."""
-        height, width = self.grid_size(images.shape[-2], images.shape[-1])
-        _, collected = self._run(images, None, collect=self.feature_blocks)
-        maps = []
-        for block in self.feature_blocks:
-            patches = collected[block][:, self.num_prefix_tokens:]
-            maps.append(patches.transpose(1, 2).reshape(patches.shape[0], self.embed_dim, height, width))
-        return maps
+        """(B, 3, H, W) -> one (B, C, H/p, W/p) map per feature block, before the final norm, through
+        timm's public `forward_intermediates` (it stops after the last feature block)."""
+        blocks = sorted(set(self.feature_blocks))  # a shallow model may feed one block to several levels
+        maps = self.backbone.forward_intermediates(self.normalise(images), indices=blocks, stop_early=True,
+                                                   output_fmt="NCHW", intermediates_only=True)
+        by_block = dict(zip(blocks, maps))
+        return [by_block[block] for block in self.feature_blocks]
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         return self.forward_features(images)
 
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """0..255 RGB -> the backbone's normalised input."""
+        return (images - self.pixel_mean) / self.pixel_std
+
     def embed(self, images: torch.Tensor, patch_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, 3, H, W) -> tokens (B, P + h*w, C) entering the first block, and the rotary embedding (Eva) or None."""
         backbone = self.backbone
-        x = (images - self.pixel_mean) / self.pixel_std
-        x = backbone.patch_embed(x)  # (B, h, w, C): backbones are built with dynamic_img_size
+        x = backbone.patch_embed(self.normalise(images))  # (B, h, w, C): backbones are built with dynamic_img_size
         if patch_mask is not None:
             mask = patch_mask.reshape(x.shape[0], x.shape[1], x.shape[2], 1)
             x = torch.where(mask, self.mask_token.to(x.dtype).view(1, 1, 1, -1), x)
