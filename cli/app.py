@@ -77,7 +77,8 @@ app.add_typer(data.app, name="data")
 VERBOSE_FLAGS = ("-v", "--verbose")
 # Modules of the optional installs, and the install that brings each (the base install is the runtime).
 EXTRAS = {"torch": "train", "torchvision": "train", "timm": "train", "safetensors": "train", "scipy": "train",
-          "onnx": "train", "onnxruntime": "runtime", "tensorrt": "tensorrt"}
+          "onnx": "train", "onnx_graphsurgeon": "train", "pycocotools": "train", "onnxruntime": "runtime",
+          "tensorrt": "tensorrt"}
 
 
 def missing_install(error: ModuleNotFoundError) -> str | None:

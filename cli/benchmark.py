@@ -156,7 +156,8 @@ def benchmark(
     console.print(benchmark_table(report))
     written = [report.write_json(json_path or defaults["json"]), report.write_csv(csv_path or defaults["csv"])]
     if any(row.miou is not None for row in report.rows):
-        written.append(report.write_plot(plot or defaults["plot"]))
+        drawn = report.write_plot(plot or defaults["plot"])  # None without matplotlib (the log says so)
+        written += [drawn] if drawn is not None else []
     elif data:
         console.print("[yellow]no plot:[/] no measured row has an mIoU")
     console.print(f"{len(report.ok_rows)} measured, {len(report.not_run)} skipped or failed; report: "

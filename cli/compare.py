@@ -89,5 +89,6 @@ def compare(
 
     report = run_compare(base, settings, out, track=track, make_callbacks=TrainingDisplay, on_run=announce)
     console.print(compare_table(report))
-    console.print(f"table: {escape(str(out / 'compare.json'))}, {escape(str(out / 'compare.csv'))}, {escape(str(out / 'compare.png'))}")
+    tables = [out / name for name in ("compare.json", "compare.csv", "compare.png") if (out / name).is_file()]
+    console.print(f"table: {escape(', '.join(str(path) for path in tables))}")
     next_step(f"gkd eval {out / report.methods[-1] / f'seed-{settings.seeds[0]}'} --per-class")

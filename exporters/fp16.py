@@ -2,7 +2,8 @@
 same for the part of an int8 Q/DQ file that is not int8 (its remainder).
 
 Uses onnxruntime's converter (`onnxruntime.transformers.float16`), which casts weights and
-activations to fp16 and puts Cast nodes around the operators it is told to keep in fp32.
+activations to fp16 and puts Cast nodes around the operators it is told to keep in fp32; then
+`graph_repair` puts its output back in order (see there).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def _to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     converted = convert_float_to_float16(
         model, keep_io_types=True, op_block_list=sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS)),
     )
-    drop_duplicate_nodes(converted.graph)
-    sort_topologically(converted.graph)
+    drop_duplicate_nodes(converted.graph)  # first: graphsurgeon would keep both copies
+    sort_topologically(converted)
     return converted
 

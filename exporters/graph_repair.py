@@ -5,16 +5,19 @@ nodes (common in freshly initialised layers: zero biases, unit norm weights); qu
 see such a weight or bias as an activation. onnxruntime's fp16 converter appends the Cast nodes
 it creates at the end of the node list, so a graph it returns is no longer in topological order
 (the ONNX checker and TensorRT's parser both require it; onnxruntime sorts for itself, which
-hides the problem). And where two fp32-kept nodes read one fp16 tensor, it adds the same Cast
-twice, with the same name and output.
+hides the problem): onnx-graphsurgeon sorts it. And before onnxruntime 1.32 (so in every
+onnxruntime-gpu release up to 1.31.1), where two fp32-kept nodes read one fp16 tensor, the
+converter adds the same Cast twice, with the same name and output; graphsurgeon keeps both
+copies (onnxslim would merge them, but only as part of rewriting the graph), so removing them
+stays ours.
 """
 
 from __future__ import annotations
 
 import collections
-import heapq
 
 import onnx
+import onnx_graphsurgeon as gs
 
 from gkd_deploy.errors import ExportError
 
@@ -36,35 +39,18 @@ def inline_initializer_identities(graph: onnx.GraphProto) -> None:
     graph.node.extend(kept)
 
 
-def sort_topologically(graph: onnx.GraphProto) -> None:
-    """Reorder `graph.node` so every node comes after the producers of its inputs.
-
-    Stable: among nodes that are ready, the one earlier in the current list goes first, so a
-    sorted graph keeps its order.
-    """
-    nodes = list(graph.node)
-    producer = {name: index for index, node in enumerate(nodes) for name in node.output}
-    waiting_on = [0] * len(nodes)
-    consumers: dict[int, list[int]] = collections.defaultdict(list)
-    for index, node in enumerate(nodes):
-        for source in {producer[name] for name in node.input if name in producer}:
-            waiting_on[index] += 1
-            consumers[source].append(index)
-    ready = [index for index, count in enumerate(waiting_on) if count == 0]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        index = heapq.heappop(ready)
-        order.append(index)
-        for consumer in consumers[index]:
-            waiting_on[consumer] -= 1
-            if waiting_on[consumer] == 0:
-                heapq.heappush(ready, consumer)
-    if len(order) != len(nodes):
-        stuck = next(nodes[i].name for i, count in enumerate(waiting_on) if count)
-        raise ExportError(f"the converted graph has a cycle (at node {stuck!r}); this is a bug, please report it")
-    del graph.node[:]
-    graph.node.extend(nodes[i] for i in order)
+def sort_topologically(model: onnx.ModelProto) -> None:
+    """Reorder `model.graph.node` so every node comes after the producers of its inputs
+    (onnx-graphsurgeon's toposort). Only the node list is taken from graphsurgeon: the model
+    around it (metadata, initializers, value infos), which its export rebuilds in part, stays."""
+    graph = gs.import_onnx(model)
+    try:
+        graph.toposort()
+    except gs.OnnxGraphSurgeonException as error:
+        raise ExportError(f"cannot sort the converted graph ({error}); this is a bug, please report it") from None
+    nodes = gs.export_onnx(graph).graph.node
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
 
 
 def drop_duplicate_nodes(graph: onnx.GraphProto) -> None:

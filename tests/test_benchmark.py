@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import logging
 import stat
+import subprocess
+import sys
 import time
 
 import cv2
@@ -36,6 +39,8 @@ from gkd_deploy.models.segmenter import SegmenterConfig, build_segmenter
 from gkd_deploy.run import RunDir
 
 runner = CliRunner()
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+needs_matplotlib = pytest.mark.skipif(not HAS_MATPLOTLIB, reason="plots need matplotlib (pip install '.[plots]')")
 SMALL_FPN = {"neck_channels": 32, "head_channels": 16, "groups": 4}
 QUICK = {"warmup": 1, "min_runs": 3, "min_seconds": 0.0}
 
@@ -274,16 +279,45 @@ def test_json_and_csv_round_trip(report, tmp_path):
     assert (tmp_path / "b.csv").read_text().splitlines()[0].startswith("model,backend,precision,batch,height,width")
 
 
+def _pixels_of(image, colour_name):
+    from matplotlib.colors import to_rgb
+
+    blue_green_red = np.array([round(255 * channel) for channel in reversed(to_rgb(colour_name))], np.uint8)
+    return int((image == blue_green_red).all(axis=2).sum())
+
+
+@needs_matplotlib
 def test_plot_draws_one_point_per_scored_row(report, tmp_path):
     path = report.write_plot(tmp_path / "plot.png")
     image = cv2.imread(str(path))
     assert image.shape == (HEIGHT, WIDTH, 3)
+    assert (image == 255).all(axis=2).mean() > 0.8  # a white background, drawn on
     for backend in ("torch", "onnxruntime"):
-        assert (image == np.array(BACKEND_COLOURS[backend], np.uint8)).all(axis=2).sum() > 50
+        assert _pixels_of(image, BACKEND_COLOURS[backend]) > 50
+    assert _pixels_of(image, BACKEND_COLOURS["tensorrt"]) == 0  # not measured here, not drawn
     unscored = dataclasses.replace(report, rows=tuple(dataclasses.replace(r, miou=None) for r in report.rows))
     with pytest.raises(ConfigError, match="--data"):
         unscored.write_plot(tmp_path / "none.png")
     assert not (tmp_path / "none.png").exists()
+
+
+def test_without_matplotlib_the_report_is_written_and_the_plot_skipped(report, tmp_path, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    with caplog.at_level(logging.WARNING, logger="gkd_deploy.plotting"):
+        assert report.write_plot(tmp_path / "plot.png") is None
+    assert not (tmp_path / "plot.png").exists() and not list(tmp_path.iterdir())  # no temporary file either
+    assert read_json(report.write_json(tmp_path / "b.json")) == report
+    assert read_csv(report.write_csv(tmp_path / "b.csv")) == list(report.rows)
+    (message,) = [record.getMessage() for record in caplog.records]
+    assert "skipped" in message and "pip install 'gkd-deploy[plots]'" in message
+
+
+def test_the_plot_does_not_import_the_report_that_writes_it():
+    imported = subprocess.run(
+        [sys.executable, "-c", "import sys, gkd_deploy.benchmark.plot; "
+                               "print('gkd_deploy.benchmark.report' in sys.modules, 'matplotlib' in sys.modules)"],
+        capture_output=True, text=True, check=True).stdout.split()
+    assert imported == ["False", "False"]
 
 
 def test_default_report_paths(run):
@@ -375,7 +409,10 @@ def test_cli_writes_the_report_files_and_says_what_was_skipped(run, data):
         ("torch", "fp32", "ok"), ("torch", "int8", "skipped"), ("onnxruntime", "fp32", "ok"),
         ("onnxruntime", "int8", "ok")]
     assert read_csv(paths["csv"]) == list(saved.rows)
-    assert cv2.imread(str(paths["plot"])).shape == (HEIGHT, WIDTH, 3)
+    if HAS_MATPLOTLIB:
+        assert cv2.imread(str(paths["plot"])).shape == (HEIGHT, WIDTH, 3)
+    else:
+        assert not paths["plot"].exists() and "gkd-deploy[plots]" in result.output
     assert "skipped" in result.output and "Q/DQ" in result.output and "next:" in result.output
     assert saved.settings.min_runs == 2 and saved.settings.data == f"acdc={data.acdc}"
 

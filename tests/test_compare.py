@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 import math
+import sys
 
 import pytest
 import yaml
@@ -11,11 +14,14 @@ from typer.testing import CliRunner
 
 from gkd_deploy.cli.app import app, main
 from gkd_deploy.compare import CompareReport, CompareSettings, RunScore, plan_compare, run_compare
+from gkd_deploy.compare import runner as compare_runner
+from gkd_deploy.compare.plot import HEIGHT, WIDTH, write_compare_plot
 from gkd_deploy.compare.runner import load_base_config, parse_seeds
 from gkd_deploy.errors import ConfigError, DataError
 from gkd_deploy.training.recipes import RECIPES, apply_recipe
 
 SMALL_FPN = {"neck_channels": 32, "head_channels": 16, "groups": 4}
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +87,7 @@ def test_compare_runs_every_method_and_writes_the_table(synthetic, tmp_path):
     assert set(saved["table"][0]) >= {"acdc-fog", "acdc-snow", "average"}
     csv_lines = (tmp_path / "cmp" / "compare.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + 5 and csv_lines[0].startswith("method,seeds,acdc-fog_mean,acdc-fog_std")
-    assert (tmp_path / "cmp" / "compare.png").stat().st_size > 1000
+    assert (tmp_path / "cmp" / "compare.png").is_file() == HAS_MATPLOTLIB  # the plot is optional (extra `plots`)
     # Each run is an ordinary run folder with its recipe's config.
     gkd_run = tmp_path / "cmp" / "gkd" / "seed-1"
     assert yaml.safe_load((gkd_run / "config.yaml").read_text())["seed"] == 1
@@ -122,16 +128,42 @@ def test_an_interrupted_comparison_resumes(synthetic, tmp_path):
     assert seen == ["resume"] and report.cell("gkd", "acdc-fog").count == 1
 
 
-def test_teacher_share_and_best_row():
-    report = CompareReport(
+def small_report() -> CompareReport:
+    return CompareReport(
         methods=("teacher", "a", "b"), domains=("x", "y"),
         scores=(RunScore("teacher", 0, "", {"x": 40.0, "y": 60.0}), RunScore("a", 0, "", {"x": 30.0, "y": 50.0}),
                 RunScore("a", 1, "", {"x": 34.0, "y": 50.0}), RunScore("b", 0, "", {"x": 10.0, "y": math.nan})))
+
+
+def test_teacher_share_and_best_row():
+    report = small_report()
     assert report.cell("a", "x").mean == 32.0 and report.cell("a", "x").std == pytest.approx(2 ** 0.5 * 2)
     assert report.cell("a", "average").mean == pytest.approx(41.0)  # mean over seeds of (40, 42)
     assert report.share_of_teacher("a") == pytest.approx(41.0 / 50.0)
     assert report.best() == "a"
     assert report.cell("b", "average").mean == 10.0 and report.cell("b", "x").text() == "10.0"
+
+
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="plots need matplotlib (pip install '.[plots]')")
+def test_the_plot_has_a_bar_per_scored_cell(tmp_path):
+    import cv2
+    import numpy as np
+    from matplotlib.colors import to_rgb
+
+    image = cv2.imread(str(write_compare_plot(small_report(), tmp_path / "compare.png")))
+    assert image.shape == (HEIGHT, WIDTH, 3)
+    # Methods take the default colours in table order (C0, C1, C2); b has one bar of 10 of the 60 drawn.
+    counts = [int((image == np.array([round(255 * c) for c in reversed(to_rgb(f"C{index}"))], np.uint8))
+                   .all(axis=2).sum()) for index in range(3)]
+    assert counts[0] > counts[1] > counts[2] > 1000
+
+
+def test_without_matplotlib_the_table_is_written_and_the_plot_skipped(tmp_path, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    with caplog.at_level(logging.WARNING, logger="gkd_deploy.plotting"):
+        compare_runner._write(small_report(), tmp_path, plot=True)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["compare.csv", "compare.json"]
+    assert "pip install 'gkd-deploy[plots]'" in caplog.text and "compare.png skipped" in caplog.text
 
 
 def test_bad_input_gets_one_clear_line(synthetic, tmp_path):

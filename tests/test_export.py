@@ -151,15 +151,24 @@ def test_graph_repair_sorts_and_deduplicates_converter_casts():
         [*square_roots, helper.make_node("Add", ["a", "b"], ["y"], name="y"), cast, copy], "converted", [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [2])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], doc_string="about")
+    helper.set_model_props(model, {"gkd.metadata": "{}"})
     drop_duplicate_nodes(model.graph)
-    sort_topologically(model.graph)
+    sort_topologically(model)
     assert [node.name for node in model.graph.node] == ["x_cast", "a", "b", "y"]
+    assert model.doc_string == "about" and [p.key for p in model.metadata_props] == ["gkd.metadata"]  # kept
     model.ir_version = onnx_io.minimal_ir_version(model)
     onnx.checker.check_model(model)
     runner = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     (result,) = runner.run(None, {"x": np.array([4, 9], dtype=np.float16)})
     np.testing.assert_allclose(result, [4.0, 6.0])
+
+
+def test_graph_repair_refuses_a_cycle():
+    loop = [helper.make_node("Relu", ["b"], ["a"], name="first"), helper.make_node("Relu", ["a"], ["b"], name="second")]
+    graph = helper.make_graph(loop, "cyclic", [], [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1])])
+    with pytest.raises(ExportError, match="cannot sort the converted graph.*please report it"):
+        sort_topologically(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
 
 
 def test_read_onnx_metadata_refuses_foreign_files(tmp_path):

@@ -9,7 +9,7 @@ across backends, precisions, batch sizes and input sizes, as one table (the Ultr
 Modules: `runner` (the loop), `backends` (the backend table and skip reasons), `sources` (what a
 model path resolves to), `timing` (warm-up, timed runs, percentiles), `memory` (peak host/GPU
 memory), `flops`, `jetson` (board, power mode, clocks, tegrastats), `system`, `report` (rows,
-JSON, CSV) and `plot` (latency against mIoU, drawn with OpenCV).
+JSON, CSV) and `plot` (latency against mIoU, drawn with matplotlib where installed).
 """
 
 import importlib

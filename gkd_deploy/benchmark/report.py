@@ -17,7 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from gkd_deploy.benchmark.plot import LatencyPoint, write_latency_accuracy_plot
 from gkd_deploy.benchmark.system import SystemInfo
+from gkd_deploy.errors import ConfigError
 from gkd_deploy.fileio import atomic_path, write_json
 
 STATUSES = ("ok", "skipped", "failed")
@@ -139,16 +141,20 @@ class BenchmarkReport:
                     writer.writerow({key: "" if value is None else value for key, value in asdict(row).items()})
         return Path(path)
 
-    def write_plot(self, path: str | Path) -> Path:
-        """A PNG of p50 latency against mIoU; ConfigError when no row has an mIoU (see plot.py)."""
-        from gkd_deploy.benchmark.plot import write_latency_accuracy_plot
+    def write_plot(self, path: str | Path) -> Path | None:
+        """A PNG of p50 latency against mIoU, one point per measured row that has both (see plot.py).
 
-        return write_latency_accuracy_plot(self.rows, path, title=_plot_title(self))
-
-
-def _plot_title(report: BenchmarkReport) -> str:
-    device = report.system.gpu or report.system.cpu
-    return f"p50 latency vs mIoU - {device}"
+        None when matplotlib is not installed: the plot is skipped with a warning that names the
+        extra. ConfigError when no row has an mIoU (nothing to plot).
+        """
+        points = [LatencyPoint(row.p50_ms, row.miou, row.backend,
+                               f"{row.model} {row.precision} b{row.batch} {row.size_text}")
+                  for row in self.rows if row.ok and row.p50_ms is not None and row.miou is not None]
+        if not points:
+            raise ConfigError("no benchmark row has an mIoU to plot: give a labelled data set (--data NAME=PATH,...) "
+                              "so every model is scored")
+        device = self.system.gpu or self.system.cpu
+        return write_latency_accuracy_plot(points, path, title=f"p50 latency vs mIoU - {device}")
 
 
 def _cell(name: str, text: str) -> Any:
