@@ -17,6 +17,7 @@ import numpy as np
 from gkd_deploy.data.base import SegmentationDataset
 from gkd_deploy.data.registry import DatasetSpec, build_domains, parse_dataset_list
 from gkd_deploy.errors import ConfigError, DataError
+from gkd_deploy.size import Size
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +123,4 @@ def _spread(domains: dict[str, SegmentationDataset], count: int, rng: np.random.
 
 
 def _size(input_size: tuple[int, int]) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in input_size)
-    except (TypeError, ValueError):
-        raise ConfigError(f"calibration input size must be (height, width), got {input_size!r}") from None
-    if height < 1 or width < 1:
-        raise ConfigError(f"calibration input size must be positive, got {input_size!r}")
-    return height, width
+    return Size.of(input_size, "calibration input size").hw

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from gkd_deploy.cli import options
 from gkd_deploy.cli.console import console, fmt, next_step, track
-from gkd_deploy.cli.data import parse_input_size
+from gkd_deploy.size import Size
 from gkd_deploy.errors import ConfigError, GKDError
 from gkd_deploy.fileio import check_writable
 
@@ -42,7 +42,7 @@ def _input_sizes(text: str | None) -> list[tuple[int, int]] | None:
     """'512x512,1024x512' (WIDTHxHEIGHT, as `gkd export --size`) -> [(height, width), ...]."""
     if not text:
         return None
-    return [parse_input_size(part) for part in _list(text)]
+    return [Size.parse(part, "--size").hw for part in _list(text)]
 
 
 def _not_run_lines(report: BenchmarkReport) -> list[str]:

@@ -9,24 +9,9 @@ import typer
 from rich.markup import escape
 
 from gkd_deploy.cli.console import console, next_step, track
-from gkd_deploy.errors import ConfigError
+from gkd_deploy.size import Size
 
 app = typer.Typer(help="Data set utilities: the built-in synthetic domains.", no_args_is_help=True)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'512x256' -> (512, 256) as (width, height)."""
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"size '{text}' is not WIDTHxHEIGHT (e.g. 512x256)") from None
-    return width, height
-
-
-def parse_input_size(text: str) -> tuple[int, int]:
-    """A model input given as WIDTHxHEIGHT ('1024x512') -> (height, width), the library's order."""
-    width, height = parse_size(text)
-    return height, width
 
 
 @app.command("synthetic")
@@ -46,7 +31,7 @@ def synthetic(
     """Write the built-in synthetic street scenes in the Cityscapes and ACDC layouts."""
     from gkd_deploy.data.synthetic import write_synthetic
 
-    summary = write_synthetic(out, train=train, val=val, target=target, size=parse_size(size), seed=seed,
+    summary = write_synthetic(out, train=train, val=val, target=target, size=Size.parse(size, "--size").wh, seed=seed,
                               video=video, video_style=video_style, proxy=proxy, workers=workers, track=track)
     console.print(f"source (Cityscapes layout): {escape(str(summary.cityscapes))}")
     console.print(f"targets (ACDC layout):      {escape(str(summary.acdc))}")

@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from gkd_deploy.cli.console import console, next_step
 from gkd_deploy.errors import ConfigError
+from gkd_deploy.size import Size
 
 
 def _list(text: str) -> list[str]:
@@ -48,11 +49,10 @@ def export(
 ) -> None:
     """Export the frozen encoder and decoder as one graph, fixed input size, dynamic batch; each
     file carries its metadata and is checked against PyTorch before it counts."""
-    from gkd_deploy.cli.data import parse_input_size
     from gkd_deploy.exporters.pipeline import ExportSettings, export_model
     from gkd_deploy.exporters.tensorrt import EngineOptions
 
-    input_size = parse_input_size(size) if size else None
+    input_size = Size.parse(size, "--size").hw if size else None
     min_batch, opt_batch, max_batch = parse_batch_range(batch)
     settings = ExportSettings(
         precisions=_list(precision), formats=_list(format), input_size=input_size, opset=opset,

@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from gkd_deploy.cli import options
 from gkd_deploy.cli.console import console, next_step
-from gkd_deploy.cli.data import parse_input_size
+from gkd_deploy.size import Size
 from gkd_deploy.infer import MODES
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def infer(
     from gkd_deploy.infer import InferSettings, infer as run_infer
 
     settings = InferSettings(out=out, masks=masks, labels=labels, side_by_side=side_by_side, alpha=alpha, legend=legend,
-                             show=show, mode=mode, size=parse_input_size(size) if size else None, batch=batch,
+                             show=show, mode=mode, size=Size.parse(size, "--size").hw if size else None, batch=batch,
                              max_frames=max_frames, fps=fps, device=device, json_path=json_path)
     display = InferDisplay()
     try:

@@ -29,6 +29,7 @@ from gkd_deploy.exporters.outputs import keep_outputs, output_bytes, output_name
 from gkd_deploy.exporters.tensorrt import EngineOptions, build_engine, trtexec_command
 from gkd_deploy.models.checkpoint import load_segmenter
 from gkd_deploy.precision import EXPORT_PRECISIONS, check_precisions
+from gkd_deploy.size import Size
 from gkd_deploy.run import ExportDir, RunDir, export_dir_of, resolve_checkpoint
 from gkd_deploy.runtime.tensorrt_backend import tensorrt_available
 
@@ -115,9 +116,7 @@ class ExportSettings:
         if not isinstance(self.opset, int) or not MIN_OPSET <= self.opset <= MAX_OPSET:
             raise ConfigError(f"opset {self.opset!r} is not supported; use {MIN_OPSET}..{MAX_OPSET}")
         if self.input_size is not None:
-            if len(self.input_size) != 2 or min(self.input_size) < 1:
-                raise ConfigError(f"input size must be (height, width) in pixels, got {self.input_size}")
-            setting("input_size", tuple(int(v) for v in self.input_size))
+            setting("input_size", Size.of(self.input_size, "input size").hw)
 
     @property
     def output_names(self) -> tuple[str, ...]:

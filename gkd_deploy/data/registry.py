@@ -32,6 +32,7 @@ from gkd_deploy.data.datasets.mapillary import MapillaryDataset
 from gkd_deploy.data.datasets.synthia import SynthiaDataset
 from gkd_deploy.data.datasets.urbansyn import UrbanSynDataset
 from gkd_deploy.data import SPLITS
+from gkd_deploy.size import Size
 from gkd_deploy.errors import ConfigError
 
 # (root, split, transform) -> {domain name: data set}
@@ -204,16 +205,12 @@ def parse_eval_size(value: Any) -> Any:
         return None
     if value == NATIVE:
         return NATIVE
+    what = "eval size (give 'default', 'native' or WIDTHxHEIGHT)"
     if isinstance(value, str):
-        width, separator, height = value.lower().partition("x")
-        value = (width, height) if separator else value
-    try:
-        width, height = (int(v) for v in value)
-        if width < 1 or height < 1:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ConfigError(f"eval size {value!r} must be 'default', 'native' or WIDTHxHEIGHT (e.g. 1024x512)") from None
-    return width, height
+        return Size.parse(value, what).wh
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return Size(height=value[1], width=value[0], what=what).wh  # a [W, H] pair, as the text's order
+    raise ConfigError(f"{what}: got {value!r}")
 
 
 def parse_score_classes(value: Any) -> Any:

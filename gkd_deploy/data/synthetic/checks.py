@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ...errors import ConfigError
+from ...size import Size
 
 
 def check_int(value: object, field: str, minimum: int = 0) -> int:
@@ -22,15 +23,13 @@ def check_size(size: object, field: str = "size") -> tuple[int, int]:
     segmenters downsample by powers of two), at least 32 x 16."""
     if not isinstance(size, Sequence) or isinstance(size, str) or len(size) != 2:
         raise ConfigError(f"{field} must be (width, height), got {size!r}")
-    width, height = size
+    width, height = Size(height=size[1], width=size[0], what=field).wh
     for name, value, least in (("width", width, 32), ("height", height, 16)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{field}: {name} must be a positive whole number, got {value!r}")
         if value % 8:
             raise ConfigError(f"{field}: {name} must be a multiple of 8, got {value} (try {max(8, round(value / 8) * 8)})")
         if value < least:
             raise ConfigError(f"{field}: {name} must be at least {least}, got {value}")
-    return int(width), int(height)
+    return width, height
 
 
 def check_choice(value: object, field: str, allowed: Sequence[str]) -> str:

@@ -1,4 +1,4 @@
-"""One table of precisions: every exported precision has a converter, a parity and an mIoU gate."""
+"""One table of precisions (every exported precision has a converter, a parity and an mIoU gate) and one size type."""
 
 import pytest
 
@@ -35,3 +35,19 @@ def test_unknown_precisions_are_refused_with_the_choices():
     assert precision("bf16").torch_dtype == "bfloat16"
     with pytest.raises(ConfigError, match="choose from fp32, fp16, int8"):
         precision("bf16", EXPORT_PRECISIONS)
+
+
+def test_one_size_type_reads_text_and_pairs():
+    import numpy as np
+
+    from gkd_deploy.size import Size
+
+    size = Size.parse("1024x512", "--size")
+    assert size.hw == (512, 1024) and size.wh == (1024, 512) and str(size) == "1024x512"
+    assert Size.of((np.int64(64), 96)).hw == (64, 96) and Size.of(size) is size
+    for bad, message in [("1024", "not WIDTHxHEIGHT"), ("0x512", "width must be a positive"), ("ax5", "WIDTHxHEIGHT")]:
+        with pytest.raises(ConfigError, match=message):
+            Size.parse(bad, "--size")
+    for bad in [(64,), "64x64", (True, 64), (64, 0.5), None]:
+        with pytest.raises(ConfigError, match="input size"):
+            Size.of(bad, "input size")
