@@ -15,13 +15,16 @@ from __future__ import annotations
 import logging
 
 import importlib.util
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gkd_deploy.models.config import SegmenterConfig
 
 log = logging.getLogger(__name__)
 
 
-def flops_per_image(segmenter: dict[str, Any], input_size: tuple[int, int]) -> float | None:
-    """FLOPs of one (1, 3, H, W) forward pass of the segmenter `segmenter` (its config as a dict);
+def flops_per_image(config: SegmenterConfig, input_size: tuple[int, int]) -> float | None:
+    """FLOPs of one (1, 3, H, W) forward pass of the segmenter of `config`;
     None (and a warning) if counting fails, None without a word where torch is not installed (an
     edge install runs exported files only)."""
     if importlib.util.find_spec("torch") is None:
@@ -29,9 +32,8 @@ def flops_per_image(segmenter: dict[str, Any], input_size: tuple[int, int]) -> f
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from gkd_deploy.models.segmenter import SegmenterConfig, build_segmenter
+    from gkd_deploy.models.segmenter import build_segmenter
 
-    config = SegmenterConfig.from_dict(segmenter)
     try:
         model = build_segmenter(config, pretrained=False).eval()
         images = torch.rand(1, 3, *input_size) * 255

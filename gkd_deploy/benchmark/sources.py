@@ -17,10 +17,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from typing import Any
 
 from gkd_deploy.data.classes import ClassSet
 from gkd_deploy.errors import ModelError
+from gkd_deploy.models.config import SegmenterConfig
 from gkd_deploy.run import ENGINE_SUFFIXES, ExportDir, RunDir, export_dir_of, resolve_checkpoint, run_of_export
 from gkd_deploy.runtime.metadata import ExportMetadata, read_onnx_metadata, read_sidecar_metadata
 
@@ -33,7 +33,7 @@ class ModelSource:
     path: Path
     name: str
     kind: str
-    segmenter: dict[str, Any]  # SegmenterConfig.to_dict(): read by torch code only (FLOPs), not by the runtime
+    segmenter: SegmenterConfig
     class_set: ClassSet
     patch_size: int
     input_size: tuple[int, int]
@@ -68,18 +68,9 @@ def _exported_metadata(exports: ExportDir) -> ExportMetadata | None:
     return read_onnx_metadata(path) if path.suffix == ".onnx" else read_sidecar_metadata(path)
 
 
-def _config(raw: dict, where: str):
-    from gkd_deploy.models.segmenter import SegmenterConfig
-
-    try:
-        return SegmenterConfig.from_dict(raw)
-    except Exception as error:  # ConfigError, or a malformed field type
-        raise ModelError(f"{where}: its segmenter config cannot be read ({error})") from None
-
-
 def _exported_source(path: Path, kind: str, metadata: ExportMetadata) -> ModelSource:
     """An exported file: all it takes comes from its metadata (no torch)."""
-    return ModelSource(path, model_name(path), kind, metadata.segmenter, metadata.class_set, metadata.patch_size,
+    return ModelSource(path, model_name(path), kind, _typed(metadata, path), metadata.class_set, metadata.patch_size,
                        metadata.input_size, precision=metadata.precision, origin=_origin(path, metadata))
 
 
@@ -87,6 +78,13 @@ def _origin(path: Path, metadata: ExportMetadata) -> str:
     """The run folder an exported file sits in, else the checkpoint its metadata names."""
     run = run_of_export(path)
     return str(run.path) if run is not None else metadata.source_checkpoint or "RUN"
+
+
+def _typed(metadata: ExportMetadata, path: Path) -> SegmenterConfig:
+    try:
+        return metadata.segmenter_config
+    except ModelError as error:
+        raise ModelError(f"{path}: {error}") from None
 
 
 def model_name(path: Path) -> str:
@@ -116,9 +114,12 @@ def resolve_model(path: str | Path) -> ModelSource:
     stored = read_checkpoint_metadata(checkpoint)
     if CONFIG_KEY not in stored:
         raise ModelError(f"{checkpoint} is not a gkd segmenter checkpoint (no gkd config in its metadata)")
-    config = _config(json.loads(stored[CONFIG_KEY]), str(checkpoint))
+    try:
+        config = SegmenterConfig.from_dict(json.loads(stored[CONFIG_KEY]))
+    except Exception as error:  # ConfigError, or a malformed field type
+        raise ModelError(f"{checkpoint}: its segmenter config cannot be read ({error})") from None
     exports = export_dir_of(checkpoint, run)
     exported = _exported_metadata(exports)
     input_size = exported.input_size if exported else (config.img_size, config.img_size)
-    return ModelSource(path, model_name(path), "checkpoint", config.to_dict(), config.class_set, config.patch_size,
+    return ModelSource(path, model_name(path), "checkpoint", config, config.class_set, config.patch_size,
                        input_size, checkpoint=checkpoint, exports=exports, origin=str(path))

@@ -29,14 +29,13 @@ from gkd_deploy.errors import ModelError, WeightsError
 from gkd_deploy.models.authors_student import is_distillation_checkpoint, student_tensors
 from gkd_deploy.models.cnn_encoder import CNNEncoder, build_cnn_encoder, count_cnn_parameters
 from gkd_deploy.models.encoder import ViTEncoder
+from gkd_deploy.models.config import DEFAULT_IMG_SIZE, DEFAULT_PATCH_SIZE
 from gkd_deploy.models.patch_grid import KERNEL_KEY, POS_KEY, drop_distillation_token, fit_state_dict
 from gkd_deploy.models.registry import ModelSpec, get_model_spec
 from gkd_deploy.models.weights import check_weights_file, ensure_hub_weights_available, read_state_dict
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PATCH_SIZE = 16
-DEFAULT_IMG_SIZE = 512
 
 
 def create_encoder(

@@ -20,6 +20,7 @@ from gkd_deploy.errors import ModelError
 from gkd_deploy.precision import EXPORT_PRECISIONS, precision as get_precision
 
 if TYPE_CHECKING:
+    from gkd_deploy.models.config import SegmenterConfig
     import onnx
 
 METADATA_KEY = "gkd"
@@ -61,6 +62,16 @@ class ExportMetadata:
     @property
     def calibration(self) -> dict[str, Any] | None:
         return self.extra.get("calibration")
+
+    @property
+    def segmenter_config(self) -> "SegmenterConfig":
+        """The architecture the file was exported from, typed (torch-free); ModelError if unreadable."""
+        from gkd_deploy.models.config import SegmenterConfig
+
+        try:
+            return SegmenterConfig.from_dict(self.segmenter)
+        except Exception as error:  # ConfigError, or a malformed field type
+            raise ModelError(f"its segmenter config cannot be read ({error})") from None
 
     @property
     def patch_size(self) -> int:
