@@ -84,3 +84,16 @@ def test_an_exported_files_segmenter_config_reads_back_typed(tmp_path):
                             palette=config.class_set.palette, segmenter={"decoder": "semfpn"})
     with pytest.raises(ModelError, match="'encoder' is missing"):
         broken.segmenter_config
+
+
+def test_settings_merge_by_their_types():
+    from gkd_deploy.training.config import DistillSettings, deep_merge
+
+    base = {"seed": 1, "stage3": {"steps": 5, "decoder_options": {"groups": 8, "neck_channels": 64}},
+            "stage1": {"method_options": {"alpha": 1.0}}}
+    merged = deep_merge(base, {"stage3": {"decoder_options": {"groups": 4}}, "stage1": {"steps": 3}})
+    # nested settings merge key by key; a mapping of options replaces the previous one whole
+    assert merged == {"seed": 1, "stage3": {"steps": 5, "decoder_options": {"groups": 4}},
+                      "stage1": {"method_options": {"alpha": 1.0}, "steps": 3}}
+    assert deep_merge({"method_options": {"a": 1}}, {"method_options": {"b": 2}}, DistillSettings) == \
+        {"method_options": {"b": 2}}

@@ -444,15 +444,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
-# Settings whose values are mappings that replace, not merge (the options of one decoder or method).
-_OPAQUE = ("decoder_options", "method_options", "distill_options")
-
-
-def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any], settings: type | None = None) -> dict[str, Any]:
+    """`overrides` over `base`, both plain data of the dataclass `settings` (default TrainConfig): a
+    field typed as a nested dataclass (stage1, stage3, ...) merges key by key; every other value,
+    a mapping of decoder or method options included, replaces the base's (one decoder's options do
+    not mix with another's)."""
+    hints = typing.get_type_hints(settings or TrainConfig)
     merged = dict(base)
     for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict) and key not in _OPAQUE:
-            merged[key] = deep_merge(merged[key], value)
+        nested = hints.get(key)
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict) and dataclasses.is_dataclass(nested):
+            merged[key] = deep_merge(merged[key], value, nested)
         else:
             merged[key] = value
     return merged
