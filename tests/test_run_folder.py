@@ -70,30 +70,3 @@ def test_reports_lie_beside_the_file_or_in_the_run(tmp_path):
     assert report_path(tmp_path, "benchmark", "png") == tmp_path / "benchmark.png"
     assert report_path(tmp_path / "model-int8.onnx", "validate") == tmp_path / "model-int8.onnx.validate.json"
 
-
-def test_an_exported_files_segmenter_config_reads_back_typed(tmp_path):
-    from gkd_deploy.models.config import SegmenterConfig
-    from gkd_deploy.runtime.metadata import ExportMetadata
-    from gkd_deploy.errors import ModelError
-
-    config = SegmenterConfig("tiny-student", decoder="semfpn", decoder_options={"groups": 4}, img_size=64)
-    metadata = ExportMetadata(precision="fp32", input_size=(64, 64), class_names=config.class_set.names,
-                              palette=config.class_set.palette, segmenter=config.to_dict())
-    assert metadata.segmenter_config == config
-    broken = ExportMetadata(precision="fp32", input_size=(64, 64), class_names=config.class_set.names,
-                            palette=config.class_set.palette, segmenter={"decoder": "semfpn"})
-    with pytest.raises(ModelError, match="'encoder' is missing"):
-        broken.segmenter_config
-
-
-def test_settings_merge_by_their_types():
-    from gkd_deploy.training.config import DistillSettings, deep_merge
-
-    base = {"seed": 1, "stage3": {"steps": 5, "decoder_options": {"groups": 8, "neck_channels": 64}},
-            "stage1": {"method_options": {"alpha": 1.0}}}
-    merged = deep_merge(base, {"stage3": {"decoder_options": {"groups": 4}}, "stage1": {"steps": 3}})
-    # nested settings merge key by key; a mapping of options replaces the previous one whole
-    assert merged == {"seed": 1, "stage3": {"steps": 5, "decoder_options": {"groups": 4}},
-                      "stage1": {"method_options": {"alpha": 1.0}, "steps": 3}}
-    assert deep_merge({"method_options": {"a": 1}}, {"method_options": {"b": 2}}, DistillSettings) == \
-        {"method_options": {"b": 2}}

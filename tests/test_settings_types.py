@@ -1,4 +1,5 @@
-"""One table of precisions (every exported precision has a converter, a parity and an mIoU gate) and one size type."""
+"""Typed settings: one table of precisions (every exported precision has a converter, a parity and an
+mIoU gate), one size type, the segmenter config read back typed, merges and decoder options by type."""
 
 import pytest
 
@@ -51,3 +52,43 @@ def test_one_size_type_reads_text_and_pairs():
     for bad in [(64,), "64x64", (True, 64), (64, 0.5), None]:
         with pytest.raises(ConfigError, match="input size"):
             Size.of(bad, "input size")
+
+
+def test_an_exported_files_segmenter_config_reads_back_typed(tmp_path):
+    from gkd_deploy.models.config import SegmenterConfig
+    from gkd_deploy.runtime.metadata import ExportMetadata
+    from gkd_deploy.errors import ModelError
+
+    config = SegmenterConfig("tiny-student", decoder="semfpn", decoder_options={"groups": 4}, img_size=64)
+    metadata = ExportMetadata(precision="fp32", input_size=(64, 64), class_names=config.class_set.names,
+                              palette=config.class_set.palette, segmenter=config.to_dict())
+    assert metadata.segmenter_config == config
+    broken = ExportMetadata(precision="fp32", input_size=(64, 64), class_names=config.class_set.names,
+                            palette=config.class_set.palette, segmenter={"decoder": "semfpn"})
+    with pytest.raises(ModelError, match="'encoder' is missing"):
+        broken.segmenter_config
+
+
+def test_settings_merge_by_their_types():
+    from gkd_deploy.training.config import DistillSettings, deep_merge
+
+    base = {"seed": 1, "stage3": {"steps": 5, "decoder_options": {"groups": 8, "neck_channels": 64}},
+            "stage1": {"method_options": {"alpha": 1.0}}}
+    merged = deep_merge(base, {"stage3": {"decoder_options": {"groups": 4}}, "stage1": {"steps": 3}})
+    # nested settings merge key by key; a mapping of options replaces the previous one whole
+    assert merged == {"seed": 1, "stage3": {"steps": 5, "decoder_options": {"groups": 4}},
+                      "stage1": {"method_options": {"alpha": 1.0}, "steps": 3}}
+    assert deep_merge({"method_options": {"a": 1}}, {"method_options": {"b": 2}}, DistillSettings) == \
+        {"method_options": {"b": 2}}
+
+
+def test_decoder_options_are_checked_when_the_config_is_read():
+    from gkd_deploy.training.config import TrainConfig
+
+    base = {"stages": [3], "source": "cityscapes=/data/cs", "teacher": None}
+    with pytest.raises(ConfigError, match="the semfpn decoder has no option 'neck_channel' \\(did you mean 'neck_channels'"):
+        TrainConfig.from_dict({**base, "stage3": {"decoder": "semfpn", "decoder_options": {"neck_channel": 64}}})
+    with pytest.raises(ConfigError, match="linear decoder has no option 'groups'; it takes none"):
+        TrainConfig.from_dict({**base, "stage3": {"decoder": "linear", "decoder_options": {"groups": 4}}})
+    config = TrainConfig.from_dict({**base, "stage3": {"decoder": "mask2former-edge", "decoder_options": {"num_queries": 50}}})
+    assert config.stage3.decoder_options == {"num_queries": 50}

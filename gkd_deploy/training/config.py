@@ -278,13 +278,14 @@ def _check_distill(settings: DistillSettings, prefix: str) -> None:
 
 
 def _check_task(settings: TaskSettings) -> None:
-    from gkd_deploy.models.decoders import DECODER_NAMES
+    from gkd_deploy.models.decoders import DECODER_NAMES, check_decoder_options
 
     _positive(settings, "stage3", "steps", "batch_size", "crop_size", "patch_size", "short_side", "lr")
     if settings.decoder not in DECODER_NAMES:
         close = difflib.get_close_matches(settings.decoder, DECODER_NAMES, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"stage3.decoder '{settings.decoder}' is unknown{hint}; available: {', '.join(DECODER_NAMES)}")
+    check_decoder_options(settings.decoder, settings.decoder_options, "stage3.decoder_options")
     if settings.crop_size % settings.patch_size:
         raise ConfigError(f"stage3.crop_size {settings.crop_size} must be a multiple of stage3.patch_size "
                           f"{settings.patch_size}")

@@ -7,6 +7,8 @@ logits; the segmenter resizes them to the input size. Chosen by name from `DECOD
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from typing import Any
 
 from torch import nn
@@ -28,6 +30,27 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 DECODER_NAMES = (*DECODERS, *PRESETS)
+
+
+def decoder_option_names(name: str) -> tuple[str, ...]:
+    """The options a decoder (or preset) takes: its constructor's keyword-only parameters."""
+    decoder = PRESETS[name][0] if name in PRESETS else name
+    if decoder not in DECODERS:
+        raise ConfigError(f"unknown decoder '{name}'; available: {', '.join(DECODER_NAMES)}")
+    parameters = inspect.signature(DECODERS[decoder].__init__).parameters.values()
+    return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def check_decoder_options(name: str, options: dict[str, Any], where: str = "decoder_options") -> None:
+    """ConfigError for an option `name` does not take, when the config is read (not when stage 3
+    builds the decoder, after the distillation stages ran)."""
+    known = decoder_option_names(name)
+    for option in options:
+        if option not in known:
+            close = difflib.get_close_matches(option, known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{where}: the {name} decoder has no option '{option}'{hint}; it takes "
+                              f"{', '.join(known) or 'none'}")
 
 
 def build_decoder(name: str, *, in_channels: int, num_levels: int, num_classes: int, **options: Any) -> nn.Module:
