@@ -72,6 +72,9 @@ def test_every_command_has_a_wiring_test():
     registered = {command.name for command in app.registered_commands}
     registered |= {group.name for group in app.registered_groups}
     assert registered == tested
+    subcommands = {group.name: {command.name for command in group.typer_instance.registered_commands}
+                   for group in app.registered_groups}
+    assert subcommands == {"models": {"import"}, "data": {"synthetic"}}
 
 
 # --- gkd train ------------------------------------------------------------------------------------
