@@ -40,12 +40,11 @@ def compare_table(report) -> Table:
 
 
 def _methods(text: str | None, section: dict) -> tuple[str, ...]:
-    if text:
-        return tuple(part.strip() for part in text.split(",") if part.strip())
-    methods = section.get("methods")
+    methods = text or section.get("methods")
     if not methods:
         raise ConfigError(f"give the methods to compare with --methods A,B,... (available: {', '.join(RECIPES)})")
-    return tuple(methods.split(",") if isinstance(methods, str) else methods)
+    parts = methods.split(",") if isinstance(methods, str) else methods
+    return tuple(str(part).strip() for part in parts if str(part).strip())
 
 
 def compare(

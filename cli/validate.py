@@ -52,4 +52,5 @@ def validate(
         console.print(f"[bold red]validation failed:[/] a domain's mIoU moved by more than {outcome.report.tolerance}")
         raise typer.Exit(code=1)
     console.print("[green]validation passed[/]")
-    next_step(f"gkd eval {outcome.report.reference} --targets {targets}")
+    # Without --targets the run's own targets were used, and `gkd eval` finds them the same way.
+    next_step(f"gkd eval {outcome.report.reference}" + (f" --targets {targets}" if targets else ""))

@@ -195,8 +195,6 @@ def test_validate_exits_1_when_a_domain_drifts_past_the_tolerance(delta, code, m
         assert f"gkd eval {tmp_path / 'run'} --targets acdc=/data/acdc" in result.output.replace("\n", "")
 
 
-@pytest.mark.xfail(strict=True, reason="cli/validate.py prints the next step as `gkd eval REF --targets {targets}` "
-                                       "even when no --targets was given: the hint reads '--targets None'")
 def test_validate_without_targets_suggests_an_eval_that_runs(monkeypatch, tmp_path):
     record(monkeypatch, "gkd_deploy.evaluation.validation.validate_export", returns=validation_outcome(tmp_path, 0.0))
     result = invoke(["validate", str(tmp_path / "model-int8.onnx")], stops=False)
@@ -358,8 +356,6 @@ def test_compare_takes_methods_and_seeds_from_the_config_file(monkeypatch, tmp_p
     assert settings.methods == ("source-only", "gkd") and settings.seeds == (3, 4) and settings.method_options == {}
 
 
-@pytest.mark.xfail(strict=True, reason="cli/compare.py _methods splits a methods text from the config file on "
-                                       "commas without stripping: 'source-only, gkd' gives the unknown method ' gkd'")
 def test_compare_strips_the_methods_text_of_the_config_file(monkeypatch, tmp_path):
     settings = compare_settings_from_file(monkeypatch, tmp_path, "{methods: 'source-only, gkd'}")
     assert settings.methods == ("source-only", "gkd")  # as --methods 'source-only, gkd' gives
