@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gkd_deploy.data.classes import CITYSCAPES, ClassSet
+from gkd_deploy.data.classes import CITYSCAPES, ClassSet, class_set_from_dict, class_set_to_dict
 from gkd_deploy.errors import ConfigError
 from gkd_deploy.models.builder import DEFAULT_IMG_SIZE, DEFAULT_PATCH_SIZE, create_encoder
 from gkd_deploy.models.decoders import build_decoder
@@ -43,49 +43,50 @@ class SegmenterConfig:
     class_set: ClassSet = CITYSCAPES
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["feature_blocks"] = list(self.feature_blocks) if self.feature_blocks is not None else None
-        data["class_set"] = {"name": self.class_set.name, "names": list(self.class_set.names),
-                             "palette": [list(c) for c in self.class_set.palette],
-                             "ignore_index": self.class_set.ignore_index}
-        return data
+        return config_dict(self)
+
+    @property
+    def architecture(self) -> str:
+        """What the config builds, in words (for errors)."""
+        return f"{self.encoder} + {self.decoder}"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SegmenterConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"segmenter config: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        if "encoder" not in data:
-            raise ConfigError("segmenter config: field 'encoder' is missing")
-        values = dict(data)
-        if values.get("feature_blocks") is not None:
-            values["feature_blocks"] = tuple(int(b) for b in values["feature_blocks"])
-        if "class_set" in values:
-            raw = values["class_set"]
-            try:
-                values["class_set"] = ClassSet(
-                    name=str(raw["name"]), names=tuple(raw["names"]),
-                    palette=tuple(tuple(int(v) for v in c) for c in raw["palette"]),
-                    ignore_index=int(raw.get("ignore_index", 255)),
-                )
-            except (KeyError, TypeError, ValueError) as error:
-                raise ConfigError(f"segmenter config: field 'class_set' is malformed ({error})") from None
-        return cls(**values)
+        return cls(**config_values(cls, data, "segmenter config"))
 
 
-class Segmenter(nn.Module):
-    """Encoder -> decoder -> logits at the input resolution.
+def config_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as JSON-able values (the form `config_values` reads back)."""
+    data = asdict(config)
+    data["feature_blocks"] = list(config.feature_blocks) if config.feature_blocks is not None else None
+    data["class_set"] = class_set_to_dict(config.class_set)
+    return data
 
-    Input: (B, 3, H, W) float RGB in 0..255, H and W multiples of the patch size.
-    Output: (B, K, H, W) class logits.
-    """
 
-    def __init__(self, encoder: ViTEncoder, decoder: nn.Module, config: SegmenterConfig) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.decoder = decoder
-        self.config = config
+def config_values(config_class: type, data: dict[str, Any], what: str) -> dict[str, Any]:
+    """A stored config's fields as `config_class(**values)` takes them: unknown and missing fields
+    named (`what` says which config), feature blocks as a tuple, the class set rebuilt."""
+    known = {f for f in config_class.__dataclass_fields__}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{what}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    if "encoder" not in data:
+        raise ConfigError(f"{what}: field 'encoder' is missing")
+    values = dict(data)
+    if values.get("feature_blocks") is not None:
+        values["feature_blocks"] = tuple(int(b) for b in values["feature_blocks"])
+    if "class_set" in values:
+        try:
+            values["class_set"] = class_set_from_dict(values["class_set"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ConfigError(f"{what}: field 'class_set' is malformed ({error})") from None
+    return values
+
+
+class ClassesOfConfig:
+    """The class set of a model built from a config with a `class_set` (semantic or instance)."""
+
+    config: Any
 
     @property
     def class_set(self) -> ClassSet:
@@ -94,6 +95,22 @@ class Segmenter(nn.Module):
     @property
     def num_classes(self) -> int:
         return self.config.class_set.num_classes
+
+
+class Segmenter(ClassesOfConfig, nn.Module):
+    """Encoder -> decoder -> logits at the input resolution.
+
+    Input: (B, 3, H, W) float RGB in 0..255, H and W multiples of the patch size.
+    Output: (B, K, H, W) class logits.
+    """
+
+    task = "semantic"  # what an export's metadata says (`runtime.metadata.TASK_OUTPUTS`)
+
+    def __init__(self, encoder: ViTEncoder, decoder: nn.Module, config: SegmenterConfig) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.config = config
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         logits = self.decoder(self.encoder.forward_features(images))
