@@ -1,5 +1,7 @@
 """`gkd validate`: does the exported model score what PyTorch scores, on every unseen domain?
 
+(An instance file is gated on mask AP instead: `evaluation.instances`.)
+
 Both models run over the same images with the same sliding windows (the exported input size),
 so the only difference left is the export itself: per domain we report PyTorch mIoU, exported
 mIoU, their delta and the share of pixels whose label both agree on. A delta over the tolerance
@@ -119,6 +121,21 @@ def compare_domain(reference: Predictor, exported: Predictor, dataset, mode: Inf
         pixel_agreement=agree / total * 100)
 
 
+def _validate_instances(model_path: Path, reference_path: Path, reference_model, exported, targets,
+                        tolerance: float | None, split: str, track: Track) -> ValidationReport:
+    """The instance gate: |exported - PyTorch| mask AP per domain within the precision's `mask_ap_points`."""
+    from gkd_deploy.evaluation.instances import InstanceValidationReport, compare_instances, instance_domains
+
+    if tolerance is None:
+        tolerance = precision(exported.info.precision).mask_ap_points
+        if tolerance is None:
+            raise ConfigError(f"no mask AP tolerance for {exported.info.precision} instance files; give --tolerance")
+    comparisons = compare_instances(reference_model, exported, instance_domains(targets, split=split), track)
+    return InstanceValidationReport(model=str(model_path), reference=str(reference_path),
+                                    precision=exported.info.precision, backend=exported.info.backend,
+                                    tolerance=tolerance, domains=comparisons)
+
+
 def validate_export(
     model_path: str | Path,
     targets: Sequence[DatasetSpec | str] | str | None = None,
@@ -141,7 +158,8 @@ def validate_export(
     exported = load_predictor(model_path, device)
     if exported.info.input_size is None:
         raise ConfigError(f"{model_path} is not an exported model; give the .onnx file or engine to validate")
-    require_scores(exported.info, "validation (scores averaged over sliding windows)")
+    if exported.info.task == "semantic":
+        require_scores(exported.info, "validation (scores averaged over sliding windows)")
     if reference is None:
         metadata = getattr(exported, "metadata", None)
         reference_path = source_checkpoint_of(model_path, getattr(metadata, "source_checkpoint", None),
@@ -150,8 +168,17 @@ def validate_export(
         reference_path, _ = resolve_checkpoint(reference)
     targets = target_specs(targets, resolve_checkpoint(reference_path)[1])  # default: the run's targets
     reference_model = load_predictor(reference_path, device)
+    if reference_model.info.task != exported.info.task:
+        raise ConfigError(f"{model_path} is a {exported.info.task} model but {reference_path} a "
+                          f"{reference_model.info.task} one; give the checkpoint it was exported from with --reference")
     if reference_model.info.class_set.names != exported.info.class_set.names:
         raise ConfigError(f"{model_path} and {reference_path} predict different classes")
+    if exported.info.task == "instance":
+        report = _validate_instances(model_path, reference_path, reference_model, exported, targets, tolerance,
+                                     split, track)
+        json_path = Path(json_path) if json_path else report_path(model_path, "validate")
+        write_json(json_path, report.to_dict())
+        return ValidationOutcome(report=report, json_path=json_path)
     mode = exported_inference_mode(exported.info)
     tolerance = precision(exported.info.precision).miou_points if tolerance is None else tolerance
     domains = eval_domains(targets, split=split)
