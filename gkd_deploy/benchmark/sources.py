@@ -77,8 +77,14 @@ def _config(raw: dict, where: str):
         raise ModelError(f"{where}: its segmenter config cannot be read ({error})") from None
 
 
+_NO_INSTANCE_BENCHMARK = ("{path} is an instance segmenter: `gkd benchmark` times semantic models only so far; "
+                          "time it with the InstancePredictor of gkd_deploy.runtime.loader.load_predictor")
+
+
 def _exported_source(path: Path, kind: str, metadata: ExportMetadata) -> ModelSource:
     """An exported file: all it takes comes from its metadata (no torch)."""
+    if metadata.is_instance:
+        raise ModelError(_NO_INSTANCE_BENCHMARK.format(path=path))
     return ModelSource(path, model_name(path), kind, metadata.segmenter, metadata.class_set, metadata.patch_size,
                        metadata.input_size, precision=metadata.precision, origin=_origin(path, metadata))
 
@@ -110,12 +116,14 @@ def resolve_model(path: str | Path) -> ModelSource:
     if path.is_file() and suffix != ".safetensors":
         raise ModelError(f"{path}: cannot tell the model format from '{path.suffix}'; give a run folder, a "
                          ".safetensors checkpoint, an .onnx file or an engine")
-    from gkd_deploy.models.checkpoint import CONFIG_KEY, read_checkpoint_metadata
+    from gkd_deploy.models.checkpoint import CONFIG_KEY, FORMAT_KEY, INSTANCE_FORMAT, read_checkpoint_metadata
 
     checkpoint, run = resolve_checkpoint(path)
     stored = read_checkpoint_metadata(checkpoint)
     if CONFIG_KEY not in stored:
         raise ModelError(f"{checkpoint} is not a gkd segmenter checkpoint (no gkd config in its metadata)")
+    if stored.get(FORMAT_KEY) == INSTANCE_FORMAT:
+        raise ModelError(_NO_INSTANCE_BENCHMARK.format(path=checkpoint))
     config = _config(json.loads(stored[CONFIG_KEY]), str(checkpoint))
     exports = export_dir_of(checkpoint, run)
     exported = _exported_metadata(exports)
