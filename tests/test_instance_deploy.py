@@ -187,3 +187,21 @@ def test_infer_and_benchmark_say_they_do_not_take_instance_models_yet(fixture, t
             resolve_model(model)
     with pytest.raises(ModelError, match="instance segmenter: `gkd infer`"):
         infer(tmp_path / "frame.png", outcome.files[0].path)
+
+
+def test_parity_of_a_random_model_whose_instances_are_not_empty(tmp_path):
+    """The fixture's overfitted model finds nothing on the export's check images (all scores 0);
+    a random model has non-empty masks there, so this measures the slot-by-slot check itself."""
+    from gkd_deploy.exporters.check import check_instance_parity
+    from gkd_deploy.exporters.fp16 import convert_fp16
+    from gkd_deploy.exporters.onnx_export import export_onnx
+
+    model = build_instance_segmenter(tiny_config()).eval()
+    fp32 = export_onnx(model, tmp_path / "model-fp32.onnx", input_size=64)
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 255
+    with torch.no_grad():
+        assert model.predict(images)[2].max() > 0.05
+    for path in (fp32, convert_fp16(fp32, tmp_path / "model-fp16.onnx")):
+        report = check_instance_parity(path, model, images)
+        tolerance = PRECISIONS[report.precision].instance_parity
+        assert tolerance.problems(report.max_abs_diff, report.pixel_agreement) == [], str(report)
