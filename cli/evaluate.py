@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from gkd_deploy.cli import options
 from gkd_deploy.cli.console import console, track
-from gkd_deploy.cli.tables import miou_table
+from gkd_deploy.cli.tables import eval_table
 from gkd_deploy.training.config import default_workers
 
 
@@ -24,14 +24,15 @@ def evaluate(
     stride: Annotated[Optional[int], typer.Option(help="Sliding-window stride (default: 2/3 of the crop).")] = None,
     device: Annotated[str, typer.Option(help=options.DEVICE_HELP)] = "auto",
     workers: Annotated[Optional[int], typer.Option(help=options.WORKERS_HELP)] = None,
-    per_class: Annotated[bool, typer.Option("--per-class", help="Show IoU of every class.")] = False,
+    per_class: Annotated[bool, typer.Option("--per-class", help="Show IoU (instance models: AP) of every class.")] = False,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Where to write the JSON report.")] = None,
 ) -> None:
-    """Score a segmenter: mIoU per domain and per class, from one confusion matrix per split."""
+    """Score a segmenter: mIoU per domain and per class, from one confusion matrix per split (an
+    instance segmenter: mask AP and AP50 per domain)."""
     from gkd_deploy.evaluation.runner import evaluate_model
 
     outcome = evaluate_model(model, targets, split=split, mode=mode, crop=crop, stride=stride, device=device,
                              num_workers=default_workers() if workers is None else workers, json_path=json_path,
                              track=track)
-    console.print(miou_table(outcome.report, per_class=per_class))
+    console.print(eval_table(outcome.report, per_class=per_class))
     console.print(f"checkpoint: {escape(str(outcome.checkpoint))}\nreport:     {escape(str(outcome.json_path))}")

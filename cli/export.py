@@ -62,7 +62,9 @@ def export(
                              min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch))
     outcome = export_model(model, settings, out_dir=out)
     table = Table(title=f"exported {outcome.checkpoint.name} (checked against PyTorch on {outcome.check_images} images)")
-    for column in ("file", "precision", "size MB", "output MB/img", "seconds", "max |diff|", "label agreement %"):
+    checked = outcome.files[0].parity
+    agreement = f"{'mask' if checked and checked.kind == 'masks' else 'label'} agreement %"  # instance: mask pixels
+    for column in ("file", "precision", "size MB", "output MB/img", "seconds", "max |diff|", agreement):
         table.add_column(column, justify="left" if column == "file" else "right")
     for file in outcome.files:
         parity = file.parity

@@ -19,14 +19,20 @@ from gkd_deploy.training.config import default_workers
 
 
 def validation_table(report: ValidationReport) -> Table:
+    from gkd_deploy.evaluation.instances import InstanceValidationReport
+
+    instance = isinstance(report, InstanceValidationReport)
+    metric = "mask AP" if instance else "mIoU"
     table = Table(title=f"{Path(report.model).name} ({report.backend}, {report.precision}) vs PyTorch - "
-                        f"tolerance {report.tolerance} mIoU")
-    for column in ("domain", "images", "PyTorch mIoU", "exported mIoU", "delta", "pixel agreement %"):
+                        f"tolerance {report.tolerance} {metric}")
+    last = ("PyTorch AP50", "exported AP50") if instance else ("pixel agreement %",)
+    for column in ("domain", "images", f"PyTorch {metric}", f"exported {metric}", "delta", *last):
         table.add_column(column, justify="left" if column == "domain" else "right")
     for d in report.domains:
         ok = abs(d.delta) <= report.tolerance
+        extra = (fmt(d.reference_ap50), fmt(d.exported_ap50)) if instance else (fmt(d.pixel_agreement, 3),)
         table.add_row(d.domain, str(d.num_images), fmt(d.reference_miou), fmt(d.exported_miou),
-                      f"[{'green' if ok else 'red'}]{d.delta:+.2f}[/]", fmt(d.pixel_agreement, 3))
+                      f"[{'green' if ok else 'red'}]{d.delta:+.2f}[/]", *extra)
     return table
 
 
@@ -40,7 +46,8 @@ def validate(
     workers: Annotated[Optional[int], typer.Option(help=options.WORKERS_HELP)] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Where to write the JSON report.")] = None,
 ) -> None:
-    """Run PyTorch and the exported model over every target domain; fail when mIoU drifts."""
+    """Run PyTorch and the exported model over every target domain; fail when mIoU (instance models:
+    mask AP) drifts."""
     from gkd_deploy.evaluation.validation import validate_export
 
     outcome = validate_export(model, targets, reference=reference, tolerance=tolerance, split=split, device=device,
@@ -49,7 +56,8 @@ def validate(
     console.print(validation_table(outcome.report))
     console.print(f"report: {escape(str(outcome.json_path))}")
     if not outcome.report.passed:
-        console.print(f"[bold red]validation failed:[/] a domain's mIoU moved by more than {outcome.report.tolerance}")
+        metric = "mask AP" if outcome.report.to_dict().get("task") == "instance" else "mIoU"
+        console.print(f"[bold red]validation failed:[/] a domain's {metric} moved by more than {outcome.report.tolerance}")
         raise typer.Exit(code=1)
     console.print("[green]validation passed[/]")
     # Without --targets the run's own targets were used, and `gkd eval` finds them the same way.

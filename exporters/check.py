@@ -1,5 +1,10 @@
 """Parity of an exported file with its PyTorch segmenter on real images (onnxruntime, CPU).
 
+Semantic files: class scores and label maps (`check_parity`). Instance files: the K instances of
+every image, slot by slot (the graph and PyTorch run the same post-processing): the share of mask
+pixels that agree and the largest score difference (`check_instance_parity`), held to the
+precision table's `instance_parity`.
+
 "It runs" is not a check: an export can load and still compute something else (a wrong
 scale, a broken Q/DQ pair). `check_parity` runs both on the same images and measures how far
 the scores and the label maps drift; `assert_parity` fails when the drift is over what the
@@ -15,10 +20,11 @@ import numpy as np
 import torch
 
 from gkd_deploy.errors import ExportError, ModelError
+from gkd_deploy.models.instance_segmenter import InstanceSegmenter
 from gkd_deploy.models.segmenter import Segmenter
 from gkd_deploy.precision import EXPORT_PRECISIONS, PRECISIONS, Tolerance
-from gkd_deploy.runtime.agreement import compare_predictors
-from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimePredictor
+from gkd_deploy.runtime.agreement import Agreement, compare_predictors
+from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimeInstancePredictor, OnnxRuntimePredictor
 from gkd_deploy.runtime.torch_backend import TorchPredictor
 
 
@@ -28,7 +34,9 @@ class ParityReport:
 
     `max_abs_diff` / `mean_abs_diff`: over all class scores (None for a labels-only file);
     `pixel_agreement`: percent of pixels whose label is the same (the file's labels output where it
-    has one, else the argmax of its scores, against PyTorch's argmax).
+    has one, else the argmax of its scores, against PyTorch's argmax). For an instance file
+    (`kind` "masks"): the scores are the K instance scores, `pixels` the mask pixels of all K
+    instances and `pixel_agreement` the percent of them whose mask value is the same.
     """
 
     precision: str
@@ -37,11 +45,12 @@ class ParityReport:
     max_abs_diff: float | None
     mean_abs_diff: float | None
     pixel_agreement: float
+    kind: str = "labels"
 
     def __str__(self) -> str:
         scores = ("labels only" if self.max_abs_diff is None else
                   f"max |score difference| {self.max_abs_diff:.3g} (mean {self.mean_abs_diff:.3g})")
-        return (f"{self.precision}: {scores}, labels agree on {self.pixel_agreement:.2f}% of {self.pixels} pixels "
+        return (f"{self.precision}: {scores}, {self.kind} agree on {self.pixel_agreement:.2f}% of {self.pixels} pixels "
                 f"({self.images} images)")
 
 
@@ -52,15 +61,7 @@ def check_parity(onnx_path: str | Path, segmenter: Segmenter, images: torch.Tens
 
     `images`: (N, 3, H, W) RGB in 0..255, (H, W) the file's input size.
     """
-    try:
-        exported = OnnxRuntimePredictor(onnx_path, "cpu")
-    except ModelError as error:
-        raise ExportError(str(error)) from None
-    images = np.asarray(torch.as_tensor(images).float().cpu())
-    expected = (3, *exported.info.input_size)
-    if images.ndim != 4 or tuple(images.shape[1:]) != expected or images.shape[0] == 0:
-        raise ExportError(f"parity images must be (N, {', '.join(map(str, expected))}) to match {onnx_path}; "
-                          f"got {tuple(images.shape)}")
+    exported, images = _prepare(OnnxRuntimePredictor, onnx_path, images)
     was_training = segmenter.training
     segmenter.eval()
     try:
@@ -72,15 +73,60 @@ def check_parity(onnx_path: str | Path, segmenter: Segmenter, images: torch.Tens
                         pixel_agreement=agreement.pixel_agreement)
 
 
+def _prepare(predictor_class, onnx_path: str | Path, images) -> tuple:
+    """The file's CPU predictor, and the images as float32 numpy (checked against its input size)."""
+    try:
+        exported = predictor_class(onnx_path, "cpu")
+    except ModelError as error:
+        raise ExportError(str(error)) from None
+    images = np.asarray(torch.as_tensor(images).float().cpu())
+    expected = (3, *exported.info.input_size)
+    if images.ndim != 4 or tuple(images.shape[1:]) != expected or images.shape[0] == 0:
+        raise ExportError(f"parity images must be (N, {', '.join(map(str, expected))}) to match {onnx_path}; "
+                          f"got {tuple(images.shape)}")
+    return exported, images
+
+
+def check_instance_parity(onnx_path: str | Path, model: InstanceSegmenter, images: torch.Tensor | np.ndarray,
+                          *, batch_size: int = 4) -> ParityReport:
+    """Run an instance ONNX file (its runtime predictor, CPU) and `model.predict` on `images` (N, 3, H, W)
+    0..255 and compare their K instances slot by slot: mask pixels and scores."""
+    exported, images = _prepare(OnnxRuntimeInstancePredictor, onnx_path, images)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    agreement = Agreement()
+    try:
+        for start in range(0, images.shape[0], batch_size):
+            batch = images[start:start + batch_size]
+            masks, _, scores = exported(batch)
+            with torch.inference_mode():
+                reference_masks, _, reference_scores = (t.cpu().numpy() for t in
+                                                        model.predict(torch.from_numpy(batch).to(device)))
+            agreement.add_scores(reference_scores, scores)
+            agreement.add_labels(reference_masks, masks.astype(bool))
+    finally:
+        model.train(was_training)
+    return ParityReport(precision=exported.info.precision, images=int(images.shape[0]), pixels=agreement.pixels,
+                        max_abs_diff=agreement.max_abs_diff, mean_abs_diff=agreement.mean_abs_diff,
+                        pixel_agreement=agreement.pixel_agreement, kind="masks")
+
+
 def assert_parity(report: ParityReport, precision: str | None = None,
                   tolerance: Tolerance | None = None) -> None:
     """Raise `ExportError` when `report` is over the tolerance of `precision` (default: the report's)."""
     precision = precision or report.precision
     if tolerance is None:
-        if PRECISIONS.get(precision) is None or PRECISIONS[precision].parity is None:
-            raise ExportError(f"no parity tolerance for precision {precision!r}; known: {', '.join(EXPORT_PRECISIONS)}")
-        tolerance = PRECISIONS[precision].parity
+        row = PRECISIONS.get(precision)
+        tolerance = None if row is None else row.instance_parity if report.kind == "masks" else row.parity
+        if tolerance is None:
+            raise ExportError(f"no parity tolerance for {report.kind} at precision {precision!r}; known: "
+                              f"{', '.join(p for p in EXPORT_PRECISIONS if PRECISIONS[p].parity)}")
     problems = tolerance.problems(report.max_abs_diff, report.pixel_agreement)
     if problems:
         raise ExportError(f"the {precision} export does not match PyTorch: {'; '.join(problems)} ({report}); "
                           "the file computes something other than the checkpoint; do not deploy it")
+
+
+# The check of each task's files (`ExportMetadata.task`).
+PARITY_CHECKS = {"semantic": check_parity, "instance": check_instance_parity}

@@ -19,10 +19,11 @@ import torch
 
 from gkd_deploy.errors import ExportError
 from gkd_deploy.exporters.graph_repair import inline_initializer_identities
-from gkd_deploy.runtime.metadata import INPUT_NAME, OUTPUT_NAMES, ExportMetadata, embed_metadata
+from gkd_deploy.runtime.metadata import INPUT_NAME, ExportMetadata, embed_metadata
 from gkd_deploy.runtime.onnx_io import save_model
 from gkd_deploy.exporters.wrapper import prepare_for_export
 from gkd_deploy.fileio import file_sha256
+from gkd_deploy.models.instance_segmenter import InstanceSegmenter
 from gkd_deploy.models.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ TRACE_BATCH = 2
 
 
 def export_onnx(
-    segmenter: Segmenter,
+    segmenter: Segmenter | InstanceSegmenter,
     path: str | Path,
     *,
     input_size: int | Sequence[int] | None = None,
@@ -47,7 +48,9 @@ def export_onnx(
 
     The file takes `images` (B, 3, H, W) float32 RGB in 0..255 (normalisation is inside the
     graph) with (H, W) = `input_size` (default: the config's `img_size`, square; one int means a
-    square) and returns `scores` (B, K, H, W) float32 and `labels` (B, H, W) uint8. B is free.
+    square) and returns `scores` (B, K, H, W) float32 and `labels` (B, H, W) uint8 (an
+    `InstanceSegmenter`: `masks` (B, K, H, W) uint8, `classes` (B, K) int64, `scores` (B, K)
+    float32, K its config's top_k). B is free.
     `source_checkpoint`, the file the weights came from, is recorded with its sha256. `sampling`:
     deformable attention's sampling in the graph (`wrapper.prepare_for_export`).
     """
@@ -62,12 +65,11 @@ def export_onnx(
     model = _trace(prepare_for_export(segmenter, (height, width), sampling), (height, width), opset, segmenter)
     embed_metadata(model, ExportMetadata.of_segmenter(segmenter, (height, width), source_checkpoint, source_sha256))
     save_model(model, path)
-    log.info("exported %s + %s at %dx%d (opset %d) to %s", segmenter.config.encoder, segmenter.config.decoder,
-             height, width, opset, path)
+    log.info("exported %s at %dx%d (opset %d) to %s", segmenter.config.architecture, height, width, opset, path)
     return Path(path)
 
 
-def resolve_input_size(segmenter: Segmenter, input_size: int | Sequence[int] | None) -> tuple[int, int]:
+def resolve_input_size(segmenter: Segmenter | InstanceSegmenter, input_size: int | Sequence[int] | None) -> tuple[int, int]:
     """(height, width) to export at, checked against the patch size."""
     patch = segmenter.encoder.patch_size
     if input_size is None:
@@ -81,7 +83,8 @@ def resolve_input_size(segmenter: Segmenter, input_size: int | Sequence[int] | N
     return values[0], values[1]
 
 
-def _trace(wrapper: torch.nn.Module, input_size: tuple[int, int], opset: int, segmenter: Segmenter) -> onnx.ModelProto:
+def _trace(wrapper: torch.nn.Module, input_size: tuple[int, int], opset: int,
+           segmenter: Segmenter | InstanceSegmenter) -> onnx.ModelProto:
     generator = torch.Generator().manual_seed(0)
     example = torch.rand(TRACE_BATCH, 3, *input_size, generator=generator) * 255.0
     batch_axis = {0: "batch"}
@@ -97,13 +100,12 @@ def _trace(wrapper: torch.nn.Module, input_size: tuple[int, int], opset: int, se
             with torch.no_grad():
                 torch.onnx.export(
                     wrapper, (example,), buffer, dynamo=False, opset_version=opset,
-                    input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                    dynamic_axes={INPUT_NAME: batch_axis, **{name: batch_axis for name in OUTPUT_NAMES}},
+                    input_names=[INPUT_NAME], output_names=list(wrapper.output_names),
+                    dynamic_axes={INPUT_NAME: batch_axis, **{name: batch_axis for name in wrapper.output_names}},
                     do_constant_folding=True,
                 )
         except RuntimeError as error:
-            config = segmenter.config
-            raise ExportError(f"PyTorch cannot export {config.encoder} + {config.decoder} to ONNX opset {opset}: "
+            raise ExportError(f"PyTorch cannot export {segmenter.config.architecture} to ONNX opset {opset}: "
                               f"{error}") from error
     model = onnx.load_model_from_string(buffer.getvalue())
     inline_initializer_identities(model.graph)

@@ -36,6 +36,11 @@ def output_bytes(names: tuple[str, ...], num_classes: int, input_size: tuple[int
     return sum(_ITEM_BYTES[name] * pixels * (num_classes if name == "scores" else 1) for name in names)
 
 
+def instance_output_bytes(top_k: int, input_size: tuple[int, int]) -> int:
+    """Bytes of an instance file's outputs for one image: K uint8 masks, K int64 classes, K float32 scores."""
+    return top_k * (input_size[0] * input_size[1] + 8 + 4)
+
+
 def keep_outputs(path: str | Path, names: tuple[str, ...], out_path: str | Path | None = None) -> Path:
     """The exported ONNX file at `path` returning only `names`, written (atomically) to `out_path`
     (default: in place), its metadata updated; `onnx.utils.Extractor` keeps only what those outputs need."""

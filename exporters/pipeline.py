@@ -22,15 +22,16 @@ import numpy as np
 from gkd_deploy.calib import METHODS as CALIB_METHODS, calibration_images, quantize_int8
 from gkd_deploy.calib import DEFAULT_REMAINDER, REMAINDERS, TARGETS as INT8_TARGETS
 from gkd_deploy.errors import ConfigError, ExportError
-from gkd_deploy.exporters.check import ParityReport, assert_parity, check_parity
+from gkd_deploy.exporters.check import PARITY_CHECKS, ParityReport, assert_parity
 from gkd_deploy.exporters.fp16 import convert_fp16, convert_int8_remainder
 from gkd_deploy.exporters.onnx_export import MAX_OPSET, MIN_OPSET, export_onnx
-from gkd_deploy.exporters.outputs import keep_outputs, output_bytes, output_names
+from gkd_deploy.exporters.outputs import instance_output_bytes, keep_outputs, output_bytes, output_names
 from gkd_deploy.exporters.tensorrt import EngineOptions, build_engine, trtexec_command
-from gkd_deploy.models.checkpoint import load_segmenter
+from gkd_deploy.models.checkpoint import load_model
 from gkd_deploy.precision import EXPORT_PRECISIONS, check_precisions
 from gkd_deploy.size import Size
 from gkd_deploy.run import ExportDir, RunDir, export_dir_of, resolve_checkpoint
+from gkd_deploy.runtime.metadata import TASK_OUTPUTS
 from gkd_deploy.runtime.tensorrt_backend import tensorrt_available
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,9 @@ def export_model(source: str | Path, settings: ExportSettings | None = None, *, 
     specs = list(settings.calib) or _data_specs(run)
     if "int8" in settings.precisions and not specs:
         raise ConfigError("int8 needs calibration images: give --calib NAME=PATH (e.g. the source domain)")
-    segmenter = load_segmenter(checkpoint).eval()
+    segmenter = load_model(checkpoint).eval()
+    if segmenter.task == "instance":
+        _check_instance_settings(settings)
     trained = (segmenter.config.img_size, segmenter.config.img_size)
     size = settings.input_size or trained
     exports = ExportDir(Path(out_dir)) if out_dir else export_dir_of(checkpoint, run)
@@ -195,6 +198,7 @@ def export_model(source: str | Path, settings: ExportSettings | None = None, *, 
     started = time.perf_counter()
     fp32 = export_onnx(segmenter, path("fp32"), input_size=size, opset=settings.opset, sampling=settings.sampling,
                        source_checkpoint=checkpoint)
+    kept_outputs = settings.output_names if segmenter.task == "semantic" else TASK_OUTPUTS[segmenter.task]
     files = [_checked(fp32, "fp32", segmenter, check, started)]
     onnx_files = {"fp32": fp32}
     calibration = calibration_images(specs, settings.calib_count, size) if "int8" in settings.precisions else None
@@ -208,7 +212,6 @@ def export_model(source: str | Path, settings: ExportSettings | None = None, *, 
         # fp32 was only the base of the conversions: keep it (it is small and always valid), but do
         # not list it as a requested output.
         files = [f for f in files if f.precision in settings.precisions]
-    kept_outputs = settings.output_names
     if kept_outputs != tuple(files[0].outputs):
         # After every conversion (they need the scores): each requested file returns what was asked
         # for, and is checked again as it now is.
@@ -216,7 +219,7 @@ def export_model(source: str | Path, settings: ExportSettings | None = None, *, 
                  for file in files]
         onnx_files.update({file.precision: file.path for file in files})  # the engines are built from these
     num_classes = segmenter.class_set.num_classes
-    files = [dataclasses.replace(file, output_bytes=output_bytes(file.outputs, num_classes, size)) for file in files]
+    files = [dataclasses.replace(file, output_bytes=_output_bytes(segmenter, file.outputs, size)) for file in files]
     engine_commands: tuple[str, ...] = ()
     if "trt" in settings.formats and not tensorrt_available():
         # The ONNX files are done and checked; the engines can be built where TensorRT is.
@@ -235,6 +238,23 @@ def export_model(source: str | Path, settings: ExportSettings | None = None, *, 
                          engine_commands=engine_commands)
 
 
+def _check_instance_settings(settings: ExportSettings) -> None:
+    """What an instance model's export does not offer (yet): int8, TensorRT engines, --outputs."""
+    if "int8" in settings.precisions:
+        raise ConfigError("int8 export of an instance segmenter is not supported; use --precision fp32,fp16")
+    if "trt" in settings.formats:
+        raise ConfigError("TensorRT engines of an instance segmenter are not built yet; use --format onnx and "
+                          "build the engine from the ONNX file with trtexec")
+    if settings.outputs != "both":
+        raise ConfigError("an instance segmenter's file always returns masks, classes and scores; leave out --outputs")
+
+
+def _output_bytes(segmenter, outputs: tuple[str, ...], size: tuple[int, int]) -> int:
+    if segmenter.task == "instance":
+        return instance_output_bytes(segmenter.config.top_k, size)
+    return output_bytes(outputs, segmenter.class_set.num_classes, size)
+
+
 def _data_specs(run: RunDir | None) -> list[str]:
     """Default calibration and check data: the run's source domain (none for a bare checkpoint)."""
     return list(run.config().source) if run is not None else []
@@ -250,11 +270,12 @@ def _with_outputs(file: ExportedFile, path: Path, names: tuple[str, ...], segmen
 
 def _checked(path: Path, precision: str, segmenter, images: np.ndarray, started: float) -> ExportedFile:
     """Parity against PyTorch; a file over tolerance is removed, so nothing bad looks written."""
-    report = check_parity(path, segmenter, images)
+    report = PARITY_CHECKS[segmenter.task](path, segmenter, images)
     try:
         assert_parity(report, precision)
     except ExportError:
         path.unlink(missing_ok=True)
         raise
     log.info("%s", report)
-    return ExportedFile(path, precision, "onnx", path.stat().st_size, time.perf_counter() - started, report)
+    return ExportedFile(path, precision, "onnx", path.stat().st_size, time.perf_counter() - started, report,
+                        TASK_OUTPUTS[segmenter.task])

@@ -1,4 +1,5 @@
-"""The module that gets traced: a segmenter fixed to one input size, returning scores and labels.
+"""The module that gets traced: a segmenter fixed to one input size, returning scores and labels
+(semantic) or masks, classes and scores (instance, post-processing in the graph).
 
 Kept apart from the training module (Segment Anything's `utils/onnx.py` habit): export-only
 changes happen on a deep copy, so the caller's model is never altered.
@@ -12,15 +13,20 @@ import torch
 from timm.layers import resample_abs_pos_embed
 from torch import nn
 
+from gkd_deploy.instance.postprocess import InstancePostprocess
 from gkd_deploy.models.decoders.mask2former.deformable_attention import SAMPLINGS
+from gkd_deploy.models.instance_segmenter import InstanceSegmenter
 from gkd_deploy.models.segmenter import Segmenter
+from gkd_deploy.runtime.metadata import INSTANCE_OUTPUT_NAMES, OUTPUT_NAMES
 
 
 class ExportWrapper(nn.Module):
     """(B, 3, H, W) float32 RGB 0-255 -> scores (B, K, H, W) float32, labels (B, H, W) uint8 (the
     argmax in the graph: a quarter of a float per pixel to copy back instead of K floats)."""
 
-    def __init__(self, segmenter: Segmenter) -> None:
+    output_names = OUTPUT_NAMES
+
+    def __init__(self, segmenter: Segmenter, input_size: tuple[int, int]) -> None:
         super().__init__()
         if segmenter.class_set.num_classes > 255:
             raise ValueError(f"{segmenter.class_set.num_classes} classes do not fit uint8 labels")
@@ -31,7 +37,30 @@ class ExportWrapper(nn.Module):
         return scores, scores.argmax(dim=1).to(torch.uint8)
 
 
-def prepare_for_export(segmenter: Segmenter, input_size: tuple[int, int], sampling: str = "gather") -> ExportWrapper:
+class InstanceExportWrapper(nn.Module):
+    """(B, 3, H, W) float32 RGB 0-255 -> masks (B, K, H, W) uint8 0/1, classes (B, K) int64, scores
+    (B, K) float32: the model's raw queries post-processed in the graph (`InstancePostprocess`, the
+    config's top_k and mask threshold, masks at the input size). The projection head is not traced."""
+
+    output_names = INSTANCE_OUTPUT_NAMES
+
+    def __init__(self, segmenter: InstanceSegmenter, input_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.segmenter = segmenter
+        self.segmenter.projection = None  # training only; the copy loses it, the caller's model keeps it
+        config = segmenter.config
+        self.postprocess = InstancePostprocess(tuple(input_size), config.top_k, config.mask_threshold)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        masks, classes, scores = self.postprocess(*self.segmenter(images))
+        return masks.to(torch.uint8), classes, scores  # uint8: bool outputs are not taken by every runtime
+
+
+WRAPPERS = {"semantic": ExportWrapper, "instance": InstanceExportWrapper}
+
+
+def prepare_for_export(segmenter: Segmenter | InstanceSegmenter, input_size: tuple[int, int],
+                       sampling: str = "gather") -> ExportWrapper | InstanceExportWrapper:
     """A CPU float32 eval-mode copy of `segmenter`, ready to trace at `input_size` (height, width).
     `sampling`: how deformable attention samples in the graph, "gather" (TensorRT builds it right)
     or "grid_sample" (one GridSample node: ONNX Runtime's CPU kernel is faster)."""
@@ -52,7 +81,7 @@ def prepare_for_export(segmenter: Segmenter, input_size: tuple[int, int], sampli
         if hasattr(module, "sampling"):
             # The same numbers either way (the parity check holds both to PyTorch); see `sampling`.
             module.sampling = sampling
-    return ExportWrapper(model)
+    return WRAPPERS[segmenter.task](model, input_size)
 
 
 def _bake_position_embedding(backbone: nn.Module, grid: tuple[int, int]) -> None:

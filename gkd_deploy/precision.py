@@ -11,7 +11,9 @@ an autocast dtype. Import-light (no torch, no onnx): the edge runtime reads it t
 Tolerances are against PyTorch fp32 on the same images. `parity`: the export check of an ONNX file
 under ONNX Runtime (CPU); `engine_parity`: a TensorRT engine (its own kernels, tactics and fusions, so
 looser); `miou_points`: the `gkd validate` gate on |exported - PyTorch| mIoU per domain (MMDeploy's
-regression gate for segmentation backends is 1 point).
+regression gate for segmentation backends is 1 point). Instance files: `instance_parity` (largest
+instance-score difference, share of mask pixels that agree, slot by slot over the top K) and
+`mask_ap_points`, the `gkd validate` gate on |exported - PyTorch| mask AP per domain (in points).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class Precision:
     parity: Tolerance | None = None
     engine_parity: Tolerance | None = None
     miou_points: float | None = None
+    instance_parity: Tolerance | None = None
+    mask_ap_points: float | None = None
 
 
 # Parity, measured on the random-weight tiny test model (scores within about +-0.3, so many
@@ -65,9 +69,11 @@ class Precision:
 # Engines: TensorRT picks its own kernels and fuses (fp32 may run TF32): looser than ONNX Runtime.
 PRECISIONS: dict[str, Precision] = {
     "fp32": Precision("fp32", exported=True, torch_dtype=None, runs_in_torch=True,
-                      parity=Tolerance(1e-3, 99.9), engine_parity=Tolerance(5e-2, 99.0), miou_points=0.1),
+                      parity=Tolerance(1e-3, 99.9), engine_parity=Tolerance(5e-2, 99.0), miou_points=0.1,
+                      instance_parity=Tolerance(1e-3, 99.9), mask_ap_points=0.1),
     "fp16": Precision("fp16", exported=True, torch_dtype="float16", runs_in_torch=True,
-                      parity=Tolerance(5e-2, 99.0), engine_parity=Tolerance(1e-1, 98.0), miou_points=0.1),
+                      parity=Tolerance(5e-2, 99.0), engine_parity=Tolerance(1e-1, 98.0), miou_points=0.1,
+                      instance_parity=Tolerance(5e-2, 99.0), mask_ap_points=0.5),
     "bf16": Precision("bf16", exported=False, torch_dtype="bfloat16", runs_in_torch=True),
     "int8": Precision("int8", exported=True, torch_dtype=None, runs_in_torch=False,
                       parity=Tolerance(None, 90.0), engine_parity=Tolerance(None, 90.0), miou_points=1.0),

@@ -68,8 +68,14 @@ def _exported_metadata(exports: ExportDir) -> ExportMetadata | None:
     return read_onnx_metadata(path) if path.suffix == ".onnx" else read_sidecar_metadata(path)
 
 
+_NO_INSTANCE_BENCHMARK = ("{path} is an instance segmenter: `gkd benchmark` times semantic models only so far; "
+                          "time it with the InstancePredictor of gkd_deploy.runtime.loader.load_predictor")
+
+
 def _exported_source(path: Path, kind: str, metadata: ExportMetadata) -> ModelSource:
     """An exported file: all it takes comes from its metadata (no torch)."""
+    if metadata.is_instance:
+        raise ModelError(_NO_INSTANCE_BENCHMARK.format(path=path))
     return ModelSource(path, model_name(path), kind, _typed(metadata, path), metadata.class_set, metadata.patch_size,
                        metadata.input_size, precision=metadata.precision, origin=_origin(path, metadata))
 
@@ -108,12 +114,14 @@ def resolve_model(path: str | Path) -> ModelSource:
     if path.is_file() and suffix != ".safetensors":
         raise ModelError(f"{path}: cannot tell the model format from '{path.suffix}'; give a run folder, a "
                          ".safetensors checkpoint, an .onnx file or an engine")
-    from gkd_deploy.models.checkpoint import CONFIG_KEY, read_checkpoint_metadata
+    from gkd_deploy.models.checkpoint import CONFIG_KEY, FORMAT_KEY, INSTANCE_FORMAT, read_checkpoint_metadata
 
     checkpoint, run = resolve_checkpoint(path)
     stored = read_checkpoint_metadata(checkpoint)
     if CONFIG_KEY not in stored:
         raise ModelError(f"{checkpoint} is not a gkd segmenter checkpoint (no gkd config in its metadata)")
+    if stored.get(FORMAT_KEY) == INSTANCE_FORMAT:
+        raise ModelError(_NO_INSTANCE_BENCHMARK.format(path=checkpoint))
     try:
         config = SegmenterConfig.from_dict(json.loads(stored[CONFIG_KEY]))
     except Exception as error:  # ConfigError, or a malformed field type

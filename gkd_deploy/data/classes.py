@@ -66,6 +66,11 @@ CITYSCAPES_LABEL_ID_COUNT = 34
 
 # The 8 classes Cityscapes instance segmentation scores, in train-id order (train ids 11-18).
 CITYSCAPES_THING_NAMES = ("person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle")
+# The thing classes as an instance segmenter's class set (class index i = thing i), in Cityscapes' colours.
+CITYSCAPES_THINGS = ClassSet(
+    name="cityscapes-things", names=CITYSCAPES_THING_NAMES,
+    palette=tuple(CITYSCAPES.palette[CITYSCAPES.names.index(name)] for name in CITYSCAPES_THING_NAMES),
+)
 # `*_instanceIds.png` values: label id * 1000 + instance index for each object of a thing class;
 # smaller values are a plain label id (stuff, unlabelled, and crowd regions of thing classes).
 INSTANCE_ID_DIVISOR = 1000
@@ -87,3 +92,16 @@ def id_lookup_table(mapping: dict[int, int], ignore_index: int = IGNORE_INDEX) -
     for raw_id, train_id in mapping.items():
         table[raw_id] = train_id
     return table
+
+
+def class_set_to_dict(class_set: ClassSet) -> dict:
+    """The JSON form a checkpoint's or an exported file's config holds."""
+    return {"name": class_set.name, "names": list(class_set.names), "palette": [list(c) for c in class_set.palette],
+            "ignore_index": class_set.ignore_index}
+
+
+def class_set_from_dict(raw: dict) -> ClassSet:
+    """`class_set_to_dict` read back; KeyError, TypeError or ValueError when malformed."""
+    return ClassSet(name=str(raw["name"]), names=tuple(raw["names"]),
+                    palette=tuple(tuple(int(v) for v in c) for c in raw["palette"]),
+                    ignore_index=int(raw.get("ignore_index", IGNORE_INDEX)))

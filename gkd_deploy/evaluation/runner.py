@@ -6,34 +6,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from gkd_deploy.data.registry import DatasetSpec, parse_dataset_list
+from gkd_deploy.data.registry import DatasetSpec
 from gkd_deploy.errors import ConfigError, GKDError
 from gkd_deploy.evaluation.evaluator import EvalReport, eval_domains, evaluate
+from gkd_deploy.evaluation.targets import target_specs
 from gkd_deploy.progress import Track, no_progress
 from gkd_deploy.evaluation.inference import default_inference_mode, exported_inference_mode
 from gkd_deploy.fileio import write_json
-from gkd_deploy.models.checkpoint import load_segmenter
-from gkd_deploy.run import RunDir, report_path, resolve_checkpoint, source_checkpoint_of
+from gkd_deploy.models.checkpoint import INSTANCE_FORMAT, checkpoint_format, load_segmenter
+from gkd_deploy.run import report_path, resolve_checkpoint, source_checkpoint_of
 
 WINDOW_BATCH = 8
 
 
 @dataclass(frozen=True)
 class EvalOutcome:
-    report: EvalReport
+    report: EvalReport  # an `evaluation.instances.InstanceEvalReport` for an instance model
     checkpoint: Path
     json_path: Path
-
-
-def target_specs(targets: Sequence[DatasetSpec | str] | str | None, run: RunDir | None) -> list[DatasetSpec]:
-    """The given targets, else the run's configured ones; ConfigError when there are none."""
-    if targets:
-        return parse_dataset_list(targets)
-    configured = run.config().targets if run is not None else ()
-    if configured:
-        return parse_dataset_list(list(configured))
-    raise ConfigError("no target data sets: pass --targets NAME=PATH[,NAME=PATH...] "
-                      "(e.g. cityscapes=data/cityscapes-synth,acdc=data/acdc-synth)")
 
 
 def evaluate_model(
@@ -61,6 +51,13 @@ def evaluate_model(
                                   device=device, num_workers=num_workers, json_path=json_path, track=track)
     checkpoint, run = resolve_checkpoint(source)
     targets = target_specs(targets, run)
+    if checkpoint_format(checkpoint) == INSTANCE_FORMAT:
+        from gkd_deploy.runtime.torch_backend import TorchInstancePredictor
+
+        _whole_images_only(checkpoint, mode, crop, stride)
+        json_path = json_path or (run.new_eval_path() if run is not None else report_path(checkpoint, "eval"))
+        return _evaluate_instances(TorchInstancePredictor(checkpoint, device), checkpoint, targets, split, json_path,
+                                   track)
     model = load_segmenter(checkpoint)
     # PyTorch takes any batch: the windows of an image run together (the result is the same).
     inference = default_inference_mode(model.config.img_size, model.config.patch_size, mode, crop, stride,
@@ -91,7 +88,8 @@ def _evaluate_exported(path: Path, targets, *, split: str, mode: str, crop: int 
     predictor = load_predictor(path, device)
     if predictor.info.input_size is None:
         raise ConfigError(f"{path} carries no input size; export it with `gkd export`")
-    require_scores(predictor.info, "evaluation (scores averaged over sliding windows)")
+    if predictor.info.task == "semantic":
+        require_scores(predictor.info, "evaluation (scores averaged over sliding windows)")
     run = None
     if not targets:
         metadata = getattr(predictor, "metadata", None)
@@ -101,9 +99,28 @@ def _evaluate_exported(path: Path, targets, *, split: str, mode: str, crop: int 
         except GKDError:
             run = None
     targets = target_specs(targets, run)
+    if predictor.info.task == "instance":
+        _whole_images_only(path, mode, crop, stride)
+        return _evaluate_instances(predictor, path, targets, split, json_path or report_path(path, "eval"), track)
     inference = exported_inference_mode(predictor.info, stride)
     report = evaluate(predictor, eval_domains(targets, split=split), class_set=predictor.info.class_set,
                       mode=inference, device=device, num_workers=num_workers, track=track, model_name=str(path))
     json_path = Path(json_path) if json_path is not None else report_path(path, "eval")
     write_json(json_path, report.to_dict())
     return EvalOutcome(report=report, checkpoint=path, json_path=json_path)
+
+
+def _whole_images_only(model: Path, mode: str, crop: int | None, stride: int | None) -> None:
+    if crop is not None or stride is not None or mode != "slide":
+        raise ConfigError(f"{model.name} is an instance segmenter: it is scored on whole images at its input size; "
+                          "leave out --mode, --crop and --stride")
+
+
+def _evaluate_instances(predictor, model: Path, targets: list[DatasetSpec], split: str, json_path: str | Path,
+                        track: Track) -> EvalOutcome:
+    """Mask AP and AP50 per domain of an instance model (`evaluation.instances`)."""
+    from gkd_deploy.evaluation.instances import evaluate_instances, instance_domains
+
+    report = evaluate_instances(predictor, instance_domains(targets, split=split), track=track, model_name=str(model))
+    write_json(json_path, report.to_dict())
+    return EvalOutcome(report=report, checkpoint=model, json_path=Path(json_path))

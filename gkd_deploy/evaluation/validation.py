@@ -1,5 +1,7 @@
 """`gkd validate`: does the exported model score what PyTorch scores, on every unseen domain?
 
+(An instance file is gated on mask AP instead: `evaluation.instances`.)
+
 Both models run over the same images with the same sliding windows (the exported input size),
 so the only difference left is the export itself: per domain we report PyTorch mIoU, exported
 mIoU, their delta and the share of pixels whose label both agree on. A delta over the tolerance
@@ -9,8 +11,6 @@ gate; 0.1 for fp32 / fp16, which should be far closer).
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -21,7 +21,8 @@ from gkd_deploy.errors import ConfigError
 from gkd_deploy.evaluation.evaluator import (check_class_sets, domain_batches, eval_domains, score_class_indices,
                                             tensor_predictor)
 from gkd_deploy.evaluation.inference import InferenceMode, exported_inference_mode, predict_logits, resize_scores
-from gkd_deploy.evaluation.runner import target_specs
+from gkd_deploy.evaluation.comparison import DomainComparison, ValidationOutcome, ValidationReport  # noqa: F401
+from gkd_deploy.evaluation.targets import target_specs
 from gkd_deploy.fileio import write_json
 from gkd_deploy.metrics import SegmentationMetric
 from gkd_deploy.precision import precision
@@ -31,51 +32,6 @@ from gkd_deploy.runtime.agreement import Agreement
 from gkd_deploy.runtime.base import Predictor, require_scores
 from gkd_deploy.runtime.loader import load_predictor
 
-
-
-@dataclass(frozen=True)
-class DomainComparison:
-    domain: str
-    num_images: int
-    reference_miou: float
-    exported_miou: float
-    pixel_agreement: float
-
-    @property
-    def delta(self) -> float:
-        return self.exported_miou - self.reference_miou
-
-
-@dataclass(frozen=True)
-class ValidationReport:
-    model: str
-    reference: str
-    precision: str
-    backend: str
-    tolerance: float
-    domains: tuple[DomainComparison, ...]
-
-    @property
-    def passed(self) -> bool:
-        return all(abs(d.delta) <= self.tolerance for d in self.domains)
-
-    def to_dict(self) -> dict:
-        def clean(value: float) -> float | None:
-            return None if math.isnan(value) else round(value, 4)
-
-        return {
-            "model": self.model, "reference": self.reference, "precision": self.precision, "backend": self.backend,
-            "tolerance": self.tolerance, "passed": self.passed,
-            "domains": [{"domain": d.domain, "num_images": d.num_images, "reference_miou": clean(d.reference_miou),
-                         "exported_miou": clean(d.exported_miou), "delta": clean(d.delta),
-                         "pixel_agreement": clean(d.pixel_agreement)} for d in self.domains],
-        }
-
-
-@dataclass(frozen=True)
-class ValidationOutcome:
-    report: ValidationReport
-    json_path: Path
 
 
 ReferenceCache = dict  # (reference checkpoint, data set, windows, batch index) -> PyTorch's labels
@@ -118,6 +74,21 @@ def compare_domain(reference: Predictor, exported: Predictor, dataset, mode: Inf
         pixel_agreement=agreement.pixel_agreement)
 
 
+def _validate_instances(model_path: Path, reference_path: Path, reference_model, exported, targets,
+                        tolerance: float | None, split: str, track: Track) -> ValidationReport:
+    """The instance gate: |exported - PyTorch| mask AP per domain within the precision's `mask_ap_points`."""
+    from gkd_deploy.evaluation.instances import InstanceValidationReport, compare_instances, instance_domains
+
+    if tolerance is None:
+        tolerance = precision(exported.info.precision).mask_ap_points
+        if tolerance is None:
+            raise ConfigError(f"no mask AP tolerance for {exported.info.precision} instance files; give --tolerance")
+    comparisons = compare_instances(reference_model, exported, instance_domains(targets, split=split), track)
+    return InstanceValidationReport(model=str(model_path), reference=str(reference_path),
+                                    precision=exported.info.precision, backend=exported.info.backend,
+                                    tolerance=tolerance, domains=comparisons)
+
+
 def validate_export(
     model_path: str | Path,
     targets: Sequence[DatasetSpec | str] | str | None = None,
@@ -140,7 +111,8 @@ def validate_export(
     exported = load_predictor(model_path, device)
     if exported.info.input_size is None:
         raise ConfigError(f"{model_path} is not an exported model; give the .onnx file or engine to validate")
-    require_scores(exported.info, "validation (scores averaged over sliding windows)")
+    if exported.info.task == "semantic":
+        require_scores(exported.info, "validation (scores averaged over sliding windows)")
     if reference is None:
         metadata = getattr(exported, "metadata", None)
         reference_path = source_checkpoint_of(model_path, getattr(metadata, "source_checkpoint", None),
@@ -149,8 +121,17 @@ def validate_export(
         reference_path, _ = resolve_checkpoint(reference)
     targets = target_specs(targets, resolve_checkpoint(reference_path)[1])  # default: the run's targets
     reference_model = load_predictor(reference_path, device)
+    if reference_model.info.task != exported.info.task:
+        raise ConfigError(f"{model_path} is a {exported.info.task} model but {reference_path} a "
+                          f"{reference_model.info.task} one; give the checkpoint it was exported from with --reference")
     if reference_model.info.class_set.names != exported.info.class_set.names:
         raise ConfigError(f"{model_path} and {reference_path} predict different classes")
+    if exported.info.task == "instance":
+        report = _validate_instances(model_path, reference_path, reference_model, exported, targets, tolerance,
+                                     split, track)
+        json_path = Path(json_path) if json_path else report_path(model_path, "validate")
+        write_json(json_path, report.to_dict())
+        return ValidationOutcome(report=report, json_path=json_path)
     mode = exported_inference_mode(exported.info)
     tolerance = precision(exported.info.precision).miou_points if tolerance is None else tolerance
     domains = eval_domains(targets, split=split)

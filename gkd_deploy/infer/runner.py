@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from gkd_deploy.errors import ConfigError
+from gkd_deploy.errors import ConfigError, ModelError
 from gkd_deploy.fileio import write_json
 from gkd_deploy.infer.pipeline import InferStats, PipelineOptions, run_pipeline
 from gkd_deploy.infer.render import Renderer
@@ -123,6 +123,9 @@ def infer(source_spec: str | Path, model: str | Path, settings: InferSettings = 
     `on_start(source, model info, notes)` is called once everything is open, before the first
     frame: advice such as frames being stretched is known then, not only at the end."""
     predictor = load_predictor(model, settings.device)
+    if predictor.info.task == "instance":
+        raise ModelError(f"{model} is an instance segmenter: `gkd infer` draws semantic label maps only so far; "
+                         "run its InstancePredictor (gkd_deploy.runtime.loader.load_predictor) on the frames")
     segmenter = FrameSegmenter(predictor, mode=settings.mode, size=settings.size)
     renderer = Renderer(predictor.info.class_set, alpha=settings.alpha, side_by_side=settings.side_by_side,
                         legend=settings.legend, caption=model_caption(predictor.info) if settings.legend else None)

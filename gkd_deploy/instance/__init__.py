@@ -9,6 +9,9 @@ Files, one job each:
 - `views.py`: weak / strong views with tracked correspondence (`ViewAugmentation`, `ViewPair`);
 - `projection.py`: the training-only `PixelProjectionHead`;
 - `contrastive.py`: `PixelContrastiveLoss` and the instance-aware negative sampler.
+
+The model these serve is `gkd_deploy.models.instance_segmenter.InstanceSegmenter`; its mask AP per
+domain and its exports' AP gate are in `gkd_deploy.evaluation.instances`.
 """
 
 from gkd_deploy.instance.ap import MaskAP, MaskAPAccumulator, mask_ap

@@ -1,6 +1,7 @@
 """Segmenter checkpoints: safetensors weights with the architecture config in the file's metadata.
 
-One file rebuilds its model (`load_segmenter`); writes are atomic, so a process killed while
+One file rebuilds its model: `load_segmenter` (semantic), `load_instance_segmenter` (instance), or
+`load_model` for whichever the file holds (its format key says which); writes are atomic, so a process killed while
 saving leaves the previous checkpoint intact.
 """
 
@@ -20,9 +21,12 @@ from gkd_deploy.errors import ConfigError, ModelError
 from gkd_deploy.fileio import atomic_path
 from gkd_deploy.models.builder import create_encoder
 from gkd_deploy.models.encoder import ViTEncoder
+from gkd_deploy.models.instance_segmenter import (InstanceSegmenter, InstanceSegmenterConfig,
+                                                  build_instance_segmenter)
 from gkd_deploy.models.segmenter import EncoderConfig, Segmenter, SegmenterConfig, build_segmenter
 
 FORMAT = "gkd-segmenter"
+INSTANCE_FORMAT = "gkd-instance-segmenter"
 ENCODER_FORMAT = "gkd-encoder"
 FORMAT_KEY = "gkd_format"
 CONFIG_KEY = "gkd_config"
@@ -45,6 +49,11 @@ def _save(module: torch.nn.Module, path: Path, file_format: str, config: dict[st
 def save_segmenter(model: Segmenter, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write weights + config (+ `extra` JSON-able metadata, e.g. the training step) atomically."""
     return _save(model, Path(path), FORMAT, model.config.to_dict(), extra)
+
+
+def save_instance_segmenter(model: InstanceSegmenter, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """An instance segmenter's weights (the training-only projection head included) + config, atomically."""
+    return _save(model, Path(path), INSTANCE_FORMAT, model.config.to_dict(), extra)
 
 
 def save_encoder(encoder: ViTEncoder, path: str | Path, config: EncoderConfig,
@@ -73,7 +82,7 @@ def load_weights(module: torch.nn.Module, path: str | Path) -> None:
     problems = _state_mismatch(module, state)
     if problems:
         config = getattr(module, "config", None)
-        described = f"the architecture its config describes ({config.encoder} + {config.decoder})" if config else \
+        described = f"the architecture its config describes ({config.architecture})" if config else \
             type(module).__name__
         raise ModelError(f"{path} does not match {described}: {problems}")
     module.load_state_dict(state)
@@ -90,19 +99,50 @@ def read_checkpoint_metadata(path: str | Path) -> dict[str, str]:
         raise ModelError(f"{path} is not a readable safetensors checkpoint ({error})") from None
 
 
-def load_segmenter(path: str | Path, map_location: str | torch.device = "cpu") -> Segmenter:
-    """Rebuild a segmenter from a checkpoint written by `save_segmenter`."""
+# What each checkpoint format holds and how it is rebuilt: (what it is called, config class, builder).
+_MODEL_FORMATS = {
+    FORMAT: ("a semantic segmenter", SegmenterConfig, build_segmenter),
+    INSTANCE_FORMAT: ("an instance segmenter", InstanceSegmenterConfig, build_instance_segmenter),
+}
+# Where each is loaded, for the error that names the other.
+_LOADERS = {FORMAT: "load_segmenter (gkd eval / export take either)",
+            INSTANCE_FORMAT: "load_instance_segmenter (gkd eval / export take either)"}
+
+
+def checkpoint_format(path: str | Path) -> str:
+    """The gkd format a checkpoint declares ("gkd-segmenter", "gkd-instance-segmenter", "gkd-encoder", or "")."""
+    return read_checkpoint_metadata(path).get(FORMAT_KEY, "")
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu",
+               expected: str | None = None) -> Segmenter | InstanceSegmenter:
+    """Rebuild the segmenter (semantic or instance) a checkpoint holds; `expected` (a format) refuses the other."""
     path = Path(path)
     metadata = read_checkpoint_metadata(path)
-    if metadata.get(FORMAT_KEY) != FORMAT or CONFIG_KEY not in metadata:
+    file_format = metadata.get(FORMAT_KEY)
+    if file_format not in _MODEL_FORMATS or CONFIG_KEY not in metadata:
         raise ModelError(f"{path} is not a gkd segmenter checkpoint (no gkd config in its metadata)")
+    what, config_class, build = _MODEL_FORMATS[file_format]
+    if expected is not None and file_format != expected:
+        raise ModelError(f"{path} holds {what}, not {_MODEL_FORMATS[expected][0]}; load it with "
+                         f"{_LOADERS[file_format]}")
     try:
-        config = SegmenterConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
+        config = config_class.from_dict(json.loads(metadata[CONFIG_KEY]))
     except (json.JSONDecodeError, ConfigError) as error:
         raise ModelError(f"{path}: the stored config cannot be read ({error})") from None
-    model = build_segmenter(config, pretrained=False)
+    model = build(config, pretrained=False)
     load_weights(model, path)
     return model.to(map_location)
+
+
+def load_segmenter(path: str | Path, map_location: str | torch.device = "cpu") -> Segmenter:
+    """Rebuild a semantic segmenter from a checkpoint written by `save_segmenter`."""
+    return load_model(path, map_location, expected=FORMAT)
+
+
+def load_instance_segmenter(path: str | Path, map_location: str | torch.device = "cpu") -> InstanceSegmenter:
+    """Rebuild an instance segmenter from a checkpoint written by `save_instance_segmenter`."""
+    return load_model(path, map_location, expected=INSTANCE_FORMAT)
 
 
 def _state_mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str:

@@ -1,13 +1,14 @@
 """The configurations that define a segmenter's architecture: torch-free, so that the runtime
 reads an exported file's config back as this type (`ExportMetadata.segmenter_config`) where only
-ONNX Runtime is installed."""
+ONNX Runtime is installed. `config_dict` / `config_values` write and read any such config (the
+semantic `SegmenterConfig` here, the instance segmenter's too)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from gkd_deploy.data.classes import CITYSCAPES, ClassSet
+from gkd_deploy.data.classes import CITYSCAPES, ClassSet, class_set_from_dict, class_set_to_dict
 from gkd_deploy.errors import ConfigError
 
 DEFAULT_PATCH_SIZE = 16
@@ -37,32 +38,41 @@ class SegmenterConfig:
     class_set: ClassSet = CITYSCAPES
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["feature_blocks"] = list(self.feature_blocks) if self.feature_blocks is not None else None
-        data["class_set"] = {"name": self.class_set.name, "names": list(self.class_set.names),
-                             "palette": [list(c) for c in self.class_set.palette],
-                             "ignore_index": self.class_set.ignore_index}
-        return data
+        return config_dict(self)
+
+    @property
+    def architecture(self) -> str:
+        """What the config builds, in words (for errors)."""
+        return f"{self.encoder} + {self.decoder}"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SegmenterConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"segmenter config: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        if "encoder" not in data:
-            raise ConfigError("segmenter config: field 'encoder' is missing")
-        values = dict(data)
-        if values.get("feature_blocks") is not None:
-            values["feature_blocks"] = tuple(int(b) for b in values["feature_blocks"])
-        if "class_set" in values:
-            raw = values["class_set"]
-            try:
-                values["class_set"] = ClassSet(
-                    name=str(raw["name"]), names=tuple(raw["names"]),
-                    palette=tuple(tuple(int(v) for v in c) for c in raw["palette"]),
-                    ignore_index=int(raw.get("ignore_index", 255)),
-                )
-            except (KeyError, TypeError, ValueError) as error:
-                raise ConfigError(f"segmenter config: field 'class_set' is malformed ({error})") from None
-        return cls(**values)
+        return cls(**config_values(cls, data, "segmenter config"))
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as JSON-able values (the form `config_values` reads back)."""
+    data = asdict(config)
+    data["feature_blocks"] = list(config.feature_blocks) if config.feature_blocks is not None else None
+    data["class_set"] = class_set_to_dict(config.class_set)
+    return data
+
+
+def config_values(config_class: type, data: dict[str, Any], what: str) -> dict[str, Any]:
+    """A stored config's fields as `config_class(**values)` takes them: unknown and missing fields
+    named (`what` says which config), feature blocks as a tuple, the class set rebuilt."""
+    known = {f for f in config_class.__dataclass_fields__}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{what}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    if "encoder" not in data:
+        raise ConfigError(f"{what}: field 'encoder' is missing")
+    values = dict(data)
+    if values.get("feature_blocks") is not None:
+        values["feature_blocks"] = tuple(int(b) for b in values["feature_blocks"])
+    if "class_set" in values:
+        try:
+            values["class_set"] = class_set_from_dict(values["class_set"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ConfigError(f"{what}: field 'class_set' is malformed ({error})") from None
+    return values

@@ -6,6 +6,8 @@ needed to rebuild the network: the nanoGPT habit of storing architecture argumen
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,18 +19,10 @@ from gkd_deploy.models.decoders import build_decoder
 from gkd_deploy.models.encoder import ViTEncoder
 
 
-class Segmenter(nn.Module):
-    """Encoder -> decoder -> logits at the input resolution.
+class ClassesOfConfig:
+    """The class set of a model built from a config with a `class_set` (semantic or instance)."""
 
-    Input: (B, 3, H, W) float RGB in 0..255, H and W multiples of the patch size.
-    Output: (B, K, H, W) class logits.
-    """
-
-    def __init__(self, encoder: ViTEncoder, decoder: nn.Module, config: SegmenterConfig) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.decoder = decoder
-        self.config = config
+    config: Any
 
     @property
     def class_set(self) -> ClassSet:
@@ -37,6 +31,22 @@ class Segmenter(nn.Module):
     @property
     def num_classes(self) -> int:
         return self.config.class_set.num_classes
+
+
+class Segmenter(ClassesOfConfig, nn.Module):
+    """Encoder -> decoder -> logits at the input resolution.
+
+    Input: (B, 3, H, W) float RGB in 0..255, H and W multiples of the patch size.
+    Output: (B, K, H, W) class logits.
+    """
+
+    task = "semantic"  # what an export's metadata says (`runtime.metadata.TASK_OUTPUTS`)
+
+    def __init__(self, encoder: ViTEncoder, decoder: nn.Module, config: SegmenterConfig) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.config = config
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         logits = self.decoder(self.encoder.forward_features(images))

@@ -14,7 +14,8 @@ from gkd_deploy.errors import ModelError
 @dataclass(frozen=True)
 class ModelInfo:
     """`input_size` is (H, W) for models built for one size (exported files), None for any size.
-    `outputs`: what the model returns, "scores" and/or "labels" (`gkd export --outputs`)."""
+    `outputs`: what the model returns, "scores" and/or "labels" (`gkd export --outputs`), or for
+    `task` "instance" masks, classes and scores (an `InstancePredictor`)."""
 
     class_set: ClassSet
     input_size: tuple[int, int] | None
@@ -23,6 +24,7 @@ class ModelInfo:
     source: str
     patch_size: int = 16
     outputs: tuple[str, ...] = ("scores", "labels")
+    task: str = "semantic"
 
     @property
     def has_scores(self) -> bool:
@@ -42,6 +44,23 @@ class Predictor(Protocol):
         """(B, 3, H, W) float32 -> (B, H, W) uint8 train ids: the model's own labels output where it
         has one (only those bytes leave the device), else the argmax of its scores."""
         ...
+
+
+class InstancePredictor(Protocol):
+    """What runs an instance model (`info.task == "instance"`)."""
+
+    info: ModelInfo
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(B, 3, H, W) float32 RGB 0..255 -> masks (B, K, H, W) bool, classes (B, K) int64 (indices
+        into `info.class_set`), scores (B, K) float32: the top K instances of every image."""
+        ...
+
+
+def no_label_map(info: ModelInfo) -> ModelError:
+    """The error for asking an instance model for a semantic label map."""
+    return ModelError(f"{info.source} is an instance segmenter: it gives masks, classes and scores, not a label "
+                      "map; use a command that takes instance models (gkd eval, validate, export)")
 
 
 def labels_of(scores: np.ndarray) -> np.ndarray:

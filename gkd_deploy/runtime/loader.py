@@ -6,18 +6,25 @@ from pathlib import Path
 from typing import Callable
 
 from gkd_deploy.errors import ModelError
-from gkd_deploy.runtime.base import Predictor
+from gkd_deploy.runtime.base import InstancePredictor, Predictor
 
 
-def _torch(path: Path, device: str) -> Predictor:
-    from gkd_deploy.runtime.torch_backend import TorchPredictor
+def _torch(path: Path, device: str) -> Predictor | InstancePredictor:
+    from gkd_deploy.models.checkpoint import INSTANCE_FORMAT, checkpoint_format
+    from gkd_deploy.run import resolve_checkpoint
+    from gkd_deploy.runtime.torch_backend import TorchInstancePredictor, TorchPredictor
 
+    if checkpoint_format(resolve_checkpoint(path)[0]) == INSTANCE_FORMAT:
+        return TorchInstancePredictor(path, device)
     return TorchPredictor(path, device)
 
 
-def _onnxruntime(path: Path, device: str) -> Predictor:
-    from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimePredictor
+def _onnxruntime(path: Path, device: str) -> Predictor | InstancePredictor:
+    from gkd_deploy.runtime.metadata import read_onnx_metadata
+    from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimeInstancePredictor, OnnxRuntimePredictor
 
+    if read_onnx_metadata(path).is_instance:
+        return OnnxRuntimeInstancePredictor(path, device)
     return OnnxRuntimePredictor(path, device)
 
 
@@ -36,7 +43,8 @@ BACKENDS: dict[str, Callable[[Path, str], Predictor]] = {
 
 
 def load_predictor(path: str | Path, device: str = "auto") -> Predictor:
-    """A run folder or checkpoint (torch), an .onnx file (onnxruntime) or an engine (tensorrt)."""
+    """A run folder or checkpoint (torch), an .onnx file (onnxruntime) or an engine (tensorrt); an
+    instance model (its checkpoint format or its file's metadata says so) gets an `InstancePredictor`."""
     path = Path(path)
     if path.is_dir():
         return _torch(path, device)

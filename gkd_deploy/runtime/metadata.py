@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 METADATA_KEY = "gkd"
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("scores", "labels")
+# An instance model's outputs: masks (B, K, H, W) uint8 0/1, classes (B, K) int64, scores (B, K) float32.
+INSTANCE_OUTPUT_NAMES = ("masks", "classes", "scores")
+# What a file's model does, and the outputs its export holds.
+TASK_OUTPUTS = {"semantic": OUTPUT_NAMES, "instance": INSTANCE_OUTPUT_NAMES}
 # `gkd export --outputs`: which of them a file returns.
 OUTPUT_CHOICES = {"both": OUTPUT_NAMES, "scores": ("scores",), "labels": ("labels",)}
 LAYOUT = "NCHW RGB float32 0-255, normalisation inside the graph"
@@ -37,7 +41,9 @@ class ExportMetadata:
 
     The input `images` is (batch, 3, height, width) with `input_size` = (height, width) fixed and
     the batch free; the outputs (`outputs`, chosen at export) are `scores` (batch, K, height,
-    width) float32 and `labels` (batch, height, width) uint8, or one of them. `segmenter` is the `SegmenterConfig.to_dict()` that rebuilds
+    width) float32 and `labels` (batch, height, width) uint8, or one of them. `task` is "semantic"
+    (those outputs) or "instance" (`masks` (batch, K, height, width) uint8, `classes` (batch, K)
+    int64, `scores` (batch, K) float32; K fixed). `segmenter` is the config's `to_dict()` that rebuilds
     the architecture; `source_checkpoint` / `source_sha256` name the weights it was exported
     from. `extra` holds the pixel normalisation applied inside the graph and, for int8 files,
     the calibration (method, image count, quantized op types).
@@ -54,6 +60,16 @@ class ExportMetadata:
     outputs: tuple[str, ...] = OUTPUT_NAMES
     layout: str = LAYOUT
     extra: dict[str, Any] = field(default_factory=dict)
+    task: str = "semantic"
+
+    def __post_init__(self) -> None:
+        if self.task not in TASK_OUTPUTS:
+            raise ModelError(f"unknown task {self.task!r} in gkd metadata (known: {', '.join(TASK_OUTPUTS)}); "
+                             "this file needs a newer gkd-deploy, or export it again")
+
+    @property
+    def is_instance(self) -> bool:
+        return self.task == "instance"
 
     @property
     def input_name(self) -> str:
@@ -94,12 +110,16 @@ class ExportMetadata:
     @classmethod
     def of_segmenter(cls, segmenter: Any, input_size: tuple[int, int], source_checkpoint: str | Path | None = None,
                      source_sha256: str | None = None) -> "ExportMetadata":
-        """fp32 metadata of a `Segmenter` exported at `input_size` (height, width): what the exporter embeds."""
+        """fp32 metadata of a `Segmenter` or `InstanceSegmenter` exported at `input_size` (height, width):
+        what the exporter embeds."""
         class_set, encoder = segmenter.class_set, segmenter.encoder
         # The graph divides 0-255 pixels by these itself; recorded so a reader knows what not to redo.
         normalisation = {"mean": encoder.pixel_mean.flatten().tolist(), "std": encoder.pixel_std.flatten().tolist(),
                          "range": "0-255"}
+        task = segmenter.task
         return cls(
+            task=task,
+            outputs=TASK_OUTPUTS[task],
             precision="fp32",
             input_size=(int(input_size[0]), int(input_size[1])),
             class_names=tuple(class_set.names),
@@ -133,6 +153,7 @@ class ExportMetadata:
                 outputs=tuple(raw.get("outputs", OUTPUT_NAMES)),
                 layout=str(raw.get("layout", LAYOUT)),
                 extra=dict(raw.get("extra") or {}),
+                task=str(raw.get("task", "semantic")),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ModelError(f"{where}: its gkd metadata is malformed ({type(error).__name__}: {error}); "

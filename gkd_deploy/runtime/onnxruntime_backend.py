@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from gkd_deploy.errors import ModelError
-from gkd_deploy.runtime.base import ModelInfo, labels_of, require_scores
+from gkd_deploy.runtime.base import ModelInfo, labels_of, no_label_map, require_scores
 from gkd_deploy.runtime.metadata import read_onnx_metadata
 
 
@@ -29,7 +29,9 @@ def available_providers(device: str = "auto") -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-class OnnxRuntimePredictor:
+class _OnnxRuntimeSession:
+    """An exported file opened for inference: its metadata, a session on the chosen providers, its `ModelInfo`."""
+
     def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None) -> None:
         import onnxruntime
 
@@ -51,8 +53,23 @@ class OnnxRuntimePredictor:
                              "missing); use --device cpu")
         self.info = ModelInfo(class_set=metadata.class_set, input_size=metadata.input_size,
                               precision=metadata.precision, backend="onnxruntime", source=str(self.path),
-                              patch_size=metadata.patch_size, outputs=tuple(metadata.outputs))
+                              patch_size=metadata.patch_size, outputs=tuple(metadata.outputs), task=metadata.task)
 
+
+class OnnxRuntimeInstancePredictor(_OnnxRuntimeSession):
+    """An exported instance model: numpy images in, the K instances of every image out (the
+    post-processing is in the graph)."""
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        masks, classes, scores = self.session.run(list(self.info.outputs),
+                                                  {self.input_name: np.ascontiguousarray(images, dtype=np.float32)})
+        return masks.astype(bool), classes, scores
+
+    def labels(self, images: np.ndarray) -> np.ndarray:
+        raise no_label_map(self.info)
+
+
+class OnnxRuntimePredictor(_OnnxRuntimeSession):
     def __call__(self, images: np.ndarray) -> np.ndarray:
         require_scores(self.info, "this call")
         return self._run("scores", images)

@@ -1,4 +1,4 @@
-"""PyTorch predictor: a run folder, a segmenter checkpoint, or a segmenter in memory.
+"""PyTorch predictors: a run folder, a segmenter checkpoint (semantic or instance), or a segmenter in memory.
 
 The options are the benchmark's: `precision` (torch autocast, from the precision table) and
 `compile` (torch.compile, static shapes). Scores come back in float32 whatever the autocast.
@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from gkd_deploy.devices import resolve_device
-from gkd_deploy.models.checkpoint import load_segmenter
+from gkd_deploy.models.checkpoint import load_instance_segmenter, load_segmenter
 from gkd_deploy.precision import TORCH_PRECISIONS, precision as get_precision
 from gkd_deploy.run import resolve_checkpoint
-from gkd_deploy.runtime.base import ModelInfo
+from gkd_deploy.runtime.base import ModelInfo, no_label_map
 
 
 class TorchPredictor:
@@ -66,3 +66,25 @@ class TorchPredictor:
         """Drop compiled graphs with the model (torch.compile keeps them process-wide)."""
         if self.compiled:
             torch._dynamo.reset()
+
+
+class TorchInstancePredictor:
+    """An instance segmenter checkpoint: numpy images of any size (multiples of the patch) in, the
+    K instances of every image out (`InstanceSegmenter.predict`)."""
+
+    def __init__(self, path: str | Path, device: str = "auto") -> None:
+        checkpoint, _ = resolve_checkpoint(path)
+        self.device = resolve_device(device)
+        self.model = load_instance_segmenter(checkpoint).to(self.device).eval()
+        self.checkpoint = checkpoint
+        self.info = ModelInfo(class_set=self.model.class_set, input_size=None, precision="fp32", backend="torch",
+                              source=str(checkpoint), patch_size=self.model.config.patch_size,
+                              outputs=("masks", "classes", "scores"), task="instance")
+
+    @torch.inference_mode()
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        batch = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(self.device)
+        return tuple(t.cpu().numpy() for t in self.model.predict(batch))
+
+    def labels(self, images: np.ndarray) -> np.ndarray:
+        raise no_label_map(self.info)

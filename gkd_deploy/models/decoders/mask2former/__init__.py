@@ -13,6 +13,6 @@ Files, one job each:
 - `criterion.py`: the set losses (CE with a "no object" weight, point BCE and Dice, auxiliary).
 """
 
-from gkd_deploy.models.decoders.mask2former.decoder import EDGE_PRESET, Mask2FormerDecoder, semantic_scores
+from gkd_deploy.models.decoders.mask2former.decoder import EDGE_PRESET, Mask2FormerDecoder, semantic_scores, set_outputs
 
-__all__ = ["EDGE_PRESET", "Mask2FormerDecoder", "semantic_scores"]
+__all__ = ["EDGE_PRESET", "Mask2FormerDecoder", "semantic_scores", "set_outputs"]

@@ -61,6 +61,8 @@ class Mask2FormerDecoder(nn.Module):
         groups: GroupNorm groups of the pixel decoder (32).
         position_code: pixel coordinates of the sine position embeddings: "centre" (Detectron2's
             Mask2Former) or "mmdet" (mmdetection's, what imported mmseg heads were trained with).
+        multiscale_inputs: the 4 maps come at strides 4, 8, 16, 32 (a DPT head), not all at the
+            encoder's stride (the ViT pyramid's resizing is then left out).
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class Mask2FormerDecoder(nn.Module):
         no_object_weight: float = 0.1,
         groups: int = 32,
         position_code: str = "centre",
+        multiscale_inputs: bool = False,
     ) -> None:
         super().__init__()
         positive = {
@@ -124,7 +127,7 @@ class Mask2FormerDecoder(nn.Module):
 
         self.num_classes = num_classes
         self.pixel_decoder = PixelDecoder(in_channels, hidden_dim, pixel_layers, num_heads, num_points_deform,
-                                          pixel_ffn, groups, position_code)
+                                          pixel_ffn, groups, position_code, multiscale_inputs)
         self.transformer = MaskedTransformerDecoder(num_classes, hidden_dim, num_queries, dec_layers, num_heads,
                                                     dim_feedforward, num_levels=PixelDecoder.num_encoded_levels,
                                                     position_code=position_code)
@@ -149,15 +152,21 @@ class Mask2FormerDecoder(nn.Module):
     def forward_train(self, feature_maps: list[torch.Tensor]) -> dict[str, Any]:
         """4 maps (B, C_in, h, w) -> {"pred_logits": (B, Q, K+1), "pred_masks": (B, Q, 4h, 4w),
         "aux_outputs": [the same for each earlier prediction, first to last]}."""
-        *earlier, (logits, masks) = self.predictions(feature_maps)
-        return {
-            "pred_logits": logits, "pred_masks": masks,
-            "aux_outputs": [{"pred_logits": aux_logits, "pred_masks": aux_masks} for aux_logits, aux_masks in earlier],
-        }
+        return set_outputs(self.predictions(feature_maps))
 
     def loss(self, outputs: dict[str, Any], labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """`forward_train` outputs and (B, H, W) int64 labels (255 ignored) -> {"loss", "ce", "mask", "dice"}."""
         return self.criterion(outputs, labels)
+
+
+def set_outputs(predictions: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, Any]:
+    """`Mask2FormerDecoder.predictions` -> the set losses' input: the last pair as "pred_logits" /
+    "pred_masks", the earlier ones (first to last) as "aux_outputs"."""
+    *earlier, (logits, masks) = predictions
+    return {
+        "pred_logits": logits, "pred_masks": masks,
+        "aux_outputs": [{"pred_logits": aux_logits, "pred_masks": aux_masks} for aux_logits, aux_masks in earlier],
+    }
 
 
 def semantic_scores(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

@@ -74,6 +74,8 @@ class PixelDecoder(nn.Module):
         ffn_dim: hidden width of the encoder FFN (1024).
         groups: GroupNorm groups (32).
         position_code: the sine position convention (`position_encoding.POSITION_CODES`).
+        multiscale_inputs: the 4 maps already are at strides 4, 8, 16, 32 (a DPT head's), so the
+            ViT pyramid's resizing is left out; False: all 4 at the encoder's stride 16.
     """
 
     #: The deformable encoder runs over this many of the coarsest pyramid levels; the rest get
@@ -81,10 +83,11 @@ class PixelDecoder(nn.Module):
     num_encoded_levels = 3
 
     def __init__(self, in_channels: int, dim: int, num_layers: int, num_heads: int, num_points: int, ffn_dim: int,
-                 groups: int, position_code: str = "centre") -> None:
+                 groups: int, position_code: str = "centre", multiscale_inputs: bool = False) -> None:
         super().__init__()
         self.position_code = position_code
-        self.pyramid = ViTPyramid(DEFAULT_SCALES)
+        # Scales of 1 are identities (`vit_pyramid` leaves them out of the graph).
+        self.pyramid = ViTPyramid((1.0,) * len(DEFAULT_SCALES) if multiscale_inputs else DEFAULT_SCALES)
         levels = self.num_encoded_levels
         # Index 0 is the coarsest level (stride 32), as the encoder and the decoder order them.
         self.input_proj = nn.ModuleList(_conv_norm(in_channels, dim, 1, groups, bias=True) for _ in range(levels))
@@ -117,8 +120,9 @@ class PixelDecoder(nn.Module):
         nn.init.normal_(self.level_embed)
 
     def forward(self, feature_maps: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """4 maps (B, C_in, h, w) at stride 16 -> mask features (B, D, 4h, 4w) and
-        [(B, D, h/2, w/2), (B, D, h, w), (B, D, 2h, 2w)] (strides 32, 16, 8)."""
+        """4 maps (B, C_in, h, w) at stride 16 (or, with `multiscale_inputs`, at strides 4, 8, 16, 32)
+        -> mask features (B, D, 4h, 4w) and [(B, D, h/2, w/2), (B, D, h, w), (B, D, 2h, 2w)]
+        (strides 32, 16, 8)."""
         fine, *coarse = self.pyramid(feature_maps)  # strides 4 | 8, 16, 32
         coarse = coarse[::-1]  # coarsest first
         projected = [proj(level) for proj, level in zip(self.input_proj, coarse)]  # (B, D, h_l, w_l)

@@ -1,0 +1,166 @@
+"""The instance segmenter of SSKD's student: ViT encoder -> pyramid -> Mask2Former in instance mode.
+
+    images (B, 3, H, W) 0-255
+      -> ViTEncoder.forward_features: 4 block maps at stride 16 (trained end to end)
+      -> neck: "dpt" (`dpt.DPTHead`, learned reassembly and fusion, SSKD's DPT-S head) or
+         "pyramid" (the parameter-free resize of `pyramid.vit_pyramid`, inside the decoder)
+      -> Mask2Former pixel decoder + transformer decoder: per query class logits over C thing
+         classes + "no object" (B, Q, C+1) and mask logits at stride 4 (B, Q, H/4, W/4)
+      -> (inference) `instance_predictions`: K masks, classes and scores per image
+    training only: `PixelProjectionHead` on the stride-4 mask features -> unit pixel embeddings
+    (B, D, H/4, W/4) for L_pxl; not used by `forward` and so never in an exported graph.
+
+Like `Segmenter`, the model is rebuilt from its config alone (`InstanceSegmenterConfig`, stored in
+every checkpoint), and the config is checked when it is made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from gkd_deploy.data.classes import CITYSCAPES_THINGS, ClassSet
+from gkd_deploy.errors import ConfigError
+from gkd_deploy.instance.postprocess import instance_predictions
+from gkd_deploy.instance.projection import EMBED_DIM, PixelProjectionHead
+from gkd_deploy.models.builder import create_encoder
+from gkd_deploy.models.config import DEFAULT_IMG_SIZE, DEFAULT_PATCH_SIZE
+from gkd_deploy.models.decoders import build_decoder
+from gkd_deploy.models.decoders.mask2former import set_outputs
+from gkd_deploy.models.dpt import DPTHead
+from gkd_deploy.models.encoder import ViTEncoder
+from gkd_deploy.models.config import config_dict, config_values
+from gkd_deploy.models.segmenter import ClassesOfConfig
+
+NECKS = ("pyramid", "dpt")
+INSTANCE_DECODERS = ("mask2former", "mask2former-edge")
+
+
+@dataclass(frozen=True)
+class InstanceSegmenterConfig:
+    """Everything that defines an instance segmenter's architecture and outputs.
+
+    `neck`: "dpt" or "pyramid"; `neck_channels`: the DPT head's width. `decoder` (a Mask2Former
+    name or preset) with `decoder_options`; `class_set`: the C thing classes. `projection_dim`: D
+    of the training-only pixel projection head, None for none. `top_k`, `mask_threshold`: the
+    post-processing (`instance_predictions`), also what an export puts in its graph.
+    """
+
+    encoder: str
+    neck: str = "dpt"
+    neck_channels: int = 256
+    decoder: str = "mask2former"
+    decoder_options: dict[str, Any] = field(default_factory=dict)
+    patch_size: int = DEFAULT_PATCH_SIZE
+    img_size: int = DEFAULT_IMG_SIZE
+    feature_blocks: tuple[int, ...] | None = None
+    class_set: ClassSet = CITYSCAPES_THINGS
+    projection_dim: int | None = EMBED_DIM
+    top_k: int = 100
+    mask_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        what = "instance segmenter config"
+        if not isinstance(self.encoder, str) or not self.encoder:
+            raise ConfigError(f"{what}: 'encoder' must name a zoo model (e.g. vit-s), got {self.encoder!r}")
+        if self.neck not in NECKS:
+            raise ConfigError(f"{what}: unknown neck {self.neck!r}; choose from {', '.join(NECKS)}")
+        if self.decoder not in INSTANCE_DECODERS:
+            raise ConfigError(f"{what}: decoder {self.decoder!r} has no instance mode; choose from "
+                              f"{', '.join(INSTANCE_DECODERS)}")
+        if not isinstance(self.decoder_options, dict):
+            raise ConfigError(f"{what}: 'decoder_options' must be a mapping, got {self.decoder_options!r}")
+        for name in ("neck_channels", "patch_size", "img_size", "top_k"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{what}: '{name}' must be a positive integer, got {value!r}")
+        if self.projection_dim is not None and (not isinstance(self.projection_dim, int) or self.projection_dim < 1):
+            raise ConfigError(f"{what}: 'projection_dim' must be a positive integer or None, got {self.projection_dim!r}")
+        if not (isinstance(self.mask_threshold, (int, float)) and 0.0 < self.mask_threshold < 1.0):
+            raise ConfigError(f"{what}: 'mask_threshold' must lie strictly between 0 and 1, got {self.mask_threshold!r}")
+        if self.class_set.num_classes < 1:
+            raise ConfigError(f"{what}: the class set {self.class_set.name!r} has no classes")
+
+    @property
+    def architecture(self) -> str:
+        """What the config builds, in words (for errors)."""
+        return f"{self.encoder} + {self.neck} + {self.decoder} (instance)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "InstanceSegmenterConfig":
+        return cls(**config_values(cls, data, "instance segmenter config"))
+
+
+class InstanceSegmenter(ClassesOfConfig, nn.Module):
+    """Encoder -> neck -> Mask2Former decoder -> per-query classes and masks.
+
+    Input: (B, 3, H, W) float RGB in 0..255, H and W multiples of the patch size.
+    `forward` -> class logits (B, Q, C+1), mask logits (B, Q, H/4, W/4): what an export
+    post-processes in its graph; `predict` -> the K instances; `forward_train` -> the set loss's
+    input plus the pixel embeddings.
+    """
+
+    task = "instance"  # what an export's metadata says (`runtime.metadata.TASK_OUTPUTS`)
+
+    def __init__(self, encoder: ViTEncoder, neck: nn.Module, decoder: nn.Module, config: InstanceSegmenterConfig,
+                 projection: PixelProjectionHead | None = None) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.neck = neck
+        self.decoder = decoder
+        self.projection = projection
+        self.config = config
+
+    def _mask_features(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        maps = self.neck(self.encoder.forward_features(images))
+        return self.decoder.pixel_decoder(maps)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) -> class logits (B, Q, C+1), mask logits (B, Q, H/4, W/4), the final prediction."""
+        mask_features, levels = self._mask_features(images)
+        return self.decoder.transformer(mask_features, levels)[-1]
+
+    def forward_train(self, images: torch.Tensor) -> dict[str, Any]:
+        """(B, 3, H, W) -> {"pred_logits", "pred_masks", "aux_outputs"} (`InstanceCriterion`'s input)
+        and, with a projection head, "pixel_embeddings" (B, D, H/4, W/4) of unit length along D."""
+        mask_features, levels = self._mask_features(images)
+        outputs = set_outputs(self.decoder.transformer(mask_features, levels))
+        if self.projection is not None:
+            outputs["pixel_embeddings"] = self.projection(mask_features)
+        return outputs
+
+    def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) -> masks (B, K, H, W) bool, classes (B, K) int64, scores (B, K), with the
+        config's top_k and mask threshold (the same function an export runs in its graph)."""
+        class_logits, mask_logits = self(images)
+        return instance_predictions(class_logits, mask_logits, tuple(images.shape[-2:]), top_k=self.config.top_k,
+                                    mask_threshold=self.config.mask_threshold)
+
+
+def build_instance_segmenter(config: InstanceSegmenterConfig, *, pretrained: bool = False,
+                             weights: str | None = None) -> InstanceSegmenter:
+    """Build from a config; the encoder gets pretrained (or file) weights only when asked."""
+    encoder = create_encoder(config.encoder, pretrained=pretrained, weights=weights, patch_size=config.patch_size,
+                             img_size=config.img_size, feature_blocks=config.feature_blocks, role="student")
+    num_levels = len(encoder.feature_blocks)
+    if config.neck == "dpt":
+        if num_levels != 4:
+            raise ConfigError(f"instance segmenter config: the DPT head takes 4 feature blocks, got {num_levels}")
+        neck, channels, multiscale = DPTHead(encoder.embed_dim, config.neck_channels), config.neck_channels, True
+    else:
+        # The decoder's own pixel decoder resizes the four maps (`vit_pyramid`).
+        neck, channels, multiscale = nn.Identity(), encoder.embed_dim, False
+    decoder = build_decoder(config.decoder, in_channels=channels, num_levels=num_levels,
+                            num_classes=config.class_set.num_classes,
+                            **{**config.decoder_options, "multiscale_inputs": multiscale})
+    projection = None
+    if config.projection_dim is not None:
+        projection = PixelProjectionHead(decoder.pixel_decoder.mask_features.out_channels, config.projection_dim)
+    return InstanceSegmenter(encoder, neck, decoder, config, projection)
+
