@@ -26,3 +26,18 @@ class PixelCentres(PointSampler):
 
     def importance(self, logits):
         return self.centres.expand(logits.shape[0], -1, -1).to(logits.device)
+
+
+def fit_losses(forward, criterion, instances, parameters, steps: int, lr: float) -> list[float]:
+    """`steps` AdamW steps of `criterion(forward(), instances)`: the loss of each step."""
+    import torch
+
+    optimizer = torch.optim.AdamW(parameters, lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = criterion(forward(), instances)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses

@@ -8,7 +8,7 @@ import torch
 
 from gkd_deploy.errors import ConfigError, DataError
 from gkd_deploy.instance import InstanceCriterion, instance_targets, match_instances
-from tests.fixtures_sampling import PixelCentres
+from tests.fixtures_sampling import PixelCentres, fit_losses
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors
 
@@ -134,12 +134,5 @@ def test_a_small_mask2former_decoder_learns_instances():
     criterion = InstanceCriterion(NUM_CLASSES, PixelCentres(SIZE, SIZE))
     features = [torch.randn(1, 16, 4, 4) for _ in range(4)]  # stride-16 maps of a 64 x 64 input
     instances = [(torch.tensor([2, 0, 3]), blob_masks())]  # 16 x 16: the decoder's stride-4 grid
-    optimizer = torch.optim.AdamW(decoder.parameters(), lr=2e-3)
-    losses = []
-    for _ in range(8):
-        loss = criterion(decoder.forward_train(features), instances)["loss"]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = fit_losses(lambda: decoder.forward_train(features), criterion, instances, decoder.parameters(), 8, 2e-3)
     assert losses[-1] < 0.8 * losses[0]

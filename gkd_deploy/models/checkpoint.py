@@ -23,7 +23,8 @@ from gkd_deploy.models.builder import create_encoder
 from gkd_deploy.models.encoder import ViTEncoder
 from gkd_deploy.models.instance_segmenter import (InstanceSegmenter, InstanceSegmenterConfig,
                                                   build_instance_segmenter)
-from gkd_deploy.models.segmenter import EncoderConfig, Segmenter, SegmenterConfig, build_segmenter
+from gkd_deploy.models.config import EncoderConfig, SegmenterConfig
+from gkd_deploy.models.segmenter import Segmenter, build_segmenter
 
 FORMAT = "gkd-segmenter"
 INSTANCE_FORMAT = "gkd-instance-segmenter"

@@ -14,7 +14,7 @@ from torch import nn
 
 from gkd_deploy.data.classes import ClassSet
 from gkd_deploy.models.builder import create_encoder
-from gkd_deploy.models.config import EncoderConfig, SegmenterConfig  # noqa: F401  (the configs of these models)
+from gkd_deploy.models.config import SegmenterConfig
 from gkd_deploy.models.decoders import build_decoder
 from gkd_deploy.models.encoder import ViTEncoder
 

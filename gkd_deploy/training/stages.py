@@ -37,7 +37,8 @@ from gkd_deploy.models.builder import create_encoder
 from gkd_deploy.models.checkpoint import load_segmenter, save_encoder, save_segmenter
 from gkd_deploy.models.encoder import ViTEncoder
 from gkd_deploy.models.patch_grid import fit_state_dict
-from gkd_deploy.models.segmenter import EncoderConfig, Segmenter, SegmenterConfig, build_segmenter
+from gkd_deploy.models.config import EncoderConfig, SegmenterConfig
+from gkd_deploy.models.segmenter import Segmenter, build_segmenter
 from gkd_deploy.run import RunDir, resolve_checkpoint
 from gkd_deploy.training import distributed
 from gkd_deploy.training import state as training_state

@@ -7,6 +7,7 @@ image's annotation in `load_target`. `dataset[i]` is an `InstanceSample` with it
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -19,7 +20,7 @@ from gkd_deploy.data.imread import read_rgb
 from gkd_deploy.data.instances.sample import InstanceSample, InstanceTarget
 
 
-class InstanceDataset(Dataset):
+class InstanceDataset(Dataset, abc.ABC):
     """Indexed images of one domain with instance annotations.
 
     `images[i]` is the path of image `i` and `names[i]` its name (unique within the data set);
@@ -62,9 +63,10 @@ class InstanceDataset(Dataset):
         """Image `index` without its annotation (nothing but the image file is read)."""
         return InstanceSample(read_rgb(self.images[index]), self.names[index])
 
+    @abc.abstractmethod
     def load_target(self, index: int, image: np.ndarray) -> tuple[InstanceTarget, np.ndarray | None]:
-        """Decode and check the annotation of image `index`: (target, semantic train ids or None)."""
-        raise NotImplementedError
+        """Decode and check the annotation of image `index`: (target, semantic train ids or None);
+        each layout's loader says how."""
 
     def __repr__(self) -> str:
         skipped = f", skipped={self.skipped}" if self.skipped else ""
