@@ -4,6 +4,8 @@
     RUN/config.yaml                          resolved configuration (`RunDir.config()`: typed)
     RUN/checkpoints/segmenter.safetensors    the latest complete segmenter (weights + config)
     RUN/checkpoints/stage<N>-student.safetensors, stage<N>-student-ema.safetensors, stage<N>-state.pt
+    RUN/checkpoints/<teacher|student>-<phase>.safetensors, <phase>-state.pt, RUN/pseudo/<phase>.json
+                                             an instance-distillation run's phases (`sskd`)
     RUN/metrics.json, RUN/train.log          training metrics, training log
     RUN/eval.json                            the training's evaluation (later ones: eval-2.json, ...)
     RUN/export/model-<precision>[-<W>x<H>][-<outputs>].onnx, .engine   exported models (`ExportDir`)
@@ -24,6 +26,7 @@ from gkd_deploy.errors import ConfigError, ModelError
 from gkd_deploy.fileio import file_sha256
 
 if TYPE_CHECKING:
+    from gkd_deploy.sskd.config import InstanceTrainConfig
     from gkd_deploy.training.config import TrainConfig
 
 SEGMENTER_CHECKPOINT = "checkpoints/segmenter.safetensors"
@@ -115,6 +118,19 @@ class RunDir:
         """The resumable state of a stage in progress (weights, optimiser, schedule, random state)."""
         return self.checkpoint_dir / f"stage{stage}-state.pt"
 
+    def phase_result(self, phase: str) -> Path:
+        """What an instance-distillation phase leaves (`sskd`): teacher-finetune / teacher-selftrain /
+        student-transfer / student-refine.safetensors; the final student is also the segmenter."""
+        role = "teacher" if phase in ("finetune", "selftrain") else "student"
+        return self.checkpoint_dir / f"{role}-{phase}.safetensors"
+
+    def phase_state(self, phase: str) -> Path:
+        return self.checkpoint_dir / f"{phase}-state.pt"
+
+    def pseudo_labels(self, phase: str) -> Path:
+        """The teacher's labels of the unlabelled pool that phase `phase` trains on."""
+        return self.path / "pseudo" / f"{phase}.json"
+
     @property
     def metrics_path(self) -> Path:
         return self.path / "metrics.json"
@@ -145,9 +161,11 @@ class RunDir:
     def exports(self) -> ExportDir:
         return ExportDir(self.export_dir)
 
-    def config(self, *, validate: bool = False) -> "TrainConfig":
-        """The stored configuration, typed. `validate`: also check it as a training would (resume);
-        without it a partial config (a run written by hand, or by an older version) reads with defaults."""
+    def config(self, *, validate: bool = False) -> "TrainConfig | InstanceTrainConfig":
+        """The stored configuration, typed (an instance run's as `InstanceTrainConfig`). `validate`:
+        also check it as a training would (resume); without it a partial config (a run written by
+        hand, or by an older version) reads with defaults."""
+        from gkd_deploy.sskd.config import InstanceTrainConfig, is_instance_config
         from gkd_deploy.training.config import TrainConfig
 
         if not self.config_path.is_file():
@@ -158,7 +176,8 @@ class RunDir:
             raise ConfigError(f"{self.config_path} is not valid YAML: {error}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{self.config_path} must hold a mapping of settings")
-        return TrainConfig.from_dict(data, validate=validate)
+        kind = InstanceTrainConfig if is_instance_config(data) else TrainConfig
+        return kind.from_dict(data, validate=validate)
 
 
 def resolve_checkpoint(path: str | Path) -> tuple[Path, RunDir | None]:

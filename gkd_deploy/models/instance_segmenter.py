@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from gkd_deploy.data.classes import CITYSCAPES_THINGS, ClassSet
-from gkd_deploy.errors import ConfigError
+from gkd_deploy.errors import ConfigError, ModelError
 from gkd_deploy.instance.postprocess import instance_predictions
 from gkd_deploy.instance.projection import EMBED_DIM, PixelProjectionHead
 from gkd_deploy.models.builder import create_encoder
@@ -143,11 +143,24 @@ class InstanceSegmenter(ClassesOfConfig, nn.Module):
                                     mask_threshold=self.config.mask_threshold)
 
 
+def encoder_role(name: str) -> str:
+    """The zoo role an instance segmenter's encoder is built in: any ViT of the zoo (a student's, or
+    a teacher's for SSKD's larger teacher); ModelError for an unknown name or a CNN."""
+    from gkd_deploy.models.registry import get_model_spec
+
+    spec = get_model_spec(name)
+    if spec.family == "cnn":
+        raise ModelError(f"'{name}' is a CNN ({spec.architecture}); an instance segmenter's DPT / pyramid neck "
+                         "reads ViT blocks: choose a ViT (e.g. vit-s, vit-b, dinov2-b)")
+    return "student" if "student" in spec.roles else "teacher"
+
+
 def build_instance_segmenter(config: InstanceSegmenterConfig, *, pretrained: bool = False,
                              weights: str | None = None) -> InstanceSegmenter:
     """Build from a config; the encoder gets pretrained (or file) weights only when asked."""
     encoder = create_encoder(config.encoder, pretrained=pretrained, weights=weights, patch_size=config.patch_size,
-                             img_size=config.img_size, feature_blocks=config.feature_blocks, role="student")
+                             img_size=config.img_size, feature_blocks=config.feature_blocks,
+                             role=encoder_role(config.encoder))
     num_levels = len(encoder.feature_blocks)
     if config.neck == "dpt":
         if num_levels != 4:

@@ -74,11 +74,23 @@ class TorchInstancePredictor:
 
     def __init__(self, path: str | Path, device: str = "auto") -> None:
         checkpoint, _ = resolve_checkpoint(path)
-        self.device = resolve_device(device)
-        self.model = load_instance_segmenter(checkpoint).to(self.device).eval()
+        target = resolve_device(device)
+        self._setup(load_instance_segmenter(checkpoint).to(target).eval(), target, str(checkpoint))
         self.checkpoint = checkpoint
-        self.info = ModelInfo(class_set=self.model.class_set, input_size=None, precision="fp32", backend="torch",
-                              source=str(checkpoint), patch_size=self.model.config.patch_size,
+
+    @classmethod
+    def of_model(cls, model: torch.nn.Module, *, source: str = "in memory") -> "TorchInstancePredictor":
+        """A predictor of an instance segmenter already loaded, on its weights' device (a teacher
+        labelling the pool during training); the caller puts it in eval mode."""
+        predictor = cls.__new__(cls)
+        predictor._setup(model, next(model.parameters()).device, source)
+        predictor.checkpoint = None
+        return predictor
+
+    def _setup(self, model: torch.nn.Module, device: torch.device, source: str) -> None:
+        self.model, self.device = model, device
+        self.info = ModelInfo(class_set=model.class_set, input_size=None, precision="fp32", backend="torch",
+                              source=source, patch_size=model.config.patch_size,
                               outputs=("masks", "classes", "scores"), task="instance")
 
     @torch.inference_mode()

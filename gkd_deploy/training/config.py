@@ -168,6 +168,10 @@ class TrainConfig:
                 changes[name] = str(Path(getattr(self, name)).expanduser().absolute())
         return dataclasses.replace(self, **changes)
 
+    def weights_files(self) -> tuple[str, ...]:
+        """The weights files the config names (checked readable before a run folder is written)."""
+        return tuple(w for w in (self.teacher_weights, self.student_weights) if w is not None)
+
     def stage_settings(self, stage: int) -> DistillSettings | TaskSettings:
         return {1: self.stage1, 2: self.stage2, 3: self.stage3}[stage]
 
@@ -347,6 +351,12 @@ _REPLACED = {
     "scale_range": "stage 3 resizes the short side to stage3.short_side x 0.5-2.0; stages 1-2 use timm's "
                    "RandomResizedCrop",
 }
+
+def settings_from_dict(cls: type, data: Mapping[str, Any]) -> Any:
+    """The settings dataclass `cls` from plain data, each value coerced by its field's type hint;
+    unknown keys and bad values raise `ConfigError` naming the setting (as for `TrainConfig`)."""
+    return _build(cls, data, "")
+
 
 def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(data, Mapping):

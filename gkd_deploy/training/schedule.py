@@ -19,3 +19,11 @@ def warmup_poly(step: int, total: int, peak: float, minimum: float, warmup: int,
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return (peak - minimum) * (1 - min(1.0, progress)) ** power + minimum
+
+
+def warmup_multistep(step: int, total: int, peak: float, warmup: int, milestones: tuple[float, ...] = (0.9, 0.95),
+                     gamma: float = 0.1) -> float:
+    """Linear warm-up, then `peak` x `gamma` for every milestone (a share of `total`) passed (detectron2's multi-step)."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * gamma ** sum(step >= round(m * total) for m in milestones)

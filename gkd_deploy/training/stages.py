@@ -32,11 +32,12 @@ from gkd_deploy.data.transforms import DistillTransform, TaskTransform
 from gkd_deploy.distill.gkd import Distiller, LossWeights
 from gkd_deploy.distill.masking import BatchRandom
 from gkd_deploy.distill.methods import MethodInputs, build_objective
-from gkd_deploy.errors import ConfigError, ModelError
+from gkd_deploy.errors import ConfigError, GKDError, ModelError
 from gkd_deploy.models.builder import create_encoder
 from gkd_deploy.models.checkpoint import load_segmenter, save_encoder, save_segmenter
 from gkd_deploy.models.encoder import ViTEncoder
 from gkd_deploy.models.patch_grid import fit_state_dict
+from gkd_deploy.models.weights import check_weights_readable
 from gkd_deploy.models.config import EncoderConfig, SegmenterConfig
 from gkd_deploy.models.segmenter import Segmenter, build_segmenter
 from gkd_deploy.run import RunDir, resolve_checkpoint
@@ -65,6 +66,22 @@ class StageResult:
     path: Path
     steps: int
     metrics: dict[str, float]
+
+
+def finished_before(result: Path, label: str, number: int, context: Context, callbacks: Callbacks) -> bool:
+    """Whether a stage (or phase) `label` left its `result` in an earlier run of the folder; if so,
+    it is checked readable (the next one builds on it) and skipped, and the display told so."""
+    if not result.is_file():
+        return False
+    try:
+        check_weights_readable(result)
+    except GKDError as error:
+        raise ConfigError(f"{label} finished, but its result {result} is damaged ({error}); delete it to train "
+                          f"{label} again (from its last saved state, if there is one)") from None
+    log.info("%s already finished (%s); skipping", label, result)
+    if context.is_main:
+        callbacks.stage_finished(number, {"skipped": True, "result": str(result)})
+    return True
 
 
 def step_random(config: TrainConfig, stage: int, step: int, global_batch: int, context: Context) -> BatchRandom:

@@ -15,9 +15,9 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Union
 
-from gkd_deploy.errors import ConfigError, GKDError
+from gkd_deploy.errors import ConfigError
 from gkd_deploy.evaluation.runner import EvalOutcome, evaluate_model
 from gkd_deploy.fileio import atomic_path, write_json, write_yaml
 from gkd_deploy.models.weights import check_weights_readable
@@ -26,7 +26,10 @@ from gkd_deploy.run import RunDir
 from gkd_deploy.training.config import TrainConfig
 from gkd_deploy.training.distributed import Context, free_port, init_context, shutdown
 from gkd_deploy.training.loop import CallbackGroup, Callbacks, NoCallbacks
-from gkd_deploy.training.stages import StageResult, distill_stage, handoff_path, task_stage
+from gkd_deploy.training.stages import StageResult, distill_stage, finished_before, handoff_path, task_stage
+
+if TYPE_CHECKING:
+    from gkd_deploy.sskd.config import InstanceTrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,10 @@ class TrainResult:
     evaluation: EvalOutcome | None
 
 
-def prepare_run(config: TrainConfig | None, run_path: str | Path, resume: bool) -> tuple[TrainConfig, RunDir]:
+AnyConfig = Union[TrainConfig, "InstanceTrainConfig"]
+
+
+def prepare_run(config: AnyConfig | None, run_path: str | Path, resume: bool) -> tuple[AnyConfig, RunDir]:
     """Check the run folder and settle the config: a new run writes it, a resumed run reads it."""
     run = RunDir(Path(run_path))
     if resume:
@@ -49,16 +55,15 @@ def prepare_run(config: TrainConfig | None, run_path: str | Path, resume: bool) 
         raise ConfigError(f"{run.path} is a file, not a folder: give --out a folder for the run")
     if run.config_path.exists():
         raise ConfigError(f"{run.path} already holds a run: continue it with --resume {run.path}, or choose another --out")
-    for weights in (config.teacher_weights, config.student_weights):
-        if weights is not None:
-            check_weights_readable(Path(weights))
+    for weights in config.weights_files():
+        check_weights_readable(Path(weights))
     config = config.with_absolute_paths()
     run.path.mkdir(parents=True, exist_ok=True)
     write_yaml(run.config_path, config.to_dict())
     return config, run
 
 
-def train(config: TrainConfig | None, run_path: str | Path, *, resume: bool = False,
+def train(config: AnyConfig | None, run_path: str | Path, *, resume: bool = False,
           callbacks: Callbacks | None = None, track: Track = no_progress) -> TrainResult:
     """Run the configured stages in this process (one of several under torchrun)."""
     device = (config if config is not None else _stored_config(run_path)).device
@@ -74,38 +79,28 @@ def train(config: TrainConfig | None, run_path: str | Path, *, resume: bool = Fa
         shutdown(context)
 
 
-def _stored_config(run_path: str | Path) -> TrainConfig:
+def _stored_config(run_path: str | Path) -> AnyConfig:
     run = RunDir(Path(run_path))
     if not run.config_path.is_file():
         raise ConfigError(f"cannot resume {run.path}: no config.yaml there (is it a run folder?)")
     return run.config(validate=True)
 
 
-def _train_stages(config: TrainConfig, run: RunDir, context: Context, callbacks: Callbacks,
+def _train_stages(config: AnyConfig, run: RunDir, context: Context, callbacks: Callbacks,
                   track: Track) -> TrainResult:
     handler = _log_to_file(run) if context.is_main else None
     if context.is_main:
         callbacks = CallbackGroup(MetricsCSV(run.path / METRICS_CSV), callbacks)
     try:
-        results: list[StageResult] = []
-        previous: Path | None = None
-        for stage in config.stages:
-            done = run.stage_result(stage)
-            if done.is_file():
-                _check_stage_result(done, stage)
-                log.info("stage %d already finished (%s); skipping", stage, done)
-                if context.is_main:
-                    callbacks.stage_finished(stage, {"skipped": True, "result": str(done)})
-            else:
-                result = (task_stage(config, run, context, previous, callbacks) if stage == 3 else
-                          distill_stage(stage, config, run, context, previous, callbacks))
-                results.append(result)
-                if context.is_main:
-                    _record_stage(run, result)
-                    callbacks.stage_finished(stage, {"result": str(result.path), **result.metrics})
-            previous = handoff_path(run, stage, config.stage_settings(stage)) if stage != 3 else done
+        record = (lambda result: _record_stage(run, result)) if context.is_main else (lambda result: None)
+        if isinstance(config, TrainConfig):
+            results = _gkd_stages(config, run, context, callbacks, record)
+        else:
+            from gkd_deploy.sskd.phases import run_phases
+
+            results = run_phases(config, run, context, callbacks, record, track)
         evaluation = None
-        if context.is_main and 3 in config.stages and config.targets:
+        if context.is_main and run.segmenter_checkpoint.is_file() and config.targets:
             evaluation = evaluate_model(run.path, list(config.targets), device=str(context.device),
                                         num_workers=min(config.workers, 2), json_path=run.eval_path, track=track)
         context.barrier()
@@ -114,6 +109,24 @@ def _train_stages(config: TrainConfig, run: RunDir, context: Context, callbacks:
         if handler is not None:
             logging.getLogger("gkd_deploy").removeHandler(handler)
             handler.close()
+
+
+def _gkd_stages(config: TrainConfig, run: RunDir, context: Context, callbacks: Callbacks,
+                record: Callable[[StageResult], None]) -> list[StageResult]:
+    """GKD's stages 1-3 (or a recipe's subset) not yet done."""
+    results: list[StageResult] = []
+    previous: Path | None = None
+    for stage in config.stages:
+        done = run.stage_result(stage)
+        if not finished_before(done, f"stage {stage}", stage, context, callbacks):
+            result = (task_stage(config, run, context, previous, callbacks) if stage == 3 else
+                      distill_stage(stage, config, run, context, previous, callbacks))
+            results.append(result)
+            record(result)
+            if context.is_main:
+                callbacks.stage_finished(stage, {"result": str(result.path), **result.metrics})
+        previous = handoff_path(run, stage, config.stage_settings(stage)) if stage != 3 else done
+    return results
 
 
 METRICS_CSV = "metrics.csv"
@@ -148,15 +161,6 @@ class MetricsCSV:
         pass
 
 
-def _check_stage_result(path: Path, stage: int) -> None:
-    """A finished stage's file must be readable before the next stage builds on it."""
-    try:
-        check_weights_readable(path)
-    except GKDError as error:
-        raise ConfigError(f"stage {stage} finished, but its result {path} is damaged ({error}); delete it to train "
-                          f"stage {stage} again (from its last saved state, if there is one)") from None
-
-
 def _record_stage(run: RunDir, result: StageResult) -> None:
     path = run.metrics_path
     metrics: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
@@ -176,7 +180,7 @@ def _log_to_file(run: RunDir) -> logging.Handler:
     return handler
 
 
-def _spawned(local_rank: int, world_size: int, port: int, config: TrainConfig | None, run_path: str,
+def _spawned(local_rank: int, world_size: int, port: int, config: AnyConfig | None, run_path: str,
              resume: bool, make_callbacks: Callable[[], Callbacks] | None) -> None:
     os.environ.update(RANK=str(local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(world_size),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -184,7 +188,7 @@ def _spawned(local_rank: int, world_size: int, port: int, config: TrainConfig | 
     train(config, run_path, resume=resume, callbacks=callbacks)
 
 
-def launch(config: TrainConfig | None, run_path: str | Path, devices: int, *, resume: bool = False,
+def launch(config: AnyConfig | None, run_path: str | Path, devices: int, *, resume: bool = False,
            make_callbacks: Callable[[], Callbacks] | None = None) -> RunDir:
     """`gkd train --devices N`: N processes on this machine, as `torchrun --nproc-per-node N` would."""
     import torch.multiprocessing as mp
@@ -201,7 +205,7 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def run_training(config: TrainConfig | None, run_path: str | Path, *, devices: int = 1, resume: bool = False,
+def run_training(config: AnyConfig | None, run_path: str | Path, *, devices: int = 1, resume: bool = False,
                  callbacks: Callbacks | None = None, make_callbacks: Callable[[], Callbacks] | None = None,
                  track: Track = no_progress) -> TrainResult:
     """`gkd train`: in this process (one device, or one rank of a torchrun launch), or in `devices`
