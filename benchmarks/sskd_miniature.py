@@ -8,7 +8,7 @@ train split labelled, the rest the unlabelled pool; scored by COCO mask AP / AP5
 (the paper's Cityscapes setting). Per seed, three runs of one teacher and one student architecture:
 `sskd` (teacher fine-tuned, pool pseudo-labelled, teacher re-initialised and self-trained; student
 distilled with the unified loss; student refined on the labels), `sskd-no-adaptation` (the teacher
-fine-tuned only) and `supervised` (the student on the labels alone, for the distilled student's
+fine-tuned only: the same fine-tuning as the full run's, whose result it reuses) and `supervised` (the student on the labels alone, for the distilled student's
 transfer + refinement steps). Rows, mean +- std over the seeds:
 
     supervised-only student | + distillation (student after transfer) | + refinement (full) |
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ import yaml
 
 from gkd_deploy.data.synthetic import write_synthetic
 from gkd_deploy.evaluation.runner import evaluate_model
+from gkd_deploy.run import RunDir
 from gkd_deploy.sskd.config import InstanceTrainConfig
 from gkd_deploy.sskd.recipes import apply_instance_recipe
 from gkd_deploy.training.trainer import train
@@ -78,6 +80,13 @@ def run_seed(out: Path, base: dict, seed: int, device: str) -> dict[str, tuple[f
     for recipe in ("sskd", "sskd-no-adaptation", "supervised"):
         folder = out / f"seed{seed}" / recipe
         resume = (folder / "config.yaml").is_file()
+        if recipe == "sskd-no-adaptation" and not resume:
+            # Its fine-tuning is the full run's, step for step (same seed and settings): reuse the
+            # result, which the run then finds finished.
+            finetuned = runs["sskd"].phase_result("finetune")
+            target = RunDir(folder).phase_result("finetune")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(finetuned, target)
         runs[recipe] = train(None if resume else apply_instance_recipe(config, recipe), folder, resume=resume).run
     targets = list(config.targets)
     full = runs["sskd"]

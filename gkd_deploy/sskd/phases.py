@@ -125,7 +125,7 @@ def train_phase(phase: str, config: InstanceTrainConfig, run: RunDir, context: C
     optimizer = adamw_parts([(model.encoder, settings.encoder_lr_scale), (model, 1.0)], settings.lr,
                             settings.weight_decay)
     start = _restore(run, phase, config, model, optimizer)
-    module = distributed.wrap(objective, context)
+    module = distributed.wrap(objective, context, find_unused=True)  # the encoder's final norm, class token
     objective.train()
     transform = instance_transform(config.crop_size, config.short_side)
     loader_options = dict(steps=settings.steps, start_step=start, rank=context.rank, world_size=context.world_size,

@@ -79,11 +79,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wrap(module: torch.nn.Module, context: Context) -> torch.nn.Module:
-    """The module under DistributedDataParallel when several processes train, else itself."""
+def wrap(module: torch.nn.Module, context: Context, *, find_unused: bool = False) -> torch.nn.Module:
+    """The module under DistributedDataParallel when several processes train, else itself.
+    `find_unused`: some trained parameters get no gradient in a step (a ViT's final norm and class
+    token when only its block features are read), which DDP then has to look for."""
     if not context.distributed:
         return module
     # DDP compares gradient strides literally; 1x1 convolution kernels get arbitrary strides on
     # their size-1 dimensions, which only costs a copy of a small tensor. Not worth a warning per step.
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-    return DistributedDataParallel(module)
+    return DistributedDataParallel(module, find_unused_parameters=find_unused)
