@@ -35,13 +35,13 @@ from gkd_deploy.sskd.config import InstanceTrainConfig
 from gkd_deploy.sskd.recipes import apply_instance_recipe
 from gkd_deploy.training.trainer import train
 
-#: A Mask2Former small enough for 2 CPU cores: 20 queries, 3 decoder layers, 64 wide.
-SMALL_DECODER = {"hidden_dim": 64, "num_queries": 20, "dec_layers": 3, "pixel_layers": 1, "num_heads": 4,
-                 "num_points_deform": 4, "dim_feedforward": 128, "pixel_ffn": 128, "groups": 8, "num_points": 1024}
+#: A Mask2Former small enough for 2 CPU cores: 20 queries, 2 decoder layers, 64 wide, 512 loss points per mask.
+SMALL_DECODER = {"hidden_dim": 64, "num_queries": 20, "dec_layers": 2, "pixel_layers": 1, "num_heads": 4,
+                 "num_points_deform": 4, "dim_feedforward": 128, "pixel_ffn": 128, "groups": 8, "num_points": 512}
 SCALES = {
     # teacher, student, train images, val images, image size, crop, steps per phase
     "small": {"teacher": "vit-t", "student": "tiny-student", "train": 200, "val": 40, "size": (256, 128),
-              "crop": 128, "finetune": 300, "selftrain": 400, "transfer": 500, "refine": 200},
+              "crop": 128, "finetune": 100, "selftrain": 50, "transfer": 60, "refine": 40},
     "large": {"teacher": "vit-s", "student": "vit-t", "train": 600, "val": 100, "size": (512, 256),
               "crop": 256, "finetune": 1000, "selftrain": 2000, "transfer": 3000, "refine": 600},
 }
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--scale", choices=sorted(SCALES), default="small")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
