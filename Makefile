@@ -12,7 +12,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[train,test,teachers,plots]'
+	$(BIN)/python -m pip install --quiet -e '.[train,test,teachers,plots,grounded-sam]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -8,7 +8,12 @@ Files, one job each:
 - `ap.py`: COCO mask AP / AP50 through pycocotools (`mask_ap`, `MaskAPAccumulator`);
 - `views.py`: weak / strong views with tracked correspondence (`ViewAugmentation`, `ViewPair`);
 - `projection.py`: the training-only `PixelProjectionHead`;
-- `contrastive.py`: `PixelContrastiveLoss` and the instance-aware negative sampler.
+- `contrastive.py`: `PixelContrastiveLoss` and the instance-aware negative sampler;
+- `teacher.py`: what a pseudo-labelling teacher gives (`PseudoInstances`, `InstanceTeacher`), and
+  the project's own instance segmenter as one (`SegmenterTeacher`);
+- `grounded_sam.py`: the paper's composite teacher, Grounding-DINO boxes + SAM2 masks
+  (`GroundedSAMTeacher`, `grounded_sam_teacher`; the optional extra `grounded-sam`, whose
+  transformers is imported only when a teacher is loaded).
 
 The model these serve is `gkd_deploy.models.instance_segmenter.InstanceSegmenter`; its mask AP per
 domain and its exports' AP gate are in `gkd_deploy.evaluation.instances`.
@@ -25,14 +30,17 @@ from gkd_deploy.instance.contrastive import (
     sample_negatives,
 )
 from gkd_deploy.instance.criterion import InstanceCriterion
+from gkd_deploy.instance.grounded_sam import GroundedSAMTeacher, grounded_sam_teacher
 from gkd_deploy.instance.matching import instance_targets, match_instances
 from gkd_deploy.instance.postprocess import InstancePostprocess, instance_predictions
 from gkd_deploy.instance.projection import PixelProjectionHead
+from gkd_deploy.instance.teacher import InstanceTeacher, PseudoInstances
 from gkd_deploy.instance.views import View, ViewAugmentation, ViewPair
 
 __all__ = [
-    "NEGATIVE_SAMPLINGS", "ContrastiveSample", "InstanceCriterion", "InstancePostprocess", "MaskAP",
-    "MaskAPAccumulator", "NegativeSampling", "PixelContrastiveLoss", "PixelProjectionHead", "View",
-    "ViewAugmentation", "ViewPair", "contrastive_loss", "instance_descriptors", "instance_predictions",
-    "instance_targets", "mask_ap", "match_instances", "sample_negatives",
+    "NEGATIVE_SAMPLINGS", "ContrastiveSample", "GroundedSAMTeacher", "InstanceCriterion", "InstancePostprocess",
+    "InstanceTeacher", "MaskAP", "MaskAPAccumulator", "NegativeSampling", "PixelContrastiveLoss",
+    "PixelProjectionHead", "PseudoInstances", "View", "ViewAugmentation", "ViewPair", "contrastive_loss",
+    "grounded_sam_teacher", "instance_descriptors", "instance_predictions", "instance_targets", "mask_ap",
+    "match_instances", "sample_negatives",
 ]

@@ -104,7 +104,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def ensure_hub_weights_available(model_label: str, timm_name: str) -> None:
     """Raise WeightsError quickly when pretrained weights can be neither found in the cache nor downloaded."""
-    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache
     from timm.models import get_pretrained_cfg
 
     cfg = get_pretrained_cfg(timm_name)
@@ -117,8 +117,17 @@ def ensure_hub_weights_available(model_label: str, timm_name: str) -> None:
             return
     fix = (f"give a local file with --weights PATH (the hub file is {repo_id}/model.safetensors), "
            f"or use --no-pretrained for random initialisation")
+    ensure_hub_reachable(f"pretrained weights for {model_label}", fix)
+
+
+def ensure_hub_reachable(what: str, fix: str) -> None:
+    """Raise WeightsError in seconds, with `fix` in its message, when `what` (not in the local cache)
+    cannot be downloaded: HF_HUB_OFFLINE is set or the hub's host does not answer. Without this an
+    offline machine waits through the hub client's retries (half a minute) before failing."""
+    from huggingface_hub import constants
+
     if constants.HF_HUB_OFFLINE:
-        raise WeightsError(f"pretrained weights for {model_label} are not in the local cache and HF_HUB_OFFLINE is set: {fix}")
+        raise WeightsError(f"{what} are not in the local cache and HF_HUB_OFFLINE is set: {fix}")
     endpoint = urlparse(constants.ENDPOINT)
     host = endpoint.hostname or "huggingface.co"
     port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
@@ -127,6 +136,6 @@ def ensure_hub_weights_available(model_label: str, timm_name: str) -> None:
             pass
     except OSError as error:
         raise WeightsError(
-            f"cannot download pretrained weights for {model_label}: {constants.ENDPOINT} is unreachable "
+            f"cannot download {what}: {constants.ENDPOINT} is unreachable "
             f"({error.__class__.__name__}: {error}); {fix}"
         ) from None
