@@ -45,17 +45,21 @@ def _input_sizes(text: str | None) -> list[tuple[int, int]] | None:
     return [Size.parse(part, "--size").hw for part in _list(text)]
 
 
-def _not_run_lines(report: BenchmarkReport) -> list[str]:
-    """Skipped and failed rows, one line per (model, backend, status, reason)."""
+STATUS_STYLES = {"failed": ("failed", "red"), "skipped": ("skipped", "yellow"), "ok": ("note", "dim")}
+
+
+def _reason_lines(report: BenchmarkReport) -> list[str]:
+    """Skipped and failed rows, then notes on measured ones (a score that is missing or does not
+    apply), one line per (model, backend, status, reason)."""
     groups: dict[tuple, list[str]] = defaultdict(list)
-    for row in report.not_run:
+    for row in (*report.not_run, *(row for row in report.ok_rows if row.reason)):
         combination = f"{row.precision} b{row.batch} {row.size_text}"
         groups[(row.model, row.backend, row.status, row.reason)].append(combination)
     lines = []
     for (model, backend, status, reason), combinations in groups.items():
-        colour = "red" if status == "failed" else "yellow"
+        word, colour = STATUS_STYLES[status]
         shown = ", ".join(dict.fromkeys(combinations))
-        lines.append(f"[{colour}]{status}[/] {escape(model)} {backend} ({shown}): {escape(reason)}")
+        lines.append(f"[{colour}]{word}[/] {escape(model)} {backend} ({shown}): {escape(reason)}")
     return lines
 
 
@@ -74,7 +78,7 @@ def _system_line(report: BenchmarkReport) -> str:
 
 
 def benchmark_table(report: BenchmarkReport) -> Table:
-    """One row per measured combination; skipped and failed ones, with their reasons, below it.
+    """One row per measured combination; skipped and failed ones, with their reasons, and notes below it.
     Columns no row fills (GPU memory on a CPU, mIoU without data, power off a Jetson) are left out."""
     rows = report.ok_rows
     models = list(dict.fromkeys(row.model for row in report.rows))
@@ -93,7 +97,7 @@ def benchmark_table(report: BenchmarkReport) -> Table:
     }
     title = "gkd benchmark" + (f": {escape(models[0])}" if len(models) == 1 else "") + \
         (f" at {sizes[0]}" if len(sizes) == 1 else "") + (f", batch {batches[0]}" if len(batches) == 1 else "")
-    caption = "\n".join([_system_line(report), *_not_run_lines(report)])
+    caption = "\n".join([_system_line(report), *_reason_lines(report)])
     table = Table(title=title, caption=caption, caption_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
                   collapse_padding=True)
     columns = [column for column in COLUMNS if shown.get(column, True)]
@@ -128,7 +132,7 @@ def benchmark(
     warmup: Annotated[int, typer.Option(help="Untimed runs first (the first one is reported as 'first run').")] = 5,
     min_runs: Annotated[int, typer.Option(help="Timed runs at least ...")] = 30,
     min_time: Annotated[float, typer.Option(help="... and at least this many seconds of them.")] = 2.0,
-    data: Annotated[Optional[str], typer.Option(help="NAME=PATH,... labelled data to add mIoU (mean over domains).")] = None,
+    data: Annotated[Optional[str], typer.Option(help="NAME=PATH,... labelled data to add mIoU (mean over domains; semantic models, an instance model's rows say where its mask AP is).")] = None,
     split: Annotated[str, typer.Option(help="Split of --data to score: val or train.")] = "val",
     peak_tflops: Annotated[Optional[float], typer.Option(help="The device's peak TFLOP/s, for the share reached.")] = None,
     workers: Annotated[int, typer.Option(help="Data loader worker processes for --data.")] = 0,

@@ -1,4 +1,5 @@
-"""`gkd infer`: a video, images, a camera or a stream through a model, to an annotated video."""
+"""`gkd infer`: a video, images, a camera or a stream through a model (semantic or instance), to an
+annotated video."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from rich.markup import escape
 from gkd_deploy.cli import options
 from gkd_deploy.cli.console import console, next_step
 from gkd_deploy.size import Size
-from gkd_deploy.infer import MODES
+from gkd_deploy.infer import DEFAULT_SCORE_THRESHOLD, MODES
 
 if TYPE_CHECKING:
     from gkd_deploy.infer import InferResult, InferStats
@@ -48,7 +49,7 @@ def infer(
     model: Annotated[Path, typer.Option(help="A run folder, checkpoint (.safetensors), .onnx file or TensorRT engine.")],
     out: Annotated[Optional[Path], typer.Option(help="Annotated output: a video (.mp4, .avi) or a folder of PNGs (default: <name>-seg.mp4 for a video, <name>-seg/ for images, none for a camera or stream).")] = None,
     masks: Annotated[Optional[Path], typer.Option(help="Folder for colour masks, one PNG per frame.")] = None,
-    labels: Annotated[Optional[Path], typer.Option(help="Folder for raw label maps (train ids, 8-bit PNG), one per frame.")] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="Folder for raw label maps (train ids, 8-bit PNG), one per frame; for an instance model Cityscapes instance ids (16-bit PNG, label id x 1000 + instance index) and a JSON of the instances (class, score, box).")] = None,
     side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Write the frame and its overlay side by side.")] = False,
     alpha: Annotated[float, typer.Option(help="Weight of the colour mask in the overlay (0-1).")] = 0.5,
     legend: Annotated[bool, typer.Option("--legend/--no-legend", help="Draw the key of the classes in view and a caption naming the model on the annotated frames.")] = True,
@@ -60,13 +61,16 @@ def infer(
     fps: Annotated[Optional[float], typer.Option(help="Output frame rate (default: the source's; 10 for images).")] = None,
     device: Annotated[str, typer.Option(help=options.DEVICE_HELP)] = "auto",
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write a JSON summary (frames, FPS, timings).")] = None,
+    score_threshold: Annotated[float, typer.Option(help="Instance models: draw and write only the instances scoring at least this (0-1).")] = DEFAULT_SCORE_THRESHOLD,
 ) -> None:
-    """Segment every frame; decoding, inference and encoding overlap; no frame of a file is dropped."""
+    """Segment every frame; decoding, inference and encoding overlap; no frame of a file is dropped.
+    An instance model draws each instance in its own colour, tagged with its class and score."""
     from gkd_deploy.infer import InferSettings, infer as run_infer
 
     settings = InferSettings(out=out, masks=masks, labels=labels, side_by_side=side_by_side, alpha=alpha, legend=legend,
                              show=show, mode=mode, size=Size.parse(size, "--size").hw if size else None, batch=batch,
-                             max_frames=max_frames, fps=fps, device=device, json_path=json_path)
+                             max_frames=max_frames, fps=fps, device=device, json_path=json_path,
+                             score_threshold=score_threshold)
     display = InferDisplay()
     try:
         result = run_infer(source, model, settings, progress=display.update, on_start=display.start)

@@ -1,5 +1,5 @@
-"""A tiny seeded segmenter in a run folder, as `gkd train` leaves one: for tests of what comes after
-training (export, runtime, infer, benchmark)."""
+"""A tiny seeded segmenter in a run folder, as `gkd train` leaves one, and a tiny instance segmenter
+with its export: for tests of what comes after training (export, runtime, infer, benchmark)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from gkd_deploy.fileio import write_yaml
-from gkd_deploy.models.checkpoint import save_segmenter
+from gkd_deploy.models.checkpoint import save_instance_segmenter, save_segmenter
+from gkd_deploy.models.instance_segmenter import build_instance_segmenter
 from gkd_deploy.models.segmenter import SegmenterConfig, build_segmenter
 from gkd_deploy.run import RunDir
 
@@ -23,3 +24,21 @@ def tiny_run(root: Path, config: dict | None = None, seed: int = 0) -> RunDir:
     save_segmenter(model, run.segmenter_checkpoint)
     write_yaml(run.config_path, config if config is not None else {"targets": []})
     return run
+
+
+INSTANCE_SIZE = 64  # (height and width) the instance export's input
+
+
+def tiny_instance_model(root: Path, seed: int = 0, export: bool = True) -> tuple[Path, Path | None]:
+    """(root/instance.safetensors, root/export/model-fp32.onnx or None): a random tiny instance
+    segmenter (`tests.test_instance_model.tiny_config`, 10 instances per image) of `seed` and, with
+    `export`, its checked fp32 export at INSTANCE_SIZE x INSTANCE_SIZE (where `gkd export` puts it)."""
+    from gkd_deploy.exporters.pipeline import export_model
+    from tests.test_instance_model import tiny_config
+
+    torch.manual_seed(seed)
+    checkpoint = save_instance_segmenter(build_instance_segmenter(tiny_config()).eval(), root / "instance.safetensors")
+    if not export:
+        return checkpoint, None
+    outcome = export_model(checkpoint, precisions=("fp32",), input_size=(INSTANCE_SIZE, INSTANCE_SIZE), check_count=1)
+    return checkpoint, outcome.files[0].path

@@ -247,14 +247,15 @@ def test_infer_passes_every_option_as_settings(monkeypatch, tmp_path):
     invoke(["infer", "clips/drive.mp4", "--model", str(tmp_path / "model.onnx"), "--out", str(tmp_path / "seg.mp4"),
             "--masks", str(tmp_path / "masks"), "--labels", str(tmp_path / "labels"), "--side-by-side",
             "--alpha", "0.25", "--no-legend", "--show", "--mode", "slide", "--size", "96x64", "--batch", "4",
-            "--max-frames", "10", "--fps", "12.5", "--device", "cpu", "--json", str(tmp_path / "infer.json")])
+            "--max-frames", "10", "--fps", "12.5", "--device", "cpu", "--json", str(tmp_path / "infer.json"),
+            "--score-threshold", "0.3"])
     (source, model, settings), kwargs = calls.only
     assert source == "clips/drive.mp4" and isinstance(source, str)  # a camera index or URL stays text
     assert model == tmp_path / "model.onnx" and isinstance(model, Path)
     assert settings == InferSettings(out=tmp_path / "seg.mp4", masks=tmp_path / "masks", labels=tmp_path / "labels",
                                      side_by_side=True, alpha=0.25, legend=False, show=True, mode="slide",
                                      size=(64, 96), batch=4, max_frames=10, fps=12.5, device="cpu",
-                                     json_path=tmp_path / "infer.json")
+                                     json_path=tmp_path / "infer.json", score_threshold=0.3)
     assert all(isinstance(path, Path) for path in (settings.out, settings.masks, settings.labels, settings.json_path))
     assert set(kwargs) == {"progress", "on_start"}
     assert kwargs["progress"].__func__ is InferDisplay.update and kwargs["on_start"].__func__ is InferDisplay.start

@@ -176,19 +176,6 @@ def test_the_commands_print_mask_ap(fixture, tmp_path):
     assert result.exit_code == 1 and "mask AP moved" in result.output
 
 
-def test_infer_and_benchmark_say_they_do_not_take_instance_models_yet(fixture, tmp_path):
-    from gkd_deploy.benchmark.sources import resolve_model
-    from gkd_deploy.errors import ModelError
-    from gkd_deploy.infer.runner import infer
-
-    checkpoint, _, outcome = fixture
-    for model in (checkpoint, outcome.files[0].path):
-        with pytest.raises(ModelError, match="instance segmenter: `gkd benchmark`"):
-            resolve_model(model)
-    with pytest.raises(ModelError, match="instance segmenter: `gkd infer`"):
-        infer(tmp_path / "frame.png", outcome.files[0].path)
-
-
 def test_parity_of_a_random_model_whose_instances_are_not_empty(tmp_path):
     """The fixture's overfitted model finds nothing on the export's check images (all scores 0);
     a random model has non-empty masks there, so this measures the slot-by-slot check itself."""

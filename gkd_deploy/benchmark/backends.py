@@ -9,12 +9,13 @@
 Every combination a backend cannot run gets a reason instead of a result: the backend is not
 installed or has no device here, the precision does not exist for it (int8 lives in the Q/DQ ONNX
 file, not in PyTorch), the file is not exported yet (the reason names the `gkd export` command),
-or the file was exported at another input size.
+or the file was exported at another input size. An instance segmenter runs on the same backends
+but tensorrt, at fp32 and fp16 (its export writes neither int8 files nor engines).
 
 A loaded model is a `Runner`: the predictor call (images (B, 3, H, W) float32 RGB 0..255 -> class
-scores), how the benchmark's numpy input becomes what the call takes (a torch tensor on the model's
-device for torch and TensorRT; the array itself for ONNX Runtime, which therefore runs without
-torch), the clock that times it (CUDA events for torch on CUDA, perf_counter with synchronisation
+scores or labels; an instance model's masks, classes and scores, post-processing included), how
+the benchmark's numpy input becomes what the call takes (a torch tensor on the model's device for
+torch and TensorRT; the array itself for ONNX Runtime, which therefore runs without torch), the clock that times it (CUDA events for torch on CUDA, perf_counter with synchronisation
 for the other GPU backends, perf_counter on the CPU), and how its GPU memory is measured.
 """
 
@@ -61,7 +62,8 @@ class Runner:
 
 
 def _application_call(predictor) -> Predict:
-    """What an application runs: the labels output where the file has one (only it is copied back)."""
+    """What an application runs: the labels output where the file has one (only it is copied back);
+    an instance model's masks, classes and scores."""
     return predictor.labels if "labels" in predictor.info.outputs else predictor
 
 
@@ -142,9 +144,9 @@ def _tensorrt_unavailable(device: str) -> str | None:
 
 
 def _load_torch(file: Path, precision: str, device: str, compile_model: bool = False) -> Runner:
-    from gkd_deploy.runtime.torch_backend import TorchPredictor
+    from gkd_deploy.runtime.torch_backend import torch_predictor
 
-    predictor = TorchPredictor(file, device, precision=precision, compile=compile_model)
+    predictor = torch_predictor(file, device, precision=precision, compile=compile_model)
     cuda = predictor.device.type == "cuda"
     return Runner(predictor.forward, _torch_input(predictor.device), CudaEventClock() if cuda else WallClock(),
                   "allocator" if cuda else None, file, predictor.release)
@@ -155,18 +157,18 @@ def _load_torch_compile(file: Path, precision: str, device: str) -> Runner:
 
 
 def _load_onnxruntime(file: Path, precision: str, device: str) -> Runner:
-    from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimePredictor
+    from gkd_deploy.runtime.onnxruntime_backend import onnxruntime_predictor
 
-    predictor = OnnxRuntimePredictor(file, "cpu")
+    predictor = onnxruntime_predictor(file, "cpu")
     return Runner(_application_call(predictor), _as_is, WallClock(), None, file, predictor=predictor)
 
 
 def _load_onnxruntime_cuda(file: Path, precision: str, device: str) -> Runner:
-    from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimePredictor
+    from gkd_deploy.runtime.onnxruntime_backend import onnxruntime_predictor
 
     # The predictor binds host input and copies its output back (which waits for the GPU), so inputs
     # stay on the host: that copy is part of what an application pays.
-    predictor = OnnxRuntimePredictor(file, "cuda")
+    predictor = onnxruntime_predictor(file, "cuda")
     return Runner(_application_call(predictor), _as_is, WallClock(), "device", file, predictor=predictor)
 
 
@@ -209,6 +211,19 @@ def _device_reason(precision: str, device: str) -> str | None:
     return None
 
 
+def _instance_reason(backend: Backend, source: ModelSource, precision: str) -> str | None:
+    """What no `gkd export` writes for an instance segmenter: int8 files and TensorRT engines."""
+    if source.task != "instance":
+        return None
+    if precision == "int8":
+        return ("an instance segmenter has no int8 model (gkd export writes its fp32 and fp16 files): drop int8 "
+                "from --precision")
+    if backend.runs == "engine":
+        return ("gkd export builds no TensorRT engine of an instance segmenter: time its ONNX file with "
+                "--backends onnxruntime or onnxruntime-cuda")
+    return None
+
+
 def _kind_reason(backend: Backend, source: ModelSource) -> str | None:
     if backend.runs == "checkpoint" and source.kind != "checkpoint":
         return (f"{source.path.name} is an exported file; {backend.name} runs the checkpoint it came from: "
@@ -236,6 +251,8 @@ def missing_file_command(backend: Backend, source: ModelSource, precision: str, 
     setting) the combination could not run here even with the file."""
     if backend.runs == "checkpoint" or precision not in backend.precisions:
         return None
+    if _instance_reason(backend, source, precision):
+        return None  # no export writes that file
     if device is not None and (backend.unavailable(device) or _kind_reason(backend, source)):
         return None
     engine = backend.runs == "engine"
@@ -262,7 +279,8 @@ def _size_reason(backend: Backend, source: ModelSource, file: Path, input_size: 
 def resolve_file(backend: Backend, source: ModelSource, precision: str, input_size: tuple[int, int],
                  device: str) -> tuple[Path | None, str | None]:
     """(file to run, None), or (None, the reason this combination is skipped)."""
-    reason = backend.unavailable(device) or _kind_reason(backend, source)
+    reason = (backend.unavailable(device) or _kind_reason(backend, source)
+              or _instance_reason(backend, source, precision))
     if reason:
         return None, reason
     if precision not in backend.precisions:

@@ -4,7 +4,9 @@ Counted once per (model, input size) with `torch.utils.flop_counter.FlopCounterM
 multiply-add of matmuls, convolutions and attention) on a CPU copy built from the model's config:
 the count depends on the architecture and size only, so exported files, whose graphs hold the same
 operations, get the same figure. grid_sample (Mask2Former's deformable attention) and element-wise
-operations are not counted: a slight underestimate for those decoders.
+operations are not counted: a slight underestimate for those decoders. An instance segmenter is
+counted up to its class and mask logits (`InstanceSegmenter.forward`); its post-processing (top-k,
+mask resize, sigmoid) is element-wise and adds nothing to the count.
 
 The share of the device's peak reached is the achieved rate, FLOPs per image x images/s, over the
 peak the user names (e.g. 989 TFLOP/s for dense bf16 on an H100 SXM).
@@ -18,13 +20,13 @@ import importlib.util
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gkd_deploy.models.config import SegmenterConfig
+    from gkd_deploy.models.config import InstanceSegmenterConfig, SegmenterConfig
 
 log = logging.getLogger(__name__)
 
 
-def flops_per_image(config: SegmenterConfig, input_size: tuple[int, int]) -> float | None:
-    """FLOPs of one (1, 3, H, W) forward pass of the segmenter of `config`;
+def flops_per_image(config: SegmenterConfig | InstanceSegmenterConfig, input_size: tuple[int, int]) -> float | None:
+    """FLOPs of one (1, 3, H, W) forward pass of the segmenter (semantic or instance) of `config`;
     None (and a warning) if counting fails, None without a word where torch is not installed (an
     edge install runs exported files only)."""
     if importlib.util.find_spec("torch") is None:
@@ -32,10 +34,12 @@ def flops_per_image(config: SegmenterConfig, input_size: tuple[int, int]) -> flo
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from gkd_deploy.models.instance_segmenter import build_instance_segmenter
     from gkd_deploy.models.segmenter import build_segmenter
 
+    builders = {"semantic": build_segmenter, "instance": build_instance_segmenter}
     try:
-        model = build_segmenter(config, pretrained=False).eval()
+        model = builders[config.task](config, pretrained=False).eval()
         images = torch.rand(1, 3, *input_size) * 255
         # no_grad, not inference_mode: the counter's module hooks reject inference-mode tensors.
         with torch.no_grad(), FlopCounterMode(display=False) as counter:

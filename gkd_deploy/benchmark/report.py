@@ -4,8 +4,10 @@ ran on and the settings, written as JSON, CSV and a latency-accuracy plot.
 Every row has a status: `ok` (measured), `skipped` (could not run here; `reason` says why and how
 to make it run) or `failed` (raised while loading or running; `reason` holds the error). Figures a
 row does not have are None (empty in CSV, null in JSON). Units: ms, images/s, MB (10^6 bytes),
-GFLOP per image, percent of the named peak, mIoU in percent (mean over the data set's domains),
-board power in W and energy per image in mJ (Jetson, with tegrastats).
+GFLOP per image, percent of the named peak, mIoU in percent (mean over the data set's domains;
+none on an instance segmenter's rows, whose reason says so), board power in W and energy per image
+in mJ (Jetson, with tegrastats). A measured row's `reason` is a note (a score missing or not
+applying).
 """
 
 from __future__ import annotations

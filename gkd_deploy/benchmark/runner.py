@@ -12,6 +12,10 @@ model is scored once per (model, backend, precision, input size), at batch 1 wit
 of the input size (as `gkd eval` / `gkd validate` score), and the mIoU (mean over the domains) is
 put on its rows. A combination that cannot run here is a skipped row with the reason; one that
 raises is a failed row with the error, and the benchmark goes on.
+
+Instance segmenters are timed the same way (the call returns masks, classes and scores, the
+post-processing included) and their FLOPs counted on their network; the mIoU does not apply to
+them: with `data` their rows say so and point to `gkd eval` for their mask AP.
 """
 
 from __future__ import annotations
@@ -151,16 +155,26 @@ def plan(sources: Sequence[ModelSource], settings: BenchmarkSettings) -> list[Co
     return combinations
 
 
-def _domains(data: str, split: str, sources: Sequence[ModelSource]) -> dict:
+def _domains(data: str, split: str, sources: Sequence[ModelSource]) -> dict | None:
+    """The labelled domains the semantic models are scored on; None when every model is an instance
+    segmenter (the mIoU does not apply to them)."""
     from gkd_deploy.evaluation.evaluator import check_class_sets, eval_domains  # data sets load through torch
 
+    semantic = [source for source in sources if source.task == "semantic"]
+    if not semantic:
+        return None
     domains = eval_domains(data, split=split)
     for name, dataset in domains.items():
         if not getattr(dataset, "labeled", True):
             raise DataError(f"domain '{name}' has no labels; mIoU needs a labelled data set")
-        for source in sources:
+        for source in semantic:
             check_class_sets(source.class_set, dataset.class_set, name)
     return domains
+
+
+def _no_miou(source: ModelSource, data: str) -> str:
+    """The note on an instance segmenter's rows when the benchmark scores mIoU."""
+    return f"mIoU does not apply to an instance segmenter; its mask AP: gkd eval {source.path} --targets {data}"
 
 
 def _error_text(error: BaseException) -> str:
@@ -271,7 +285,12 @@ class _Benchmark:
         """Score the group's model on the data (once, whatever the batch sizes), then release it."""
         if loaded is None or loaded.runner is None:
             return
-        if self.domains and any(row.ok for row in rows[start:]):
+        source = loaded.combination.source
+        if self.settings.data and source.task == "instance":
+            note = _no_miou(source, self.settings.data)
+            rows[start:] = [dataclasses.replace(row, reason=row.reason or note) if row.ok else row
+                            for row in rows[start:]]
+        elif self.domains and any(row.ok for row in rows[start:]):
             miou, note = self._miou(loaded)
             rows[start:] = [dataclasses.replace(row, miou=miou, reason=row.reason or note) if row.ok else row
                             for row in rows[start:]]
@@ -348,7 +367,8 @@ def next_commands(report: BenchmarkReport) -> list[str]:
     """What to run after this benchmark: the export that writes the first missing file, then
     `gkd infer` with the fastest exported file (or, when nothing exported ran, the export or
     validation of the first model)."""
-    sources = {source.name: source for source in _sources(report.settings.models)}
+    resolved = _sources(report.settings.models)
+    sources = {source.name: source for source in resolved}
     device = report.settings.device
     exports = [missing_file_command(BACKENDS[row.backend], sources[row.model], row.precision, device)
                for row in report.not_run if row.model in sources and row.backend in BACKENDS]
@@ -359,6 +379,8 @@ def next_commands(report: BenchmarkReport) -> list[str]:
         commands.append(f"gkd infer VIDEO --model {fastest.file} --out out.mp4")
     elif not commands:
         first = report.settings.models[0]
-        commands.append(f"gkd export {first} --precision fp32,fp16,int8" if Path(first).suffix in ("", ".safetensors")
+        # An instance segmenter has no int8 export.
+        precisions = "fp32,fp16" if resolved[0].task == "instance" else "fp32,fp16,int8"
+        commands.append(f"gkd export {first} --precision {precisions}" if Path(first).suffix in ("", ".safetensors")
                         else f"gkd validate {first} --targets NAME=PATH")
     return commands

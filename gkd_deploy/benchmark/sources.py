@@ -8,7 +8,8 @@
     .engine / .plan    tensorrt: the file, at its own precision (metadata in its .json sidecar)
 
 A model's own input size is the one its files were exported at; a run that has no export yet
-uses its training crop (the segmenter config's `img_size`), square.
+uses its training crop (the segmenter config's `img_size`), square. Semantic and instance models
+resolve alike; the config's type (`SegmenterConfig`, `InstanceSegmenterConfig`) says which.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from gkd_deploy.data.classes import ClassSet
 from gkd_deploy.errors import ModelError
-from gkd_deploy.models.config import SegmenterConfig
+from gkd_deploy.models.config import InstanceSegmenterConfig, SegmenterConfig
 from gkd_deploy.run import ENGINE_SUFFIXES, ExportDir, RunDir, export_dir_of, resolve_checkpoint, run_of_export
 from gkd_deploy.runtime.metadata import ExportMetadata, read_onnx_metadata, read_sidecar_metadata
 
@@ -28,12 +28,13 @@ from gkd_deploy.runtime.metadata import ExportMetadata, read_onnx_metadata, read
 @dataclass(frozen=True)
 class ModelSource:
     """`kind`: "checkpoint" (a run folder or .safetensors: torch, and the exports beside it),
-    "onnx" or "engine" (one exported file at one `precision`)."""
+    "onnx" or "engine" (one exported file at one `precision`). `segmenter`: the architecture, whose
+    type gives the `task`."""
 
     path: Path
     name: str
     kind: str
-    segmenter: SegmenterConfig
+    segmenter: SegmenterConfig | InstanceSegmenterConfig
     class_set: ClassSet
     patch_size: int
     input_size: tuple[int, int]
@@ -41,6 +42,11 @@ class ModelSource:
     exports: ExportDir | None = None
     precision: str | None = None
     origin: str = "RUN"  # what `gkd export` takes to write this model's files
+
+    @property
+    def task(self) -> str:
+        """"semantic" or "instance"."""
+        return self.segmenter.task
 
     def onnx_file(self, precision: str) -> Path | None:
         if self.kind == "onnx":
@@ -68,14 +74,8 @@ def _exported_metadata(exports: ExportDir) -> ExportMetadata | None:
     return read_onnx_metadata(path) if path.suffix == ".onnx" else read_sidecar_metadata(path)
 
 
-_NO_INSTANCE_BENCHMARK = ("{path} is an instance segmenter: `gkd benchmark` times semantic models only so far; "
-                          "time it with the InstancePredictor of gkd_deploy.runtime.loader.load_predictor")
-
-
 def _exported_source(path: Path, kind: str, metadata: ExportMetadata) -> ModelSource:
     """An exported file: all it takes comes from its metadata (no torch)."""
-    if metadata.is_instance:
-        raise ModelError(_NO_INSTANCE_BENCHMARK.format(path=path))
     return ModelSource(path, model_name(path), kind, _typed(metadata, path), metadata.class_set, metadata.patch_size,
                        metadata.input_size, precision=metadata.precision, origin=_origin(path, metadata))
 
@@ -86,7 +86,7 @@ def _origin(path: Path, metadata: ExportMetadata) -> str:
     return str(run.path) if run is not None else metadata.source_checkpoint or "RUN"
 
 
-def _typed(metadata: ExportMetadata, path: Path) -> SegmenterConfig:
+def _typed(metadata: ExportMetadata, path: Path) -> SegmenterConfig | InstanceSegmenterConfig:
     try:
         return metadata.segmenter_config
     except ModelError as error:
@@ -114,16 +114,18 @@ def resolve_model(path: str | Path) -> ModelSource:
     if path.is_file() and suffix != ".safetensors":
         raise ModelError(f"{path}: cannot tell the model format from '{path.suffix}'; give a run folder, a "
                          ".safetensors checkpoint, an .onnx file or an engine")
-    from gkd_deploy.models.checkpoint import CONFIG_KEY, FORMAT_KEY, INSTANCE_FORMAT, read_checkpoint_metadata
+    from gkd_deploy.models.checkpoint import CONFIG_KEY, FORMAT, FORMAT_KEY, INSTANCE_FORMAT, read_checkpoint_metadata
 
     checkpoint, run = resolve_checkpoint(path)
     stored = read_checkpoint_metadata(checkpoint)
     if CONFIG_KEY not in stored:
         raise ModelError(f"{checkpoint} is not a gkd segmenter checkpoint (no gkd config in its metadata)")
-    if stored.get(FORMAT_KEY) == INSTANCE_FORMAT:
-        raise ModelError(_NO_INSTANCE_BENCHMARK.format(path=checkpoint))
+    config_class = {FORMAT: SegmenterConfig, INSTANCE_FORMAT: InstanceSegmenterConfig}.get(stored.get(FORMAT_KEY))
+    if config_class is None:
+        raise ModelError(f"{checkpoint} is not a gkd segmenter checkpoint (its format is {stored.get(FORMAT_KEY)!r}, "
+                         f"not {FORMAT!r} or {INSTANCE_FORMAT!r}); give the run's segmenter.safetensors")
     try:
-        config = SegmenterConfig.from_dict(json.loads(stored[CONFIG_KEY]))
+        config = config_class.from_dict(json.loads(stored[CONFIG_KEY]))
     except Exception as error:  # ConfigError, or a malformed field type
         raise ModelError(f"{checkpoint}: its segmenter config cannot be read ({error})") from None
     exports = export_dir_of(checkpoint, run)

@@ -2,12 +2,15 @@
 
 `infer(source, model)` opens the source (`sources`), fits frames to the model (`segment`), runs
 decoding, inference and encoding as overlapping stages (`pipeline`) and writes annotated video,
-colour masks and label maps (`render`, `sinks`).
+colour masks and label maps (`render`, `sinks`). An instance model's frames give their instances
+(`instances`: kept above a score threshold, written as Cityscapes instance ids), drawn one colour
+per instance (`render_instances`).
 """
 
 import importlib
 
 MODES = ("resize", "slide")  # how frames fit the model (see `segment`)
+DEFAULT_SCORE_THRESHOLD = 0.5  # an instance model's instances scoring less are not drawn (see `instances`)
 
 # Names are imported on first use (PEP 562), so that `gkd --help` does not load OpenCV and numpy.
 _HOMES = {"InferStats": "pipeline", "PipelineOptions": "pipeline", "run_pipeline": "pipeline",

@@ -1,6 +1,6 @@
 """Decode, segment and encode in three overlapping stages joined by bounded queues.
 
-    decoder thread --(frames)--> main thread: model --(frames, labels)--> writer thread: render, encode
+    decoder thread --(frames)--> main thread: model --(frames, predictions)--> writer thread: render, encode
 
 The model runs on the calling thread (CUDA contexts, onnxruntime sessions and GUI windows are
 happiest there) while a decoder thread reads ahead and a writer thread renders and encodes behind;
@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 
 from gkd_deploy.errors import ConfigError
 from gkd_deploy.infer.render import Renderer
+from gkd_deploy.infer.render_instances import InstanceRenderer
 from gkd_deploy.infer.segment import FrameSegmenter
 from gkd_deploy.infer.sinks import Sink, WindowSink
 from gkd_deploy.infer.sources import FrameSource
@@ -93,8 +94,8 @@ class PipelineOptions:
 
 
 class _Pipeline:
-    def __init__(self, source: FrameSource, segmenter: FrameSegmenter, renderer: Renderer, sinks: Sequence[Sink],
-                 options: PipelineOptions) -> None:
+    def __init__(self, source: FrameSource, segmenter: FrameSegmenter, renderer: Renderer | InstanceRenderer,
+                 sinks: Sequence[Sink], options: PipelineOptions) -> None:
         self.source, self.segmenter, self.renderer, self.sinks, self.options = source, segmenter, renderer, sinks, options
         self.frames: queue.Queue = queue.Queue(maxsize=options.queue_size)
         self.results: queue.Queue = queue.Queue(maxsize=options.queue_size)
@@ -159,11 +160,11 @@ class _Pipeline:
                 item = self.results.get()
                 if item is _END:
                     return
-                frame, labels = item
+                frame, prediction = item
                 started = time.perf_counter()
-                view = self.renderer.view(frame.image, labels)
+                view = self.renderer.view(frame.image, prediction)
                 for sink in self.sinks:
-                    sink.write(frame, labels, view)
+                    sink.write(frame, prediction, view)
                 self.stats.write_seconds += time.perf_counter() - started
                 self.stats.written += 1
         except BaseException as error:
@@ -211,8 +212,8 @@ class _Pipeline:
                 batch, done = self._next_batch()
                 if not batch:
                     continue
-                labels = self.segmenter([frame.image for frame in batch])
-                for item in zip(batch, labels):
+                predictions = self.segmenter([frame.image for frame in batch])
+                for item in zip(batch, predictions):
                     if not self._put(self.results, item):
                         break
                 self.stats.processed += len(batch)
@@ -253,8 +254,10 @@ class _Pipeline:
         return self.stats
 
 
-def run_pipeline(source: FrameSource, segmenter: FrameSegmenter, renderer: Renderer, sinks: Sequence[Sink],
-                 options: PipelineOptions = PipelineOptions(),
+def run_pipeline(source: FrameSource, segmenter: FrameSegmenter, renderer: Renderer | InstanceRenderer,
+                 sinks: Sequence[Sink], options: PipelineOptions = PipelineOptions(),
                  progress: Callable[[InferStats], None] | None = None) -> InferStats:
-    """Segment every frame of `source` and hand (frame, labels, view) to each sink, in order."""
+    """Segment every frame of `source` and hand (frame, prediction, view) to each sink, in order: the
+    prediction is what `segmenter` gives (a label map, or an instance model's `FrameInstances`), the
+    view what `renderer` draws of it."""
     return _Pipeline(source, segmenter, renderer, sinks, options).run(progress)

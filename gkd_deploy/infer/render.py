@@ -14,10 +14,32 @@ LEGEND_MIN_SHARE = 0.01
 LEGEND_ROWS = 8
 # Below this height (pixels) text would be unreadable: no legend and no caption are drawn.
 MIN_TEXT_HEIGHT = 96
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
+FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-class Renderer:
+class PictureLayout:
+    """What every renderer's output picture shares: the colours' weight in the overlay (`alpha`),
+    the frame beside the overlay or not, and the caption over the whole."""
+
+    def __init__(self, alpha: float = 0.5, side_by_side: bool = False, caption: str | None = None) -> None:
+        if not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"--alpha must be within 0..1, got {alpha}")
+        self.alpha = alpha
+        self.side_by_side = side_by_side
+        self.caption = caption
+
+    def compose(self, frame: np.ndarray, overlay: np.ndarray) -> np.ndarray:
+        """The overlay, or the frame and the overlay side by side (twice as wide), with the caption."""
+        picture = np.concatenate([frame, overlay], axis=1) if self.side_by_side else overlay
+        if self.caption:
+            draw_text_box(picture, [self.caption], corner="top")
+        return picture
+
+    def view_size(self, width: int, height: int) -> tuple[int, int]:
+        return (2 * width if self.side_by_side else width), height
+
+
+class Renderer(PictureLayout):
     """Turns (frame, labels) into the pictures `gkd infer` writes; colours come from the model's metadata.
 
     `legend`: a key in the overlay's lower left corner naming the classes seen in that frame (largest
@@ -27,12 +49,8 @@ class Renderer:
 
     def __init__(self, class_set: ClassSet, alpha: float = 0.5, side_by_side: bool = False, legend: bool = False,
                  caption: str | None = None) -> None:
-        if not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"--alpha must be within 0..1, got {alpha}")
-        self.alpha = alpha
-        self.side_by_side = side_by_side
+        super().__init__(alpha, side_by_side, caption)
         self.legend = legend
-        self.caption = caption
         self.names = class_set.names
         # A BGR lookup table over all 256 label values; ignored and unknown ids are black.
         self.lut = np.zeros((256, 3), dtype=np.uint8)
@@ -52,10 +70,7 @@ class Renderer:
         overlay = self.overlay(frame, labels)
         if self.legend:
             self.draw_legend(overlay, self.legend_classes(labels))
-        picture = np.concatenate([frame, overlay], axis=1) if self.side_by_side else overlay
-        if self.caption:
-            draw_text_box(picture, [self.caption], corner="top")
-        return picture
+        return self.compose(frame, overlay)
 
     def legend_classes(self, labels: np.ndarray) -> list[int]:
         """Train ids covering at least LEGEND_MIN_SHARE of the frame, largest first, at most LEGEND_ROWS."""
@@ -67,9 +82,6 @@ class Renderer:
         if classes:
             draw_text_box(picture, [self.names[i] for i in classes], corner="bottom",
                           swatches=[tuple(int(c) for c in self.lut[i]) for i in classes])
-
-    def view_size(self, width: int, height: int) -> tuple[int, int]:
-        return (2 * width if self.side_by_side else width), height
 
 
 def text_scale(height: int) -> float:
@@ -87,11 +99,11 @@ def draw_text_box(picture: np.ndarray, lines: list[str], corner: str = "top",
         return
     scale = text_scale(height)
     thickness = max(1, round(scale * 1.5))
-    (_, text_h), baseline = cv2.getTextSize("Ag", _FONT, scale, thickness)
+    (_, text_h), baseline = cv2.getTextSize("Ag", FONT, scale, thickness)
     row, pad = text_h + baseline + max(2, text_h // 3), max(3, text_h // 2)
     lines = lines[: max(1, (height - 2 * pad) // row)]
     indent = (text_h + pad) if swatches else 0
-    box_w = min(width, 2 * pad + indent + max(cv2.getTextSize(line, _FONT, scale, thickness)[0][0] for line in lines))
+    box_w = min(width, 2 * pad + indent + max(cv2.getTextSize(line, FONT, scale, thickness)[0][0] for line in lines))
     box_h = min(height, 2 * pad + row * len(lines))
     top = 0 if corner == "top" else height - box_h
     region = picture[top:top + box_h, :box_w]
@@ -100,4 +112,4 @@ def draw_text_box(picture: np.ndarray, lines: list[str], corner: str = "top",
         y = top + pad + i * row
         if swatches:
             cv2.rectangle(picture, (pad, y + 1), (pad + text_h, y + text_h + 1), swatches[i], thickness=-1)
-        cv2.putText(picture, line, (pad + indent, y + text_h), _FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+        cv2.putText(picture, line, (pad + indent, y + text_h), FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)

@@ -6,15 +6,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from gkd_deploy.errors import ConfigError, ModelError
+from gkd_deploy.errors import ConfigError
 from gkd_deploy.fileio import write_json
+from gkd_deploy.infer import DEFAULT_SCORE_THRESHOLD
+from gkd_deploy.infer.instances import InstanceFrameSegmenter, check_score_threshold
 from gkd_deploy.infer.pipeline import InferStats, PipelineOptions, run_pipeline
 from gkd_deploy.infer.render import Renderer
+from gkd_deploy.infer.render_instances import InstanceRenderer
 from gkd_deploy.infer.segment import FrameSegmenter
-from gkd_deploy.infer.sinks import (IMAGE_SUFFIXES, VIDEO_CODECS, ImageFileSink, ImageFolderSink, Sink, VideoSink,
-                                   WindowSink, display_problem, is_video_path)
+from gkd_deploy.infer.sinks import (IMAGE_SUFFIXES, VIDEO_CODECS, ImageFileSink, ImageFolderSink, InstanceLabelSink,
+                                   Sink, VideoSink, WindowSink, display_problem, is_video_path)
 from gkd_deploy.infer.sources import FrameSource, open_source
-from gkd_deploy.runtime.base import ModelInfo
+from gkd_deploy.runtime.base import InstancePredictor, ModelInfo, Predictor
 from gkd_deploy.runtime.loader import load_predictor
 
 
@@ -22,8 +25,11 @@ from gkd_deploy.runtime.loader import load_predictor
 class InferSettings:
     """`out`: a video file (.mp4, .avi, ...) or a folder for one annotated PNG per frame; None
     writes `default_output(...)` for file sources and nothing for live ones. `masks` / `labels`:
-    folders for colour masks and raw train-id PNGs. `size` is (height, width) for PyTorch models.
-    `legend`: the key of the classes in view and a caption naming the model, on annotated pictures."""
+    folders for colour masks and raw train-id PNGs (an instance model's: Cityscapes instance-id PNGs
+    and a JSON of the instances per frame, `sinks.InstanceLabelSink`). `size` is (height, width)
+    for PyTorch models. `legend`: the key of the classes in view and a caption naming the model, on
+    annotated pictures (an instance model tags each instance whatever it says). `score_threshold`:
+    an instance model's instances scoring less are not drawn nor written."""
 
     out: Path | None = None
     masks: Path | None = None
@@ -40,9 +46,11 @@ class InferSettings:
     fps: float | None = None
     device: str = "auto"
     json_path: Path | None = None
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD
 
     def __post_init__(self) -> None:
         # Checked before a source is opened or an output written.
+        check_score_threshold(self.score_threshold)
         if self.fps is not None and not self.fps > 0:
             raise ConfigError(f"--fps must be a positive frame rate, got {self.fps}")
         if not 0.0 <= self.alpha <= 1.0:
@@ -85,8 +93,55 @@ def _single_image(source: FrameSource, spec: str | Path) -> bool:
     return source.kind == "images" and source.expected == 1 and Path(str(spec)).is_file()
 
 
-def _sinks(source: FrameSource, spec: str | Path, settings: InferSettings, renderer: Renderer,
-           warnings: list[str]) -> list[Sink]:
+@dataclass(frozen=True)
+class TaskParts:
+    """What `gkd infer` does its own way for each task: fit frames to the model and predict, draw
+    the predictions, and write `--labels`."""
+
+    segmenter: Callable[[Predictor | InstancePredictor, InferSettings], FrameSegmenter]
+    renderer: Callable[[ModelInfo, InferSettings], Renderer | InstanceRenderer]
+    labels_sink: Callable[[Path, ModelInfo], Sink]
+
+
+def _caption(info: ModelInfo, settings: InferSettings) -> str | None:
+    return model_caption(info) if settings.legend else None
+
+
+def _semantic_segmenter(predictor: Predictor, settings: InferSettings) -> FrameSegmenter:
+    return FrameSegmenter(predictor, mode=settings.mode, size=settings.size)
+
+
+def _instance_segmenter(predictor: InstancePredictor, settings: InferSettings) -> InstanceFrameSegmenter:
+    return InstanceFrameSegmenter(predictor, mode=settings.mode, size=settings.size,
+                                  score_threshold=settings.score_threshold)
+
+
+def _semantic_renderer(info: ModelInfo, settings: InferSettings) -> Renderer:
+    return Renderer(info.class_set, alpha=settings.alpha, side_by_side=settings.side_by_side, legend=settings.legend,
+                    caption=_caption(info, settings))
+
+
+def _instance_renderer(info: ModelInfo, settings: InferSettings) -> InstanceRenderer:
+    return InstanceRenderer(info.class_set, alpha=settings.alpha, side_by_side=settings.side_by_side,
+                            caption=_caption(info, settings))
+
+
+def _semantic_labels(folder: Path, info: ModelInfo) -> Sink:
+    return ImageFolderSink(folder, "labels")
+
+
+def _instance_labels(folder: Path, info: ModelInfo) -> Sink:
+    return InstanceLabelSink(folder, info.class_set)
+
+
+TASKS: dict[str, TaskParts] = {
+    "semantic": TaskParts(_semantic_segmenter, _semantic_renderer, _semantic_labels),
+    "instance": TaskParts(_instance_segmenter, _instance_renderer, _instance_labels),
+}
+
+
+def _sinks(source: FrameSource, spec: str | Path, settings: InferSettings, parts: TaskParts, info: ModelInfo,
+           renderer: Renderer | InstanceRenderer, warnings: list[str]) -> list[Sink]:
     sinks: list[Sink] = []
     out = settings.out if settings.out is not None else default_output(source, spec)
     if out is not None:
@@ -106,7 +161,7 @@ def _sinks(source: FrameSource, spec: str | Path, settings: InferSettings, rende
     if settings.masks is not None:
         sinks.append(ImageFolderSink(settings.masks, "mask", renderer))
     if settings.labels is not None:
-        sinks.append(ImageFolderSink(settings.labels, "labels"))
+        sinks.append(parts.labels_sink(settings.labels, info))
     if settings.show:
         problem = display_problem()
         if problem:
@@ -119,21 +174,20 @@ def _sinks(source: FrameSource, spec: str | Path, settings: InferSettings, rende
 def infer(source_spec: str | Path, model: str | Path, settings: InferSettings = InferSettings(),
           progress: Callable[[InferStats], None] | None = None,
           on_start: Callable[[FrameSource, ModelInfo, tuple[str, ...]], None] | None = None) -> InferResult:
-    """Segment every frame of `source_spec` with `model` (run folder, checkpoint, .onnx, engine).
-    `on_start(source, model info, notes)` is called once everything is open, before the first
-    frame: advice such as frames being stretched is known then, not only at the end."""
+    """Segment every frame of `source_spec` with `model` (run folder, checkpoint, .onnx, engine;
+    semantic or instance, `TASKS`). `on_start(source, model info, notes)` is called once everything
+    is open, before the first frame: advice such as frames being stretched is known then, not only
+    at the end."""
     predictor = load_predictor(model, settings.device)
-    if predictor.info.task == "instance":
-        raise ModelError(f"{model} is an instance segmenter: `gkd infer` draws semantic label maps only so far; "
-                         "run its InstancePredictor (gkd_deploy.runtime.loader.load_predictor) on the frames")
-    segmenter = FrameSegmenter(predictor, mode=settings.mode, size=settings.size)
-    renderer = Renderer(predictor.info.class_set, alpha=settings.alpha, side_by_side=settings.side_by_side,
-                        legend=settings.legend, caption=model_caption(predictor.info) if settings.legend else None)
+    info = predictor.info
+    parts = TASKS[info.task]
+    segmenter = parts.segmenter(predictor, settings)
+    renderer = parts.renderer(info, settings)
     options = PipelineOptions(batch=settings.batch, queue_size=settings.queue_size, max_frames=settings.max_frames)
     source = open_source(source_spec, fps=settings.fps)
     warnings: list[str] = []
     try:
-        sinks = _sinks(source, source_spec, settings, renderer, warnings)
+        sinks = _sinks(source, source_spec, settings, parts, info, renderer, warnings)
     except BaseException:
         source.close()
         raise
@@ -141,7 +195,7 @@ def infer(source_spec: str | Path, model: str | Path, settings: InferSettings = 
     if source.frame_size is not None and (note := segmenter.aspect_note(*source.frame_size)):
         notes.append(note)
     if on_start is not None:
-        on_start(source, predictor.info, tuple(notes))
+        on_start(source, info, tuple(notes))
     stats = run_pipeline(source, segmenter, renderer, sinks, options, progress)
     if stats.truncated:
         warnings.append(f"{source.description} is truncated or corrupt: {source.decoded} of the {source.expected} "
@@ -152,7 +206,8 @@ def infer(source_spec: str | Path, model: str | Path, settings: InferSettings = 
     if stats.dropped:
         warnings.append(f"{stats.dropped} live frame(s) dropped while the model was busy")
     if settings.json_path is not None:
-        write_json(settings.json_path, {"model": predictor.info.source, "backend": predictor.info.backend,
-                                        "precision": predictor.info.precision, "mode": settings.mode,
-                                        "batch": settings.batch, **stats.to_dict(), "warnings": warnings})
-    return InferResult(stats=stats, model=predictor.info, warnings=tuple(warnings), notes=tuple(notes))
+        task = {"task": info.task} | ({"score_threshold": settings.score_threshold} if info.task == "instance" else {})
+        write_json(settings.json_path, {"model": info.source, "backend": info.backend, "precision": info.precision,
+                                        **task, "mode": settings.mode, "batch": settings.batch, **stats.to_dict(),
+                                        "warnings": warnings})
+    return InferResult(stats=stats, model=info, warnings=tuple(warnings), notes=tuple(notes))

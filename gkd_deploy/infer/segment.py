@@ -9,13 +9,16 @@ inside every model, so preprocessing is only resizing and BGR -> RGB):
 - `slide`: windows of the model's input size slide over the frame at its own resolution, scores
   averaged where they overlap: the rule `gkd eval` and `gkd validate` score with (slower, and the
   same numbers as those reports).
+
+An instance model's frames fit the same way in `resize` mode (`instances.InstanceFrameSegmenter`
+keeps the grouping and gives each frame its instances instead of labels).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -82,36 +85,48 @@ class FrameSegmenter:
 
     def _predict(self, images: np.ndarray, labels: bool = False) -> np.ndarray:
         """Scores, or labels (the model's labels output where it has one); the time counts as the model's."""
+        return self._timed(self.predictor.labels if labels else self.predictor, images)
+
+    def _timed(self, call: Callable[[np.ndarray], Any], images: np.ndarray) -> Any:
+        """`call(images)`, its time counted as the model's."""
         started = time.perf_counter()
-        result = self.predictor.labels(images) if labels else self.predictor(images)
+        result = call(images)
         self.times.model += time.perf_counter() - started
         return result
 
-    def __call__(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """BGR uint8 frames -> (H, W) uint8 train-id maps, one per frame, at each frame's size."""
+    def __call__(self, frames: Sequence[np.ndarray]) -> list:
+        """BGR uint8 frames -> one prediction per frame, at each frame's size: (H, W) uint8 train-id
+        maps here (a subclass gives its own kind, e.g. `FrameInstances`)."""
         started = time.perf_counter()
         if self.mode == "slide":
-            labels = [self._slide(frame) for frame in frames]
+            predictions = [self._slide(frame) for frame in frames]
         else:
-            labels = self._resize(frames)
+            predictions = self._resize(frames)
         self.times.total += time.perf_counter() - started
-        return labels
+        return predictions
 
-    def _resize(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def _resize(self, frames: Sequence[np.ndarray]) -> list:
         # Frames of one size (a video) run as one batch; mixed sizes (a folder of images) group by size.
-        labels: list[np.ndarray | None] = [None] * len(frames)
+        predictions: list = [None] * len(frames)
         groups: dict[tuple[int, int], list[int]] = {}
         for i, frame in enumerate(frames):
             groups.setdefault(self.input_size(frame.shape[:2]), []).append(i)
         for (height, width), members in groups.items():
             images = _to_nchw(np.stack([_to_rgb(frames[i], (height, width)) for i in members]))
-            predicted = self._predict(images, labels=True)
-            for i, label in zip(members, predicted):
-                frame_height, frame_width = frames[i].shape[:2]
-                if label.shape != (frame_height, frame_width):
-                    label = cv2.resize(label, (frame_width, frame_height), interpolation=cv2.INTER_NEAREST)
-                labels[i] = label
-        return labels  # type: ignore[return-value]
+            for i, prediction in zip(members, self._predict_images(images)):
+                predictions[i] = self._fit(prediction, frames[i].shape[:2])
+        return predictions
+
+    def _predict_images(self, images: np.ndarray) -> Sequence[np.ndarray]:
+        """(B, 3, h, w) model input -> one prediction per image at the model's size: its labels."""
+        return self._predict(images, labels=True)
+
+    def _fit(self, labels: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
+        """Labels at the model's size -> at the frame's (height, width), nearest neighbour."""
+        frame_height, frame_width = frame_size
+        if labels.shape != (frame_height, frame_width):
+            labels = cv2.resize(labels, (frame_width, frame_height), interpolation=cv2.INTER_NEAREST)
+        return labels
 
     def _slide(self, frame: np.ndarray) -> np.ndarray:
         images = _to_nchw(_to_rgb(frame, None)[None])
@@ -122,7 +137,6 @@ class FrameSegmenter:
 def _to_nchw(batch: np.ndarray) -> np.ndarray:
     """(B, H, W, 3) uint8 -> (B, 3, H, W) float32, the predictors' input."""
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
-
 
 
 def _to_rgb(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-EMBED_DIM = 128
+from gkd_deploy.models.config import DEFAULT_PROJECTION_DIM as EMBED_DIM
 
 
 class PixelProjectionHead(nn.Module):

@@ -21,9 +21,8 @@ from gkd_deploy.errors import ConfigError, ModelError
 from gkd_deploy.fileio import atomic_path
 from gkd_deploy.models.builder import create_encoder
 from gkd_deploy.models.encoder import ViTEncoder
-from gkd_deploy.models.instance_segmenter import (InstanceSegmenter, InstanceSegmenterConfig,
-                                                  build_instance_segmenter)
-from gkd_deploy.models.config import EncoderConfig, SegmenterConfig
+from gkd_deploy.models.instance_segmenter import InstanceSegmenter, build_instance_segmenter
+from gkd_deploy.models.config import EncoderConfig, InstanceSegmenterConfig, SegmenterConfig
 from gkd_deploy.models.segmenter import Segmenter, build_segmenter
 
 FORMAT = "gkd-segmenter"

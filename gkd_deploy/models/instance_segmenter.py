@@ -11,90 +11,27 @@
     (B, D, H/4, W/4) for L_pxl; not used by `forward` and so never in an exported graph.
 
 Like `Segmenter`, the model is rebuilt from its config alone (`InstanceSegmenterConfig`, stored in
-every checkpoint), and the config is checked when it is made.
+every checkpoint; it lives in the torch-free `models.config`, so an exported file's config reads back
+where only ONNX Runtime is installed), and the config is checked when it is made.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from gkd_deploy.data.classes import CITYSCAPES_THINGS, ClassSet
 from gkd_deploy.errors import ConfigError, ModelError
 from gkd_deploy.instance.postprocess import instance_predictions
-from gkd_deploy.instance.projection import EMBED_DIM, PixelProjectionHead
+from gkd_deploy.instance.projection import PixelProjectionHead
 from gkd_deploy.models.builder import create_encoder
-from gkd_deploy.models.config import DEFAULT_IMG_SIZE, DEFAULT_PATCH_SIZE
+from gkd_deploy.models.config import InstanceSegmenterConfig
 from gkd_deploy.models.decoders import build_decoder
 from gkd_deploy.models.decoders.mask2former import set_outputs
 from gkd_deploy.models.dpt import DPTHead
 from gkd_deploy.models.encoder import ViTEncoder
-from gkd_deploy.models.config import config_dict, config_values
 from gkd_deploy.models.segmenter import ClassesOfConfig
-
-NECKS = ("pyramid", "dpt")
-INSTANCE_DECODERS = ("mask2former", "mask2former-edge")
-
-
-@dataclass(frozen=True)
-class InstanceSegmenterConfig:
-    """Everything that defines an instance segmenter's architecture and outputs.
-
-    `neck`: "dpt" or "pyramid"; `neck_channels`: the DPT head's width. `decoder` (a Mask2Former
-    name or preset) with `decoder_options`; `class_set`: the C thing classes. `projection_dim`: D
-    of the training-only pixel projection head, None for none. `top_k`, `mask_threshold`: the
-    post-processing (`instance_predictions`), also what an export puts in its graph.
-    """
-
-    encoder: str
-    neck: str = "dpt"
-    neck_channels: int = 256
-    decoder: str = "mask2former"
-    decoder_options: dict[str, Any] = field(default_factory=dict)
-    patch_size: int = DEFAULT_PATCH_SIZE
-    img_size: int = DEFAULT_IMG_SIZE
-    feature_blocks: tuple[int, ...] | None = None
-    class_set: ClassSet = CITYSCAPES_THINGS
-    projection_dim: int | None = EMBED_DIM
-    top_k: int = 100
-    mask_threshold: float = 0.5
-
-    def __post_init__(self) -> None:
-        what = "instance segmenter config"
-        if not isinstance(self.encoder, str) or not self.encoder:
-            raise ConfigError(f"{what}: 'encoder' must name a zoo model (e.g. vit-s), got {self.encoder!r}")
-        if self.neck not in NECKS:
-            raise ConfigError(f"{what}: unknown neck {self.neck!r}; choose from {', '.join(NECKS)}")
-        if self.decoder not in INSTANCE_DECODERS:
-            raise ConfigError(f"{what}: decoder {self.decoder!r} has no instance mode; choose from "
-                              f"{', '.join(INSTANCE_DECODERS)}")
-        if not isinstance(self.decoder_options, dict):
-            raise ConfigError(f"{what}: 'decoder_options' must be a mapping, got {self.decoder_options!r}")
-        for name in ("neck_channels", "patch_size", "img_size", "top_k"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{what}: '{name}' must be a positive integer, got {value!r}")
-        if self.projection_dim is not None and (not isinstance(self.projection_dim, int) or self.projection_dim < 1):
-            raise ConfigError(f"{what}: 'projection_dim' must be a positive integer or None, got {self.projection_dim!r}")
-        if not (isinstance(self.mask_threshold, (int, float)) and 0.0 < self.mask_threshold < 1.0):
-            raise ConfigError(f"{what}: 'mask_threshold' must lie strictly between 0 and 1, got {self.mask_threshold!r}")
-        if self.class_set.num_classes < 1:
-            raise ConfigError(f"{what}: the class set {self.class_set.name!r} has no classes")
-
-    @property
-    def architecture(self) -> str:
-        """What the config builds, in words (for errors)."""
-        return f"{self.encoder} + {self.neck} + {self.decoder} (instance)"
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "InstanceSegmenterConfig":
-        return cls(**config_values(cls, data, "instance segmenter config"))
 
 
 class InstanceSegmenter(ClassesOfConfig, nn.Module):

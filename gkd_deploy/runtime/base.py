@@ -60,7 +60,7 @@ class InstancePredictor(Protocol):
 def no_label_map(info: ModelInfo) -> ModelError:
     """The error for asking an instance model for a semantic label map."""
     return ModelError(f"{info.source} is an instance segmenter: it gives masks, classes and scores, not a label "
-                      "map; use a command that takes instance models (gkd eval, validate, export)")
+                      "map; use a command that takes instance models (gkd eval, validate, export, infer, benchmark)")
 
 
 def labels_of(scores: np.ndarray) -> np.ndarray:

@@ -10,22 +10,15 @@ from gkd_deploy.runtime.base import InstancePredictor, Predictor
 
 
 def _torch(path: Path, device: str) -> Predictor | InstancePredictor:
-    from gkd_deploy.models.checkpoint import INSTANCE_FORMAT, checkpoint_format
-    from gkd_deploy.run import resolve_checkpoint
-    from gkd_deploy.runtime.torch_backend import TorchInstancePredictor, TorchPredictor
+    from gkd_deploy.runtime.torch_backend import torch_predictor
 
-    if checkpoint_format(resolve_checkpoint(path)[0]) == INSTANCE_FORMAT:
-        return TorchInstancePredictor(path, device)
-    return TorchPredictor(path, device)
+    return torch_predictor(path, device)
 
 
 def _onnxruntime(path: Path, device: str) -> Predictor | InstancePredictor:
-    from gkd_deploy.runtime.metadata import read_onnx_metadata
-    from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimeInstancePredictor, OnnxRuntimePredictor
+    from gkd_deploy.runtime.onnxruntime_backend import onnxruntime_predictor
 
-    if read_onnx_metadata(path).is_instance:
-        return OnnxRuntimeInstancePredictor(path, device)
-    return OnnxRuntimePredictor(path, device)
+    return onnxruntime_predictor(path, device)
 
 
 def _tensorrt(path: Path, device: str) -> Predictor:

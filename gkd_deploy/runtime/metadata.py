@@ -20,7 +20,7 @@ from gkd_deploy.errors import ModelError
 from gkd_deploy.precision import EXPORT_PRECISIONS, precision as get_precision
 
 if TYPE_CHECKING:
-    from gkd_deploy.models.config import SegmenterConfig
+    from gkd_deploy.models.config import InstanceSegmenterConfig, SegmenterConfig
     import onnx
 
 METADATA_KEY = "gkd"
@@ -80,12 +80,12 @@ class ExportMetadata:
         return self.extra.get("calibration")
 
     @property
-    def segmenter_config(self) -> "SegmenterConfig":
-        """The architecture the file was exported from, typed (torch-free); ModelError if unreadable."""
-        from gkd_deploy.models.config import SegmenterConfig
+    def segmenter_config(self) -> "SegmenterConfig | InstanceSegmenterConfig":
+        """The architecture the file was exported from, typed by its task (torch-free); ModelError if unreadable."""
+        from gkd_deploy.models.config import TASK_CONFIGS
 
         try:
-            return SegmenterConfig.from_dict(self.segmenter)
+            return TASK_CONFIGS[self.task].from_dict(self.segmenter)
         except Exception as error:  # ConfigError, or a malformed field type
             raise ModelError(f"its segmenter config cannot be read ({error})") from None
 

@@ -55,6 +55,20 @@ class _OnnxRuntimeSession:
                               precision=metadata.precision, backend="onnxruntime", source=str(self.path),
                               patch_size=metadata.patch_size, outputs=tuple(metadata.outputs), task=metadata.task)
 
+    def _resident(self, images: np.ndarray, outputs: tuple[str, ...]) -> "ResidentRun":
+        """A call that runs the model on `images` copied once to the session's device (the GPU with
+        the CUDA provider), the `outputs` left there: what the model costs without the host copies
+        an application also pays (trtexec's GPU compute time)."""
+        import onnxruntime
+
+        device = "cuda" if self.use_cuda else "cpu"
+        value = onnxruntime.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(images, dtype=np.float32), device, 0)
+        binding = self.session.io_binding()
+        binding.bind_ortvalue_input(self.input_name, value)
+        for output in outputs:
+            binding.bind_output(output, device)
+        return ResidentRun(self.session, binding)
+
 
 class OnnxRuntimeInstancePredictor(_OnnxRuntimeSession):
     """An exported instance model: numpy images in, the K instances of every image out (the
@@ -68,6 +82,10 @@ class OnnxRuntimeInstancePredictor(_OnnxRuntimeSession):
     def labels(self, images: np.ndarray) -> np.ndarray:
         raise no_label_map(self.info)
 
+    def resident(self, images: np.ndarray) -> "ResidentRun":
+        """The model on device-resident `images`, its masks, classes and scores left on the device."""
+        return self._resident(images, tuple(self.info.outputs))
+
 
 class OnnxRuntimePredictor(_OnnxRuntimeSession):
     def __call__(self, images: np.ndarray) -> np.ndarray:
@@ -79,20 +97,10 @@ class OnnxRuntimePredictor(_OnnxRuntimeSession):
             return self._run("labels", images)  # only the labels are fetched (and copied back)
         return labels_of(self._run("scores", images))
 
-    def resident(self, images: np.ndarray, output: str | None = None):
-        """A call that runs the model on `images` copied once to the session's device (the GPU with
-        the CUDA provider), its output left there: what the model costs without the host copies
-        an application also pays (trtexec's GPU compute time). `output`: default the labels output
-        where the file has one."""
-        import onnxruntime
-
-        output = output or ("labels" if "labels" in self.info.outputs else "scores")
-        device = "cuda" if self.use_cuda else "cpu"
-        value = onnxruntime.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(images, dtype=np.float32), device, 0)
-        binding = self.session.io_binding()
-        binding.bind_ortvalue_input(self.input_name, value)
-        binding.bind_output(output, device)
-        return ResidentRun(self.session, binding)
+    def resident(self, images: np.ndarray, output: str | None = None) -> "ResidentRun":
+        """The model on device-resident `images` (see `_resident`), one output left on the device:
+        `output`, default the labels output where the file has one."""
+        return self._resident(images, (output or ("labels" if "labels" in self.info.outputs else "scores"),))
 
     def _run(self, output: str, images: np.ndarray) -> np.ndarray:
         array = np.ascontiguousarray(images, dtype=np.float32)
@@ -106,8 +114,8 @@ class OnnxRuntimePredictor(_OnnxRuntimeSession):
 
 
 class ResidentRun:
-    """One bound input and output: calling it runs the model (and waits for the device); `fetch`
-    copies the last output to the host."""
+    """One bound input and its bound outputs: calling it runs the model (and waits for the device);
+    `fetch` copies the first output of the last run to the host."""
 
     def __init__(self, session, binding) -> None:
         self.session, self.binding = session, binding
@@ -117,3 +125,10 @@ class ResidentRun:
 
     def fetch(self) -> np.ndarray:
         return self.binding.copy_outputs_to_cpu()[0]
+
+
+def onnxruntime_predictor(path: str | Path,
+                          device: str = "auto") -> OnnxRuntimePredictor | OnnxRuntimeInstancePredictor:
+    """The predictor of an exported file, by the task its metadata names."""
+    predictor = OnnxRuntimeInstancePredictor if read_onnx_metadata(path).is_instance else OnnxRuntimePredictor
+    return predictor(path, device)

@@ -199,7 +199,8 @@ class InstanceTrainConfig:
 
     def _check_models(self) -> None:
         from gkd_deploy.models.decoders import check_decoder_options
-        from gkd_deploy.models.instance_segmenter import INSTANCE_DECODERS, NECKS, encoder_role
+        from gkd_deploy.models.config import INSTANCE_DECODERS, NECKS
+        from gkd_deploy.models.instance_segmenter import encoder_role
 
         roles = ("teacher", "student") if self.teacher_kind == "built-in" else ("student",)
         for role in roles:
