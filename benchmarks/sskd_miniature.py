@@ -113,7 +113,13 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default torch's); 1 on a machine other jobs share")
     args = parser.parse_args()
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     scale = SCALES[args.scale]
     started = time.perf_counter()
     data = args.out / "data"
