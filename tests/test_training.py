@@ -240,7 +240,10 @@ def test_two_processes_match_one_on_the_same_global_batch(synthetic, tmp_path):
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     for stage in ("stage2", "stage3"):  # the last step's losses, averaged over the two ranks
         for term in ("loss", "grad_norm") if stage == "stage2" else ("loss",):
-            assert two[stage][term] == pytest.approx(one[stage][term], rel=1e-4), (stage, term)
+            # The gradient norm sums every parameter's square: kernels that add in another order
+            # (one thread per process against two in one) move it by up to 4.4e-4 on AVX2 machines.
+            assert two[stage][term] == pytest.approx(one[stage][term], rel=1e-4 if term == "loss" else 1e-3), \
+                (stage, term)
     for name in ("stage2-student.safetensors", "segmenter.safetensors"):
         want = _weights(tmp_path / "one" / "checkpoints" / name)
         got = _weights(tmp_path / "two" / "checkpoints" / name)
