@@ -34,7 +34,7 @@ def instance_colour(index: int) -> tuple[int, int, int]:
 
 
 def outline_thickness(height: int) -> int:
-    """Outline width in pixels for a picture of this height: 1 up to 540 p, 3 at 1080 p."""
+    """Outline width in pixels for a picture of this height: 1 below 540 p, 2 at 720 p, 3 at 1080 p."""
     return max(1, round(height / 360))
 
 
