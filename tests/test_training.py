@@ -511,3 +511,34 @@ def test_resume_over_a_damaged_stage_result_says_which_file_and_what_to_do(synth
     with pytest.raises(ConfigError, match=r"stage 2 finished, but its result .*stage2-student.safetensors is damaged"
                                           r".*delete it to train stage 2 again"):
         train(None, tmp_path / "run", resume=True, callbacks=Recorder())
+
+
+@pytest.mark.parametrize("has_bf16, device, mode, warns", [
+    (False, "cpu", "bf16", True),
+    (True, "cpu", "bf16", False),
+    (None, "cpu", "bf16", False),  # torch cannot tell: no guess
+    (False, "cpu", "auto", False),
+    (False, "cuda", "bf16", False),
+])
+def test_bf16_autocast_on_a_cpu_without_bf16_instructions_is_warned_of(monkeypatch, has_bf16, device, mode, warns):
+    from gkd_deploy.training import loop
+
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: has_bf16)
+    warning = loop.slow_autocast_warning(torch.device(device), mode)
+    assert (warning is not None) is warns
+    if warns:
+        assert "autocast: auto" in warning
+
+
+def test_a_stage_with_emulated_bf16_logs_the_warning_once(synthetic, tmp_path, monkeypatch, caplog):
+    from gkd_deploy.training import loop
+
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: False)
+    loop._warn_once.cache_clear()
+    config = tiny_config(synthetic, autocast="bf16", stages=(2, 3))
+    config = dataclasses.replace(config, stage2=dataclasses.replace(config.stage2, steps=2),
+                                 stage3=dataclasses.replace(config.stage3, steps=2))
+    with caplog.at_level("WARNING", logger="gkd_deploy.training.loop"):
+        train(config, tmp_path / "run", callbacks=Recorder())
+    warnings = [r for r in caplog.records if "without bf16 instructions" in r.getMessage()]
+    assert len(warnings) == 1

@@ -34,14 +34,14 @@ from gkd_deploy.models.checkpoint import load_instance_segmenter, save_instance_
 from gkd_deploy.models.instance_segmenter import InstanceSegmenter, InstanceSegmenterConfig, build_instance_segmenter
 from gkd_deploy.progress import Track, no_progress
 from gkd_deploy.run import RunDir
-from gkd_deploy.sskd.config import PHASE_NUMBERS, PHASE_TITLES, InstanceModelSettings, InstanceTrainConfig
+from gkd_deploy.sskd.config import PHASE_NUMBERS, PHASE_TITLES, InstanceModelSettings, InstanceTrainConfig, PhaseSettings
 from gkd_deploy.sskd.data import InstanceItems, batch_instances, instance_loader, instance_transform
 from gkd_deploy.sskd.objective import StepRandom, UnifiedObjective
 from gkd_deploy.sskd.pseudo import PseudoLabels, label_pool, write_pseudo_labels
 from gkd_deploy.training import distributed
 from gkd_deploy.training import state as training_state
 from gkd_deploy.training.distributed import Context
-from gkd_deploy.training.loop import Callbacks, LoopSpec, describe_stage, run_loop
+from gkd_deploy.training.loop import Callbacks, LoopSpec, describe_stage, parameter_text, place_text, run_loop
 from gkd_deploy.training.optim import adamw_parts
 from gkd_deploy.training.schedule import warmup_multistep, warmup_poly
 from gkd_deploy.training.stages import StageResult, finished_before
@@ -92,10 +92,11 @@ def initial_model(config: InstanceTrainConfig, role: str, class_set: ClassSet) -
                                     weights=model.weights)
 
 
-def _lr_at(settings, peak: float):
+def _lr_at(settings: PhaseSettings) -> Callable[[int], float]:
+    """The phase's learning rate per step: its peak `lr` after warm-up, then its schedule."""
     if settings.schedule == "multistep":
-        return lambda step: warmup_multistep(step, settings.steps, peak, settings.warmup_steps)
-    return lambda step: warmup_poly(step, settings.steps, peak, 0.0, settings.warmup_steps, 0.9)
+        return lambda step: warmup_multistep(step, settings.steps, settings.lr, settings.warmup_steps)
+    return lambda step: warmup_poly(step, settings.steps, settings.lr, 0.0, settings.warmup_steps, 0.9)
 
 
 def _objective(config: InstanceTrainConfig, model: InstanceSegmenter, unified: bool) -> UnifiedObjective:
@@ -108,10 +109,6 @@ def _objective(config: InstanceTrainConfig, model: InstanceSegmenter, unified: b
     views = ViewAugmentation((config.crop_size, config.crop_size), flip_probability=0.0)
     return UnifiedObjective(model, criterion, contrastive, views, unlabelled_weight=config.unlabelled_weight,
                             contrastive_weight=config.contrastive_weight)
-
-
-def _where(context: Context) -> str:
-    return f"on {context.device}" + (f" x {context.world_size} processes" if context.world_size > 1 else "")
 
 
 def train_phase(phase: str, config: InstanceTrainConfig, run: RunDir, context: Context, model: InstanceSegmenter,
@@ -150,15 +147,15 @@ def train_phase(phase: str, config: InstanceTrainConfig, run: RunDir, context: C
 
     spec = LoopSpec(stage=number, total_steps=settings.steps, start_step=start,
                     global_batch=settings.batch_size + settings.unlabelled_batch_size,
-                    lr_at=_lr_at(settings, settings.lr), clip_grad=settings.clip_grad, log_every=config.log_every,
+                    lr_at=_lr_at(settings), clip_grad=settings.clip_grad, log_every=config.log_every,
                     checkpoint_every=config.checkpoint_every, seed=config.seed, autocast=config.autocast)
     if context.is_main:
         pool_text = f" + {settings.unlabelled_batch_size} pseudo-labelled of {len(data.pool)}" if unified else ""
         loss_text = "L_sup + L_pseudo" + (" + L_pxl" if objective.uses_contrastive else "") if unified else "L_sup"
         describe_stage(callbacks, number, (
-            f"{PHASE_TITLES[phase]}: {model.config.architecture} ({_millions(model)} params), {loss_text}; "
+            f"{PHASE_TITLES[phase]}: {model.config.architecture} ({parameter_text(model)} params), {loss_text}; "
             f"{settings.batch_size} labelled of {len(data.labelled)}{pool_text} per step, crop {config.crop_size}: "
-            f"{settings.steps} steps, lr {settings.lr:.3g}, {_where(context)}"))
+            f"{settings.steps} steps, lr {settings.lr:.3g}, {place_text(context)}"))
         callbacks.stage_started(number, PHASE_TITLES[phase], settings.steps, start)
     metrics = run_loop(
         spec, batches=batches(), compute_losses=compute_losses, optimizer=optimizer,
@@ -177,10 +174,6 @@ def train_phase(phase: str, config: InstanceTrainConfig, run: RunDir, context: C
 def _on_device(batch: dict[str, torch.Tensor], device: torch.device):
     images = batch["image"].to(device, non_blocking=True).float()
     return images, batch_instances(batch["ids"].to(device), batch["classes"].to(device))
-
-
-def _millions(module: nn.Module) -> str:
-    return f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f}M"
 
 
 # --- the phases in order ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ atomic checkpoints.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -109,6 +110,39 @@ def autocast_for(device: torch.device, mode: str = "auto") -> contextlib.Abstrac
     return contextlib.nullcontext()
 
 
+def cpu_has_bf16() -> bool | None:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); None where torch cannot say."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if not all(callable(probe) for probe in probes):
+        return None
+    return any(probe() for probe in probes)
+
+
+def slow_autocast_warning(device: torch.device, mode: str) -> str | None:
+    """A warning for bf16 autocast on a CPU without bf16 instructions, where every bf16 op is
+    emulated: a GKD distillation step then runs about 14x slower than in fp32 (measured on an AVX2
+    CPU, tiny ViT student and EfficientNet-Lite0 teacher at 128 px, batch 32: 8.1 s against 0.58 s)."""
+    if mode != "bf16" or device.type != "cpu" or cpu_has_bf16() is not False:
+        return None
+    return ("autocast bf16 on a CPU without bf16 instructions (no AVX512-BF16 or AMX) emulates every bf16 op and "
+            "runs many times slower than fp32; set autocast: auto (fp32 on CPU) unless you need bf16 numerics")
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(text: str) -> None:
+    log.warning(text)
+
+
+def parameter_text(module: torch.nn.Module) -> str:
+    """A module's parameter count in millions, as stage descriptions print it ("5.52M")."""
+    return f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f}M"
+
+
+def place_text(context: Context) -> str:
+    """Where a stage runs, as stage descriptions print it ("on cpu", "on cuda:0 x 2 processes")."""
+    return f"on {context.device}" + (f" x {context.world_size} processes" if context.world_size > 1 else "")
+
+
 def run_loop(
     spec: LoopSpec,
     *,
@@ -128,6 +162,9 @@ def run_loop(
     weight update falls back to the last periodic checkpoint.
     """
     progress = {"done": spec.start_step, "updating": False}
+    warning = slow_autocast_warning(context.device, spec.autocast)
+    if warning is not None and context.is_main:
+        _warn_once(warning)
     try:
         return _steps(spec, batches, compute_losses, optimizer, parameters, after_step, save_state, context,
                       callbacks, progress)

@@ -46,7 +46,7 @@ from gkd_deploy.training import state as training_state
 from gkd_deploy.training.config import DistillSettings, TaskSettings, TrainConfig
 from gkd_deploy.training.data import load_training_set, training_loader
 from gkd_deploy.training.distributed import Context
-from gkd_deploy.training.loop import Callbacks, LoopSpec, describe_stage, run_loop
+from gkd_deploy.training.loop import Callbacks, LoopSpec, describe_stage, parameter_text, place_text, run_loop
 from gkd_deploy.training.optim import adamw, adamw_parts
 from gkd_deploy.training.schedule import warmup_cosine, warmup_poly
 
@@ -130,16 +130,8 @@ def student_ema(student: nn.Module, decay: float, device: torch.device) -> Model
 
 # --- stages 1 and 2 ------------------------------------------------------------------------------
 
-def _millions(module: nn.Module) -> str:
-    return f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f}M"
-
-
 def _model_label(name: str | None, model: nn.Module) -> str:
-    return f"{name} ({_millions(model)} params)"
-
-
-def _where(context: Context) -> str:
-    return f"on {context.device}" + (f" x {context.world_size} processes" if context.world_size > 1 else "")
+    return f"{name} ({parameter_text(model)} params)"
 
 
 def distill_stage(stage: int, config: TrainConfig, run: RunDir, context: Context, previous: Path | None,
@@ -178,7 +170,7 @@ def distill_stage(stage: int, config: TrainConfig, run: RunDir, context: Context
         describe_stage(callbacks, stage, (
             f"{settings.method} distillation of {_model_label(config.student, student)} from "
             f"{_model_label(config.teacher, teacher)} on {len(dataset)} images at {settings.img_size} px (patch "
-            f"{settings.patch_size}): {steps} steps of {global_batch}, peak lr {peak_lr:.3g}, {_where(context)}"))
+            f"{settings.patch_size}): {steps} steps of {global_batch}, peak lr {peak_lr:.3g}, {place_text(context)}"))
         callbacks.stage_started(stage, STAGE_TITLES[stage], steps, start)
     metrics = run_loop(
         spec, batches=loader, compute_losses=compute_losses, optimizer=optimizer,
@@ -324,9 +316,9 @@ def task_stage(config: TrainConfig, run: RunDir, context: Context, previous: Pat
         encoder_state = "trained" if train_encoder else "frozen"
         describe_stage(callbacks, 3, (
             f"{settings.decoder} decoder on the {encoder_state} {_model_label(encoder_name, segmenter.encoder)} "
-            f"({_millions(segmenter.decoder)} decoder params), {len(dataset)} labelled images, crop "
+            f"({parameter_text(segmenter.decoder)} decoder params), {len(dataset)} labelled images, crop "
             f"{settings.crop_size}: {settings.steps} steps of {settings.batch_size}, peak lr {settings.lr:.3g}, "
-            f"{_where(context)}"))
+            f"{place_text(context)}"))
         callbacks.stage_started(3, STAGE_TITLES[3], settings.steps, start)
     metrics = run_loop(
         spec, batches=loader, compute_losses=compute_losses, optimizer=optimizer,
