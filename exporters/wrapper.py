@@ -10,12 +10,12 @@ from __future__ import annotations
 import copy
 
 import torch
-from timm.layers import resample_abs_pos_embed
 from torch import nn
 
 from gkd_deploy.instance.postprocess import InstancePostprocess
 from gkd_deploy.models.decoders.mask2former.deformable_attention import SAMPLINGS
 from gkd_deploy.models.instance_segmenter import InstanceSegmenter
+from gkd_deploy.models.patch_grid import resize_pos_embed
 from gkd_deploy.models.segmenter import Segmenter
 from gkd_deploy.runtime.metadata import INSTANCE_OUTPUT_NAMES, OUTPUT_NAMES
 
@@ -88,18 +88,17 @@ def _bake_position_embedding(backbone: nn.Module, grid: tuple[int, int]) -> None
     """Resample the position embedding to the export token grid once, in eager mode.
 
     The backbone is built with `dynamic_img_size=True` and resamples its position embedding to
-    every input's grid (bicubic, antialiased) unless the grid is the one it was built for. The
-    TorchScript exporter cannot trace that interpolation, and a fixed-size model does not need
-    it: with the embedding stored at the export grid, the forward pass takes timm's no-resample
-    branch and only an addition is traced.
+    every input's grid (`patch_grid.resize_pos_embed`, the project's one resize) unless the grid is
+    the one it was built for. A fixed-size model does not need that interpolation in its graph:
+    with the embedding stored at the export grid (resized the same way, once), the forward pass
+    resizes nothing and only an addition is traced.
     """
     patch_embed = backbone.patch_embed
     old_grid = tuple(patch_embed.grid_size)
     if getattr(backbone, "pos_embed", None) is not None and old_grid != grid:
         prefix = 0 if getattr(backbone, "no_embed_class", False) else backbone.num_prefix_tokens
         with torch.no_grad():
-            resampled = resample_abs_pos_embed(backbone.pos_embed, new_size=list(grid), old_size=list(old_grid),
-                                               num_prefix_tokens=prefix)
+            resampled = resize_pos_embed(backbone.pos_embed, grid, prefix, old_grid)
         backbone.pos_embed = nn.Parameter(resampled, requires_grad=False)
     patch_size = patch_embed.patch_size
     patch_embed.grid_size = grid

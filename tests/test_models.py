@@ -239,3 +239,51 @@ def test_unreadable_weights_files_are_weights_errors(tmp_path, name, payload):
     path.write_bytes(payload)
     with pytest.raises(WeightsError, match=f"cannot read weights from .*{name}"):
         create_encoder("tiny-student", weights=path)
+
+
+TINY_REG = ModelSpec("tiny-reg", "vit_small_patch14_reg4_dinov2", ("teacher",), "random",
+                     overrides={"embed_dim": 48, "depth": 2, "num_heads": 2}, has_weights=False)
+
+
+@pytest.mark.parametrize("name", ["tiny-student", TINY_REG, TINY_EVA])
+def test_at_the_built_size_positions_are_timms_bit_for_bit(name):
+    encoder = create_encoder(name, img_size=64).eval()
+    backbone = encoder.backbone
+    patches = backbone.patch_embed(torch.rand(2, 3, 64, 64))
+    ours = backbone._pos_embed(patches)
+    timms = type(backbone)._pos_embed(backbone, patches)
+    for mine, theirs in zip(ours if isinstance(ours, tuple) else (ours,), timms if isinstance(timms, tuple) else (timms,)):
+        assert torch.equal(mine, theirs)
+
+
+@pytest.mark.parametrize("name", ["tiny-student", TINY_REG, TINY_EVA])
+def test_below_the_built_size_positions_are_resized_once_the_authors_way(name):
+    # Built at 128 px (an 8 x 8 grid), run at 64 x 96 (4 x 6): bicubic without antialiasing, the
+    # resize weights get when loaded, where timm's dynamic path would antialias.
+    encoder = create_encoder(name, img_size=128).eval()
+    backbone = encoder.backbone
+    num_prefix = 0 if backbone.no_embed_class else backbone.num_prefix_tokens
+    grid = backbone.pos_embed[:, num_prefix:].reshape(1, 8, 8, -1).permute(0, 3, 1, 2)
+    expected = torch.nn.functional.interpolate(grid, size=(4, 6), mode="bicubic", align_corners=False,
+                                               antialias=False).permute(0, 2, 3, 1).reshape(1, 24, -1)
+    patches = torch.zeros(1, 4, 6, encoder.embed_dim)
+    ours = backbone._pos_embed(patches)
+    tokens = ours[0] if isinstance(ours, tuple) else ours
+    torch.testing.assert_close(tokens[:, backbone.num_prefix_tokens:], expected)
+    timms = type(backbone)._pos_embed(backbone, patches)
+    timm_tokens = timms[0] if isinstance(timms, tuple) else timms
+    assert not torch.allclose(timm_tokens, tokens)  # timm antialiases when it shrinks a grid
+
+
+@pytest.mark.parametrize("name", ["tiny-student", TINY_EVA])
+def test_decoder_and_distillation_passes_agree_below_the_built_size(name):
+    # forward_features (timm's forward_intermediates) and the distillation passes (our steps) now
+    # share one position-embedding resize, so the block outputs they give are the same.
+    encoder = create_encoder(name, img_size=128).eval()
+    images = torch.rand(1, 3, 64, 96) * 255
+    last = encoder.feature_blocks[-1]
+    with torch.no_grad():
+        maps = encoder.forward_features(images)
+        _, (tokens,) = encoder.forward_block_tokens(images, [last])
+    patches = tokens[:, 1:].reshape(1, 4, 6, -1).permute(0, 3, 1, 2)
+    torch.testing.assert_close(maps[-1], patches, atol=1e-5, rtol=1e-5)

@@ -15,7 +15,8 @@ timm's public API runs the unmasked decoder path (`forward_intermediates`); the 
 visible-patch passes of distillation replace patch tokens between patch embedding and position
 embedding, which no public timm entry point allows, so they call the backbone's steps
 (`patch_embed`, `_pos_embed`, `norm_pre`, the blocks) themselves. Tested with timm 1.0.x (the upper
-bound in pyproject.toml).
+bound in pyproject.toml). The backbone's `_pos_embed` is the project's (`patch_grid.embed_positions`):
+one position-embedding resize, bicubic without antialiasing, at load time and at run time.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import Sequence
 
 import torch
 from torch import nn
+
+from gkd_deploy.models.patch_grid import use_project_positions
 
 # The decoder pyramid of the paper takes blocks 3, 5, 7, 11 of a 12-block ViT: 1/3, 1/2, 2/3 and
 # all of the depth. Deeper models keep the same fractions (24 blocks -> 7, 11, 15, 23).
@@ -46,6 +49,9 @@ class ViTEncoder(nn.Module):
         feature_blocks: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
+        # At another input size than it was built at, every pass (ours and timm's) resizes the
+        # position embedding the one way weights are resized when loaded (`patch_grid`).
+        use_project_positions(backbone)
         self.backbone = backbone
         self.embed_dim: int = backbone.embed_dim
         self.depth: int = len(backbone.blocks)
