@@ -225,8 +225,9 @@ def test_skipped_rows_say_why_and_how_to_fix_it(report, run, monkeypatch):
     assert "TensorRT is not installed" in resolve_file(BACKENDS["tensorrt"], source, "fp32", (64, 64), "auto")[1]
     monkeypatch.setattr(backends_module.importlib.util, "find_spec",
                         lambda name, *a: object() if name == "tensorrt" else real_find_spec(name, *a))
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(backends_module, "cuda_gpu_count", lambda: 0)
     assert "needs a CUDA GPU" in resolve_file(BACKENDS["tensorrt"], source, "fp32", (64, 64), "auto")[1]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert "no CUDA GPU" in resolve_file(BACKENDS["torch"], source, "fp32", (64, 64), "cuda")[1]
     assert "--device cpu" in resolve_file(BACKENDS["onnxruntime-cuda"], source, "fp32", (64, 64), "cpu")[1]
     cuda_ort = resolve_file(BACKENDS["onnxruntime-cuda"], source, "fp32", (64, 64), "auto")[1]

@@ -34,6 +34,7 @@ from gkd_deploy.benchmark.sources import ModelSource
 from gkd_deploy.benchmark.timing import Clock, CudaEventClock, WallClock
 from gkd_deploy.precision import EXPORT_PRECISIONS, TORCH_PRECISIONS
 from gkd_deploy.runtime.metadata import read_onnx_metadata, read_sidecar_metadata
+from gkd_deploy.runtime.cuda_memory import cuda_gpu_count, cuda_python_available
 from gkd_deploy.runtime.tensorrt_backend import tensorrt_available
 
 GPU_ONLY = "--device cpu: GPU backends are not run"
@@ -138,8 +139,10 @@ def _tensorrt_unavailable(device: str) -> str | None:
         return GPU_ONLY
     if not tensorrt_available():
         return "TensorRT is not installed: pip install 'gkd-deploy[tensorrt]' (JetPack's TensorRT on a Jetson)"
-    if torch_with_cuda() is None:
-        return "TensorRT needs a CUDA GPU visible to PyTorch (its buffers are torch CUDA tensors); none is visible"
+    if not cuda_python_available():
+        return "TensorRT engines run on GPU buffers from NVIDIA's cuda-python: pip install 'gkd-deploy[tensorrt]'"
+    if cuda_gpu_count() == 0:
+        return "TensorRT needs a CUDA GPU; cuda-python sees none here"
     return None
 
 
@@ -175,11 +178,11 @@ def _load_onnxruntime_cuda(file: Path, precision: str, device: str) -> Runner:
 def _load_tensorrt(file: Path, precision: str, device: str) -> Runner:
     from gkd_deploy.runtime.tensorrt_backend import TensorRTPredictor
 
-    import torch
-
-    predictor = TensorRTPredictor(file, device)  # torch CUDA tensors in, outputs left on the device
-    return Runner(predictor.execute, _torch_input(torch.device("cuda")), WallClock(torch.cuda.synchronize),
-                  "device", file, predictor=predictor)
+    # As onnxruntime-cuda: host images in, the application's output copied back (the call waits for
+    # the GPU); `resident` gives the engine's compute time without the copies.
+    predictor = TensorRTPredictor(file, device)
+    return Runner(_application_call(predictor), _as_is, WallClock(), "device", file, predictor.release,
+                  predictor=predictor)
 
 
 BACKENDS: dict[str, Backend] = {

@@ -82,14 +82,29 @@ def torch_with_cuda():
     return torch if torch.cuda.is_available() else None
 
 
-def device_used_bytes() -> int:
-    """Memory in use on the current CUDA device, by every process (0 without a GPU or torch)."""
+def device_used_bytes() -> int | None:
+    """Memory in use on the current CUDA device, by every process; None without a GPU. Asked of
+    cuda-python where it is installed (what runs TensorRT engines, so an edge install needs no
+    torch for it), else of torch."""
+    used = _cudart_used_bytes()
+    if used is not None:
+        return used
     torch = torch_with_cuda()
     if torch is None:
-        return 0
+        return None
     torch.cuda.synchronize()
     free, total = torch.cuda.mem_get_info()
     return total - free
+
+
+def _cudart_used_bytes() -> int | None:
+    try:
+        from gkd_deploy.runtime.cuda_memory import import_cudart
+
+        error, free, total = import_cudart().cudaMemGetInfo()
+    except Exception:  # noqa: BLE001 - no cuda-python, no driver, no GPU: torch may still know
+        return None
+    return int(total) - int(free) if int(error) == 0 else None
 
 
 class GpuPeakMemory:
@@ -113,5 +128,6 @@ class GpuPeakMemory:
 
             return torch.cuda.max_memory_allocated() / MB
         if self.mode == "device":
-            return None if torch_with_cuda() is None else (device_used_bytes() - self.baseline_bytes) / MB
+            used = device_used_bytes()
+            return None if used is None else (used - self.baseline_bytes) / MB
         return None

@@ -223,7 +223,7 @@ class _Benchmark:
     def _load(self, combination: Combination, file: Path) -> LoadedModel:
         loaded = LoadedModel(combination, file)
         try:
-            baseline = device_used_bytes() if combination.backend.may_use_gpu else 0
+            baseline = (device_used_bytes() or 0) if combination.backend.may_use_gpu else 0
             loaded.runner = combination.backend.load(file, combination.precision, self.settings.device)
             loaded.gpu = GpuPeakMemory(loaded.runner.gpu_memory, baseline)
         except Exception as error:  # a backend failing to load is a result, not the end of the benchmark

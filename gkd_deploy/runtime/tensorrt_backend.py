@@ -2,18 +2,21 @@
 metadata sidecar. TensorRT is optional and imported only here, when an engine is loaded.
 
 Engines are tied to the GPU model and TensorRT version that built them: build on the target.
-Uses the TensorRT 10 tensor-address API (`set_tensor_address`, `execute_async_v3`) with torch
-CUDA tensors as buffers: running an engine imports torch (ONNX files run without it).
+Uses the TensorRT 10 tensor-address API (`set_tensor_address`, `execute_async_v3`, the same in
+TensorRT 11) on GPU buffers from NVIDIA's cuda-python (`runtime.cuda_memory`): running an engine
+imports no torch.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from gkd_deploy.errors import ModelError
 from gkd_deploy.runtime.base import ModelInfo, require_scores
+from gkd_deploy.runtime.cuda_memory import CudaDevice, cuda_index
 from gkd_deploy.runtime.metadata import read_sidecar_metadata
 
 
@@ -34,12 +37,12 @@ def import_tensorrt():
 
 
 class TensorRTPredictor:
+    """numpy in, numpy out, like every predictor; images and outputs in GPU buffers of its own
+    (`cuda_memory`), so that no torch is needed. `resident(images)` times the engine alone."""
+
     def __init__(self, path: str | Path, device: str = "auto") -> None:
         trt = import_tensorrt()
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ModelError("a TensorRT engine needs a CUDA GPU; none is visible")
+        self.cuda = CudaDevice(cuda_index(device))
         self.path = Path(path)
         self.metadata = metadata = read_sidecar_metadata(self.path)
         self.logger = trt.Logger(trt.Logger.WARNING)
@@ -52,42 +55,60 @@ class TensorRTPredictor:
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.input_name = inputs[0]
         self.output_names = [n for n in names if n not in inputs]
+        self.output_dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in self.output_names}
+        self.buffers = {n: self.cuda.buffer() for n in names}
         self.info = ModelInfo(class_set=metadata.class_set, input_size=metadata.input_size,
                               precision=metadata.precision, backend="tensorrt", source=str(self.path),
                               patch_size=metadata.patch_size, outputs=tuple(metadata.outputs))
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        import torch
-
-        return self.forward(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))).cpu().numpy()
+        require_scores(self.info, "this call")
+        return self.execute(images, ("scores",))["scores"]
 
     def labels(self, images: np.ndarray) -> np.ndarray:
-        import torch
+        if "labels" in self.output_names:
+            return self.execute(images, ("labels",))["labels"]
+        return self.execute(images, ("scores",))["scores"].argmax(1).astype(np.uint8)
 
-        outputs = self.execute(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)))
-        if "labels" in outputs:
-            return outputs["labels"].cpu().numpy()
-        return outputs["scores"].argmax(1).to(torch.uint8).cpu().numpy()
-
-    def forward(self, images):
-        """(B, 3, H, W) torch tensor -> scores as a CUDA tensor (no copy back to the host)."""
-        require_scores(self.info, "this call")
-        return self.execute(images)["scores"]
-
-    def execute(self, images) -> dict:
-        """Runs the engine; every output as a CUDA tensor, by name."""
-        import torch
-
-        images = images.to("cuda", non_blocking=True).float().contiguous()
-        self.context.set_input_shape(self.input_name, tuple(images.shape))
-        self.context.set_tensor_address(self.input_name, images.data_ptr())
-        outputs = {}
-        for name in self.output_names:
-            dtype = torch.uint8 if name == "labels" else torch.float32
-            outputs[name] = torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=dtype, device="cuda")
-            self.context.set_tensor_address(name, outputs[name].data_ptr())
-        stream = torch.cuda.current_stream()
-        if not self.context.execute_async_v3(stream.cuda_stream):
-            raise ModelError(f"TensorRT failed to run {self.path}")
-        stream.synchronize()
+    def execute(self, images: np.ndarray, names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """Run the engine on (B, 3, H, W) images; the outputs `names` (default: all) copied back, by name."""
+        shapes = self._bind(images)
+        self._run()
+        outputs = {name: self.cuda.copy_out(self.buffers[name], shapes[name], self.output_dtypes[name])
+                   for name in (names or self.output_names)}
+        self.cuda.synchronize()
         return outputs
+
+    def resident(self, images: np.ndarray) -> Callable[[], None]:
+        """A call that runs the engine on `images`, copied to the GPU once, and waits for it: no
+        copies in or out (what trtexec's GPU compute time measures)."""
+        self._bind(images)
+        self.cuda.synchronize()
+
+        def run() -> None:
+            self._run()
+            self.cuda.synchronize()
+        return run
+
+    def release(self) -> None:
+        """Free the GPU buffers and the stream."""
+        for buffer in self.buffers.values():
+            buffer.free()
+        self.cuda.close()
+
+    def _bind(self, images: np.ndarray) -> dict[str, tuple[int, ...]]:
+        """Queue the images' copy to the GPU, set every tensor's shape and address; output shapes."""
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        address = self.cuda.copy_in(self.buffers[self.input_name], images)
+        self.context.set_input_shape(self.input_name, tuple(images.shape))
+        self.context.set_tensor_address(self.input_name, address)
+        shapes = {}
+        for name in self.output_names:
+            shapes[name] = tuple(self.context.get_tensor_shape(name))
+            nbytes = int(np.prod(shapes[name])) * self.output_dtypes[name].itemsize
+            self.context.set_tensor_address(name, self.buffers[name].reserve(nbytes))
+        return shapes
+
+    def _run(self) -> None:
+        if not self.context.execute_async_v3(self.cuda.stream_handle):
+            raise ModelError(f"TensorRT failed to run {self.path}")
