@@ -137,42 +137,49 @@ def test_train_resume_passes_only_the_run_folder(monkeypatch, tmp_path):
 
 # --- gkd eval / validate --------------------------------------------------------------------------
 
-def test_eval_passes_every_option(monkeypatch, tmp_path):
+def test_eval_passes_every_option_as_settings(monkeypatch, tmp_path):
+    from gkd_deploy.evaluation.settings import EvalSettings
+
     calls = record(monkeypatch, "gkd_deploy.evaluation.runner.evaluate_model")
     invoke(["eval", str(tmp_path / "run"), "--targets", "cityscapes=/a,acdc=/b", "--split", "train",
             "--mode", "whole", "--crop", "256", "--stride", "128", "--device", "cpu", "--workers", "2",
             "--per-class", "--json", str(tmp_path / "report.json")])
-    (model, targets), kwargs = calls.only
+    (model, targets, settings), kwargs = calls.only
     assert model == tmp_path / "run" and isinstance(model, Path)
     assert targets == "cityscapes=/a,acdc=/b"
-    assert kwargs == {"split": "train", "mode": "whole", "crop": 256, "stride": 128, "device": "cpu",
-                      "num_workers": 2, "json_path": tmp_path / "report.json", "track": track}
-    assert isinstance(kwargs["json_path"], Path)
+    assert settings == EvalSettings(split="train", mode="whole", crop=256, stride=128, device="cpu", workers=2,
+                                    json_path=tmp_path / "report.json")
+    assert isinstance(settings.json_path, Path)
+    assert kwargs == {"track": track}
 
 
 def test_eval_and_validate_default_to_the_default_workers(monkeypatch, tmp_path):
+    from gkd_deploy.evaluation.settings import EvalSettings, ValidateSettings
     from gkd_deploy.training.config import default_workers
 
     evaluated = record(monkeypatch, "gkd_deploy.evaluation.runner.evaluate_model")
     validated = record(monkeypatch, "gkd_deploy.evaluation.validation.validate_export")
     invoke(["eval", str(tmp_path / "run")])
     invoke(["validate", str(tmp_path / "model.onnx")])
-    for calls in (evaluated, validated):
-        (_, targets), kwargs = calls.only
-        assert targets is None and kwargs["num_workers"] == default_workers()
-        assert kwargs["split"] == "val" and kwargs["device"] == "auto" and kwargs["json_path"] is None
+    (_, targets, settings), _ = evaluated.only
+    assert targets is None and settings == EvalSettings(workers=default_workers())
+    (_, targets, settings), _ = validated.only
+    assert targets is None and settings == ValidateSettings(workers=default_workers())
 
 
-def test_validate_passes_every_option(monkeypatch, tmp_path):
+def test_validate_passes_every_option_as_settings(monkeypatch, tmp_path):
+    from gkd_deploy.evaluation.settings import ValidateSettings
+
     calls = record(monkeypatch, "gkd_deploy.evaluation.validation.validate_export")
     invoke(["validate", str(tmp_path / "model-int8.onnx"), "--targets", "acdc=/data/acdc",
             "--reference", str(tmp_path / "run"), "--tolerance", "0.5", "--split", "train", "--device", "cpu",
             "--workers", "1", "--json", str(tmp_path / "validation.json")])
-    (model, targets), kwargs = calls.only
+    (model, targets, settings), kwargs = calls.only
     assert model == tmp_path / "model-int8.onnx" and isinstance(model, Path) and targets == "acdc=/data/acdc"
-    assert kwargs == {"reference": tmp_path / "run", "tolerance": 0.5, "split": "train", "device": "cpu",
-                      "num_workers": 1, "json_path": tmp_path / "validation.json", "track": track}
-    assert isinstance(kwargs["reference"], Path) and isinstance(kwargs["tolerance"], float)
+    assert settings == ValidateSettings(reference=tmp_path / "run", tolerance=0.5, split="train", device="cpu",
+                                        workers=1, json_path=tmp_path / "validation.json")
+    assert isinstance(settings.reference, Path) and isinstance(settings.tolerance, float)
+    assert kwargs == {"track": track}
 
 
 def validation_outcome(tmp_path, delta: float):
