@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from gkd_deploy.evaluation.settings import ValidateSettings
 from gkd_deploy.evaluation.validation import validate_export
 from gkd_deploy.exporters.pipeline import export_model
 from gkd_deploy.fileio import write_yaml
@@ -79,7 +80,7 @@ def main() -> None:
             line = (f"{file.precision}: {file.size_bytes / 1e6:7.2f} MB, export {file.seconds:5.1f} s, "
                     f"ORT CPU batch 1 {ms:8.1f} ms ({fp32_ms / ms:4.2f}x fp32), {file.parity}")
             if not args.no_validate:
-                report = validate_export(file.path, f"acdc={targets}", num_workers=0).report
+                report = validate_export(file.path, f"acdc={targets}", ValidateSettings(workers=0)).report
                 line += " | mIoU delta " + ", ".join(f"{d.domain} {d.delta:+.2f}" for d in report.domains)
             print(line, flush=True)
 

@@ -33,6 +33,7 @@ import yaml
 
 from gkd_deploy.data.synthetic import write_synthetic
 from gkd_deploy.evaluation.runner import evaluate_model
+from gkd_deploy.evaluation.settings import EvalSettings
 from gkd_deploy.run import RunDir
 from gkd_deploy.sskd.config import InstanceTrainConfig
 from gkd_deploy.sskd.recipes import apply_instance_recipe
@@ -72,7 +73,7 @@ def base_config(data: Path, scale: dict, args: argparse.Namespace, seed: int) ->
 
 
 def ap_of(checkpoint: Path, targets: list, device: str) -> tuple[float, float]:
-    report = evaluate_model(checkpoint, targets, device=device, json_path=checkpoint.with_suffix(".eval.json")).report
+    report = evaluate_model(checkpoint, targets, EvalSettings(device=device, json_path=checkpoint.with_suffix(".eval.json"))).report
     (domain,) = report.domains
     return domain.ap, domain.ap50
 

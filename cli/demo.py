@@ -7,7 +7,7 @@ video, and benchmark the model on every backend and precision here."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Iterable, TypeVar
 
 import typer
 from rich.table import Table
@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from gkd_deploy.cli.benchmark import benchmark_table
 from gkd_deploy.cli.console import console, fmt, next_step, track
-from gkd_deploy.cli.infer import InferDisplay, print_summary
+from gkd_deploy.cli.infer import print_start, print_summary, track_frames
 from gkd_deploy.cli.progress import TrainingDisplay
 from gkd_deploy.cli.tables import miou_table
 from gkd_deploy.cli.validate import validation_table
@@ -23,6 +23,8 @@ from gkd_deploy.demo import STUDENT as DEMO_STUDENT, TEACHER as DEMO_TEACHER, De
 
 if TYPE_CHECKING:
     from gkd_deploy.evaluation.evaluator import EvalReport
+
+T = TypeVar("T")
 
 
 def comparison_table(scratch: EvalReport, gkd: EvalReport) -> Table:
@@ -43,14 +45,20 @@ def comparison_table(scratch: EvalReport, gkd: EvalReport) -> Table:
 
 
 class DemoPrinter:
-    """Prints each step of the demo as it finishes (`DemoHooks.step_done`)."""
+    """Prints each step of the demo as it finishes (`DemoHooks.step_done`), and shows its loops
+    (`DemoHooks.track`): the clip's frames with their rate, as `gkd infer` shows them."""
 
     def __init__(self) -> None:
         self.training = TrainingDisplay()
-        self.clip = InferDisplay()
+        self.clip_open = False
 
     def step_done(self, step: str, result) -> None:
         getattr(self, step)(result)
+
+    def track(self, items: Iterable[T], description: str, total: int | None) -> Iterable[T]:
+        # The library has one `track` for every loop; the clip's (between its "segmenting" and
+        # "segmented" steps) counts frames, so it gets `gkd infer`'s bar with the frame rate.
+        return (track_frames if self.clip_open else track)(items, description, total)
 
     def trained(self, result: DemoResult) -> None:
         self.training.close()
@@ -69,8 +77,12 @@ class DemoPrinter:
     def validated(self, outcome) -> None:
         console.print(validation_table(outcome.report))
 
+    def segmenting(self, start) -> None:
+        print_start(start)
+        self.clip_open = True
+
     def segmented(self, clip) -> None:
-        self.clip.close()
+        self.clip_open = False
         print_summary(clip)
 
     def benchmarked(self, report) -> None:
@@ -78,7 +90,6 @@ class DemoPrinter:
 
     def close(self) -> None:
         self.training.close()
-        self.clip.close()
 
 
 def demo(
@@ -93,8 +104,7 @@ def demo(
     -> annotated driving clip -> benchmark table."""
     settings = DemoSettings(train=train, target=target, proxy=proxy, distill_steps=distill_steps, task_steps=task_steps)
     printer = DemoPrinter()
-    hooks = DemoHooks(track=track, callbacks=printer.training, step_done=printer.step_done,
-                      infer_progress=printer.clip.update, infer_started=printer.clip.start)
+    hooks = DemoHooks(track=printer.track, callbacks=printer.training, step_done=printer.step_done)
     try:
         result = run_demo(out, settings, hooks)
     finally:

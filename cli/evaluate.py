@@ -11,6 +11,7 @@ from rich.markup import escape
 from gkd_deploy.cli import options
 from gkd_deploy.cli.console import console, track
 from gkd_deploy.cli.tables import eval_table
+from gkd_deploy.evaluation.settings import EvalSettings  # torch-free: checked before torch loads
 from gkd_deploy.training.config import default_workers
 
 
@@ -29,10 +30,11 @@ def evaluate(
 ) -> None:
     """Score a segmenter: mIoU per domain and per class, from one confusion matrix per split (an
     instance segmenter: mask AP and AP50 per domain)."""
+    # Made before the evaluation (and torch) is imported: a bad option is refused at once.
+    settings = EvalSettings(split=split, mode=mode, crop=crop, stride=stride, device=device,
+                            workers=default_workers() if workers is None else workers, json_path=json_path)
     from gkd_deploy.evaluation.runner import evaluate_model
 
-    outcome = evaluate_model(model, targets, split=split, mode=mode, crop=crop, stride=stride, device=device,
-                             num_workers=default_workers() if workers is None else workers, json_path=json_path,
-                             track=track)
+    outcome = evaluate_model(model, targets, settings, track=track)
     console.print(eval_table(outcome.report, per_class=per_class))
     console.print(f"checkpoint: {escape(str(outcome.checkpoint))}\nreport:     {escape(str(outcome.json_path))}")

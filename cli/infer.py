@@ -3,8 +3,9 @@ annotated video."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Iterable, Iterator, Optional, TypeVar
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -17,31 +18,34 @@ from gkd_deploy.size import Size
 from gkd_deploy.infer import DEFAULT_SCORE_THRESHOLD, MODES
 
 if TYPE_CHECKING:
-    from gkd_deploy.infer import InferResult, InferStats
+    from gkd_deploy.infer import InferResult, InferStart
+
+T = TypeVar("T")
 
 
-class InferDisplay:
-    """A progress bar with live FPS; without a known frame count (live sources) it counts up."""
+def print_start(start: InferStart) -> None:
+    """What `gkd infer` opened, and its notes: before the work, so that a user can stop and fix them
+    (e.g. export at the frames' shape)."""
+    info = start.model
+    console.print(f"model: {escape(str(info.source))} ({info.backend}, {info.precision}"
+                  + (f", {info.input_size[1]}x{info.input_size[0]}" if info.input_size else "") + ")")
+    console.print(f"source: {escape(start.source)} ({start.kind}, {start.fps:g} fps)")
+    for note in start.notes:
+        console.print(Text.assemble(("note:", "dim"), " ", str(note)))
 
-    def __init__(self) -> None:
-        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[fps]}"), TimeElapsedColumn(), console=console)
-        self.task = None
 
-    def start(self, source, info, notes=()) -> None:
-        console.print(f"model: {escape(str(info.source))} ({info.backend}, {info.precision}"
-                      + (f", {info.input_size[1]}x{info.input_size[0]}" if info.input_size else "") + ")")
-        console.print(f"source: {escape(str(source.description))} ({source.kind}, {source.fps:g} fps)")
-        for note in notes:  # before the work, so that a user can stop and fix it (e.g. export at the frames' shape)
-            console.print(Text.assemble(("note:", "dim"), " ", str(note)))
-        self.progress.start()
-        self.task = self.progress.add_task("segmenting", total=source.expected, fps="")
-
-    def update(self, stats: InferStats) -> None:
-        self.progress.update(self.task, completed=stats.processed, fps=f"{stats.fps:.1f} fps")
-
-    def close(self) -> None:
-        self.progress.stop()
+def track_frames(items: Iterable[T], description: str, total: int | None) -> Iterator[T]:
+    """The library's `track` for frames: a progress bar with the live frame rate; without a known
+    frame count (a camera, a stream) it counts up."""
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[fps]}"), TimeElapsedColumn(), console=console)
+    with progress:
+        task = progress.add_task(description, total=total, fps="")
+        began = time.perf_counter()
+        for count, item in enumerate(items, 1):
+            yield item
+            fps = count / max(time.perf_counter() - began, 1e-9)
+            progress.update(task, completed=count, fps=f"{fps:.1f} fps")
 
 
 def infer(
@@ -71,11 +75,7 @@ def infer(
                              show=show, mode=mode, size=Size.parse(size, "--size").hw if size else None, batch=batch,
                              max_frames=max_frames, fps=fps, device=device, json_path=json_path,
                              score_threshold=score_threshold)
-    display = InferDisplay()
-    try:
-        result = run_infer(source, model, settings, progress=display.update, on_start=display.start)
-    finally:
-        display.close()
+    result = run_infer(source, model, settings, track=track_frames, started=print_start)
     print_summary(result)
     if json_path is not None:
         console.print(f"summary: {escape(str(json_path))}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -11,11 +11,11 @@ from rich.markup import escape
 
 from gkd_deploy.cli import options
 from gkd_deploy.cli.console import console, fmt, next_step, track
-from typing import TYPE_CHECKING
+from gkd_deploy.evaluation.settings import ValidateSettings  # torch-free: checked before torch loads
+from gkd_deploy.training.config import default_workers
 
 if TYPE_CHECKING:
     from gkd_deploy.evaluation.validation import ValidationReport
-from gkd_deploy.training.config import default_workers
 
 
 def validation_table(report: ValidationReport) -> Table:
@@ -48,11 +48,12 @@ def validate(
 ) -> None:
     """Run PyTorch and the exported model over every target domain; fail when mIoU (instance models:
     mask AP) drifts."""
+    # Made before the validation (and torch) is imported: a bad option is refused at once.
+    settings = ValidateSettings(reference=reference, tolerance=tolerance, split=split, device=device,
+                                workers=default_workers() if workers is None else workers, json_path=json_path)
     from gkd_deploy.evaluation.validation import validate_export
 
-    outcome = validate_export(model, targets, reference=reference, tolerance=tolerance, split=split, device=device,
-                              num_workers=default_workers() if workers is None else workers, json_path=json_path,
-                             track=track)
+    outcome = validate_export(model, targets, settings, track=track)
     console.print(validation_table(outcome.report))
     console.print(f"report: {escape(str(outcome.json_path))}")
     if not outcome.report.passed:

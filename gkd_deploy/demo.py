@@ -75,16 +75,15 @@ def _ignore(*_: Any) -> None:
 
 @dataclass(frozen=True)
 class DemoHooks:
-    """How a caller follows the demo. `step_done(step, result)` after each step: ("trained",
+    """How a caller follows the demo. `track` counts every long loop (the clip's frames included),
+    `callbacks` follow the training. `step_done(step, result)` after each step: ("trained",
     DemoResult), ("exported", ExportOutcome), ("validated", ValidationOutcome) once per file,
-    ("segmented", InferResult), ("benchmarked", BenchmarkReport). `infer_progress` / `infer_started`
-    are `gkd_deploy.infer.infer`'s `progress` / `on_start`."""
+    ("segmenting", InferStart) once the clip is open, before its first frame, ("segmented",
+    InferResult), ("benchmarked", BenchmarkReport)."""
 
     track: Track = no_progress
     callbacks: Callbacks | None = None
     step_done: Callable[[str, Any], None] = _ignore
-    infer_progress: Callable | None = None
-    infer_started: Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -204,7 +203,7 @@ def _deploy(result: DemoResult, out_dir: Path, hooks: DemoHooks) -> DemoResult:
         return result
     clip_path = out_dir / "infer" / f"{result.data.video.stem}-seg.mp4"
     clip = infer(result.data.video, exported.files[0].path, InferSettings(out=clip_path, side_by_side=True, batch=4),
-                 progress=hooks.infer_progress, on_start=hooks.infer_started)
+                 track=hooks.track, started=lambda start: hooks.step_done("segmenting", start))
     hooks.step_done("segmented", clip)
     report = run_benchmark([result.run.path], backends=("torch", "onnxruntime", "onnxruntime-cuda", "tensorrt"),
                            precisions=("fp32", "fp16", "int8"), warmup=3, min_runs=20, min_seconds=1.0,

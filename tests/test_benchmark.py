@@ -195,9 +195,10 @@ def test_miou_is_what_the_evaluation_gives(report, run, data):
     from gkd_deploy.evaluation.evaluator import evaluate
     from gkd_deploy.evaluation.inference import default_inference_mode
     from gkd_deploy.evaluation.runner import evaluate_model
+    from gkd_deploy.evaluation.settings import EvalSettings
     from gkd_deploy.runtime.loader import load_predictor
 
-    torch_miou = evaluate_model(run.path, f"acdc={data.acdc}", num_workers=0, json_path=run.path / "e.json")
+    torch_miou = evaluate_model(run.path, f"acdc={data.acdc}", EvalSettings(workers=0, json_path=run.path / "e.json"))
     assert _row(report, "torch", "fp32").miou == pytest.approx(torch_miou.report.mean_miou, abs=1e-9)
     domains = build_domains(parse_dataset_list(f"acdc={data.acdc}")[0])
     predictor = load_predictor(run.export_dir / "model-int8.onnx")

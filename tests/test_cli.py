@@ -52,8 +52,8 @@ def test_debug_shows_the_traceback(capsys, monkeypatch, tmp_path):
 def test_eval_passes_its_options_to_the_library(monkeypatch, tmp_path):
     calls = {}
 
-    def fake_evaluate_model(source, targets, **kwargs):
-        calls.update(source=source, targets=targets, **kwargs)
+    def fake_evaluate_model(source, targets, settings, **kwargs):
+        calls.update(source=source, targets=targets, settings=settings)
         raise app_module.GKDError("stop here")
 
     monkeypatch.setattr("gkd_deploy.evaluation.runner.evaluate_model", fake_evaluate_model)
@@ -61,7 +61,8 @@ def test_eval_passes_its_options_to_the_library(monkeypatch, tmp_path):
                                  "--crop", "256", "--split", "train", "--workers", "0"])
     assert result.exit_code != 0
     assert calls["source"] == tmp_path and calls["targets"] == "cityscapes=/a,acdc=/b"
-    assert calls["mode"] == "whole" and calls["crop"] == 256 and calls["split"] == "train" and calls["num_workers"] == 0
+    settings = calls["settings"]
+    assert settings.mode == "whole" and settings.crop == 256 and settings.split == "train" and settings.workers == 0
 
 
 def test_gkd_script_is_installed():

@@ -155,6 +155,7 @@ def test_bad_command_options_are_refused_before_anything_runs(tmp_path):
     from gkd_deploy.errors import ConfigError, GKDError
     from gkd_deploy.cli.export import parse_batch_range
     from gkd_deploy.evaluation.inference import default_inference_mode
+    from gkd_deploy.evaluation.settings import EvalSettings, ValidateSettings
     from gkd_deploy.evaluation.validation import validate_export
     from gkd_deploy.exporters.pipeline import export_model
     from gkd_deploy.exporters.tensorrt import EngineOptions
@@ -175,12 +176,39 @@ def test_bad_command_options_are_refused_before_anything_runs(tmp_path):
     with pytest.raises(ConfigError, match="unknown calibration method 'nosuch'"):
         export_model(missing, precisions=("fp32", "int8"), calib_method="nosuch")
     with pytest.raises(ConfigError, match="tolerance"):
-        validate_export(missing / "model.onnx", "acdc=/x", tolerance=-1)
+        ValidateSettings(tolerance=-1)
+    with pytest.raises(ConfigError, match="--mode must be one of slide, whole"):
+        EvalSettings(mode="windows")
     zero = tmp_path / "model.onnx"
     zero.write_bytes(b"")
     with pytest.raises(GKDError, match="is empty"):
         validate_export(zero, "acdc=/x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+SCORING_CASES = {
+    # name: (arguments, expected message); the model named does not exist: the option is refused first
+    "eval: unknown mode": (["eval", "{run}", "--mode", "windows"], "--mode must be one of slide, whole, got 'windows'"),
+    "eval: zero crop": (["eval", "{run}", "--crop", "0"], "--crop must be a positive number of pixels, got 0"),
+    "eval: negative stride": (["eval", "{run}", "--stride", "-4"], "--stride must be a positive number of pixels"),
+    "eval: unknown split": (["eval", "{run}", "--split", "test"], "--split 'test' is not a split; use one of train, val"),
+    "eval: negative workers": (["eval", "{run}", "--workers", "-1"], "--workers must be >= 0"),
+    "eval: crop of an exported file": (["eval", "{onnx}", "--crop", "64"], "model.onnx has a fixed input size"),
+    "validate: negative tolerance": (["validate", "{onnx}", "--tolerance", "-1"], "--tolerance is the largest |delta|"),
+    "validate: unknown split": (["validate", "{onnx}", "--split", "test"], "--split 'test' is not a split"),
+    "validate: negative workers": (["validate", "{onnx}", "--workers", "-2"], "--workers must be >= 0"),
+}
+
+
+@pytest.mark.parametrize("case", list(SCORING_CASES))
+def test_eval_and_validate_refuse_a_bad_option_before_opening_anything(case, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("GKD_DEBUG", raising=False)
+    args, message = SCORING_CASES[case]
+    paths = {"{run}": str(tmp_path / "no-such-run"), "{onnx}": str(tmp_path / "model.onnx")}
+    code, err = run_gkd([paths.get(arg, arg) for arg in args], capsys)
+    assert code == 1 and message in " ".join(err.split()), err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert snapshot(tmp_path) == {}
 
 
 def test_a_later_eval_never_overwrites_the_trainings_report(tmp_path):

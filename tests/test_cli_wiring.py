@@ -137,42 +137,49 @@ def test_train_resume_passes_only_the_run_folder(monkeypatch, tmp_path):
 
 # --- gkd eval / validate --------------------------------------------------------------------------
 
-def test_eval_passes_every_option(monkeypatch, tmp_path):
+def test_eval_passes_every_option_as_settings(monkeypatch, tmp_path):
+    from gkd_deploy.evaluation.settings import EvalSettings
+
     calls = record(monkeypatch, "gkd_deploy.evaluation.runner.evaluate_model")
     invoke(["eval", str(tmp_path / "run"), "--targets", "cityscapes=/a,acdc=/b", "--split", "train",
             "--mode", "whole", "--crop", "256", "--stride", "128", "--device", "cpu", "--workers", "2",
             "--per-class", "--json", str(tmp_path / "report.json")])
-    (model, targets), kwargs = calls.only
+    (model, targets, settings), kwargs = calls.only
     assert model == tmp_path / "run" and isinstance(model, Path)
     assert targets == "cityscapes=/a,acdc=/b"
-    assert kwargs == {"split": "train", "mode": "whole", "crop": 256, "stride": 128, "device": "cpu",
-                      "num_workers": 2, "json_path": tmp_path / "report.json", "track": track}
-    assert isinstance(kwargs["json_path"], Path)
+    assert settings == EvalSettings(split="train", mode="whole", crop=256, stride=128, device="cpu", workers=2,
+                                    json_path=tmp_path / "report.json")
+    assert isinstance(settings.json_path, Path)
+    assert kwargs == {"track": track}
 
 
 def test_eval_and_validate_default_to_the_default_workers(monkeypatch, tmp_path):
+    from gkd_deploy.evaluation.settings import EvalSettings, ValidateSettings
     from gkd_deploy.training.config import default_workers
 
     evaluated = record(monkeypatch, "gkd_deploy.evaluation.runner.evaluate_model")
     validated = record(monkeypatch, "gkd_deploy.evaluation.validation.validate_export")
     invoke(["eval", str(tmp_path / "run")])
     invoke(["validate", str(tmp_path / "model.onnx")])
-    for calls in (evaluated, validated):
-        (_, targets), kwargs = calls.only
-        assert targets is None and kwargs["num_workers"] == default_workers()
-        assert kwargs["split"] == "val" and kwargs["device"] == "auto" and kwargs["json_path"] is None
+    (_, targets, settings), _ = evaluated.only
+    assert targets is None and settings == EvalSettings(workers=default_workers())
+    (_, targets, settings), _ = validated.only
+    assert targets is None and settings == ValidateSettings(workers=default_workers())
 
 
-def test_validate_passes_every_option(monkeypatch, tmp_path):
+def test_validate_passes_every_option_as_settings(monkeypatch, tmp_path):
+    from gkd_deploy.evaluation.settings import ValidateSettings
+
     calls = record(monkeypatch, "gkd_deploy.evaluation.validation.validate_export")
     invoke(["validate", str(tmp_path / "model-int8.onnx"), "--targets", "acdc=/data/acdc",
             "--reference", str(tmp_path / "run"), "--tolerance", "0.5", "--split", "train", "--device", "cpu",
             "--workers", "1", "--json", str(tmp_path / "validation.json")])
-    (model, targets), kwargs = calls.only
+    (model, targets, settings), kwargs = calls.only
     assert model == tmp_path / "model-int8.onnx" and isinstance(model, Path) and targets == "acdc=/data/acdc"
-    assert kwargs == {"reference": tmp_path / "run", "tolerance": 0.5, "split": "train", "device": "cpu",
-                      "num_workers": 1, "json_path": tmp_path / "validation.json", "track": track}
-    assert isinstance(kwargs["reference"], Path) and isinstance(kwargs["tolerance"], float)
+    assert settings == ValidateSettings(reference=tmp_path / "run", tolerance=0.5, split="train", device="cpu",
+                                        workers=1, json_path=tmp_path / "validation.json")
+    assert isinstance(settings.reference, Path) and isinstance(settings.tolerance, float)
+    assert kwargs == {"track": track}
 
 
 def validation_outcome(tmp_path, delta: float):
@@ -240,7 +247,7 @@ def test_export_defaults_leave_the_choices_to_the_library(monkeypatch, tmp_path)
 # --- gkd infer ------------------------------------------------------------------------------------
 
 def test_infer_passes_every_option_as_settings(monkeypatch, tmp_path):
-    from gkd_deploy.cli.infer import InferDisplay
+    from gkd_deploy.cli.infer import print_start, track_frames
     from gkd_deploy.infer import InferSettings
 
     calls = record(monkeypatch, "gkd_deploy.infer.runner.infer")
@@ -257,9 +264,7 @@ def test_infer_passes_every_option_as_settings(monkeypatch, tmp_path):
                                      size=(64, 96), batch=4, max_frames=10, fps=12.5, device="cpu",
                                      json_path=tmp_path / "infer.json", score_threshold=0.3)
     assert all(isinstance(path, Path) for path in (settings.out, settings.masks, settings.labels, settings.json_path))
-    assert set(kwargs) == {"progress", "on_start"}
-    assert kwargs["progress"].__func__ is InferDisplay.update and kwargs["on_start"].__func__ is InferDisplay.start
-    assert kwargs["progress"].__self__ is kwargs["on_start"].__self__
+    assert kwargs == {"track": track_frames, "started": print_start}
 
 
 # --- gkd benchmark --------------------------------------------------------------------------------
@@ -294,7 +299,6 @@ def test_benchmark_defaults(monkeypatch, tmp_path):
 
 def test_demo_passes_its_settings_and_the_printers_hooks(monkeypatch, tmp_path):
     from gkd_deploy.cli.demo import DemoPrinter
-    from gkd_deploy.cli.infer import InferDisplay
     from gkd_deploy.demo import DemoHooks, DemoSettings
 
     # cli.demo imports run_demo when it loads (the command needs no lazy import): patched there.
@@ -305,12 +309,38 @@ def test_demo_passes_its_settings_and_the_printers_hooks(monkeypatch, tmp_path):
     assert kwargs == {}
     assert out == tmp_path / "demo" and isinstance(out, Path)
     assert settings == DemoSettings(train=5, target=3, proxy=7, distill_steps=2, task_steps=4)
-    assert isinstance(hooks, DemoHooks) and hooks.track is track
+    assert isinstance(hooks, DemoHooks)
     printer = hooks.step_done.__self__
     assert isinstance(printer, DemoPrinter) and hooks.step_done.__func__ is DemoPrinter.step_done
+    assert hooks.track.__func__ is DemoPrinter.track and hooks.track.__self__ is printer
     assert hooks.callbacks is printer.training and isinstance(printer.training, TrainingDisplay)
-    assert hooks.infer_progress.__func__ is InferDisplay.update and hooks.infer_progress.__self__ is printer.clip
-    assert hooks.infer_started.__func__ is InferDisplay.start and hooks.infer_started.__self__ is printer.clip
+
+
+def test_the_demo_shows_the_clips_frames_as_gkd_infer_does(monkeypatch):
+    """The demo's one `track`: the plain bar, but the frame-rate bar of `gkd infer` between the
+    clip's "segmenting" (its model, source and notes printed) and "segmented" steps."""
+    from types import SimpleNamespace
+
+    from gkd_deploy.cli import demo
+    from gkd_deploy.infer import InferResult, InferStart, InferStats
+
+    shown = []
+    monkeypatch.setattr(demo, "track", lambda items, description, total: shown.append(("plain", description)) or items)
+    monkeypatch.setattr(demo, "track_frames",
+                        lambda items, description, total: shown.append(("frames", description, total)) or items)
+    printed = []
+    monkeypatch.setattr(demo, "print_start", printed.append)
+    monkeypatch.setattr(demo, "print_summary", printed.append)
+    printer = demo.DemoPrinter()
+    start = InferStart(model=SimpleNamespace(), source="clip.mp4", kind="video", fps=10.0, frames=2, notes=("n",))
+    clip = InferResult(stats=InferStats(source="clip.mp4", kind="video", expected=2), model=start.model, warnings=())
+    assert list(printer.track([1, 2], "validating", 2)) == [1, 2]
+    printer.step_done("segmenting", start)
+    assert list(printer.track(["a", "b"], "segmenting", 2)) == ["a", "b"]
+    printer.step_done("segmented", clip)
+    assert list(printer.track([3], "benchmarking", 1)) == [3]
+    assert shown == [("plain", "validating"), ("frames", "segmenting", 2), ("plain", "benchmarking")]
+    assert printed == [start, clip]
 
 
 # --- gkd compare ----------------------------------------------------------------------------------

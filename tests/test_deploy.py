@@ -91,19 +91,22 @@ def test_validate_passes_and_writes_json(exported, data):
 
 
 def test_validating_several_exports_runs_pytorch_once_with_a_shared_cache(exported, data, monkeypatch, tmp_path):
+    from gkd_deploy.evaluation.settings import ValidateSettings
     from gkd_deploy.evaluation.validation import validate_export
     from gkd_deploy.runtime.torch_backend import TorchPredictor
 
     targets = f"acdc={data.acdc}"
-    fresh = {p: validate_export(exported / f"model-{p}.onnx", targets, num_workers=0, json_path=tmp_path / f"{p}.json")
+    fresh = {p: validate_export(exported / f"model-{p}.onnx", targets,
+                                 ValidateSettings(workers=0, json_path=tmp_path / f"{p}.json"))
              for p in ("fp32", "int8")}
     calls = []
     original = TorchPredictor.forward
     monkeypatch.setattr(TorchPredictor, "forward", lambda self, images: calls.append(1) or original(self, images))
     cache = {}
     for precision in ("fp32", "int8"):
-        cached = validate_export(exported / f"model-{precision}.onnx", targets, num_workers=0, reference_cache=cache,
-                                 json_path=tmp_path / f"cached-{precision}.json")
+        cached = validate_export(exported / f"model-{precision}.onnx", targets,
+                                 ValidateSettings(workers=0, json_path=tmp_path / f"cached-{precision}.json"),
+                                 reference_cache=cache)
         assert cached.report.to_dict() == fresh[precision].report.to_dict()
         if precision == "fp32":
             first_pass = len(calls)
@@ -186,11 +189,12 @@ def test_tensorrt_engine_matches_onnxruntime(exported):
 
 def test_eval_scores_an_exported_file_as_validate_does_with_the_runs_targets(exported, data, tmp_path):
     from gkd_deploy.evaluation.runner import evaluate_model
+    from gkd_deploy.evaluation.settings import EvalSettings, ValidateSettings
     from gkd_deploy.evaluation.validation import validate_export
 
     model = exported / "model-fp32.onnx"
-    outcome = evaluate_model(model, num_workers=0, json_path=tmp_path / "eval.json")  # targets from the run
-    validation = validate_export(model, f"acdc={data.acdc}", num_workers=0, json_path=tmp_path / "validate.json")
+    outcome = evaluate_model(model, settings=EvalSettings(workers=0, json_path=tmp_path / "eval.json"))  # targets from the run
+    validation = validate_export(model, f"acdc={data.acdc}", ValidateSettings(workers=0, json_path=tmp_path / "validate.json"))
     assert [d.domain for d in outcome.report.domains] == ["acdc-fog", "acdc-night", "acdc-rain", "acdc-snow"]
     for scored, validated in zip(outcome.report.domains, validation.report.domains):
         assert scored.miou == pytest.approx(validated.exported_miou, abs=1e-9)

@@ -232,6 +232,52 @@ def test_max_frames_stops_early_without_calling_the_video_truncated(tmp_path):
     assert stats.processed == 5 and not stats.truncated
 
 
+def test_track_counts_each_frame_once_it_is_segmented(tmp_path):
+    predictor = IndexPredictor()
+    counted, totals = [], []
+
+    def track(items, description, total):
+        totals.append((description, total))
+        for frame in items:
+            counted.append((frame.index, sum(predictor.batches)))  # (frame, frames segmented by then)
+            yield frame
+
+    video = write_indexed_video(tmp_path / "in.avi", 9)
+    stats = run_pipeline(open_source(video), FrameSegmenter(predictor), Renderer(CITYSCAPES), [],
+                         PipelineOptions(batch=4), track=track)
+    assert totals == [("segmenting", 9)] and stats.processed == 9
+    assert [index for index, _ in counted] == list(range(9))
+    assert all(segmented > index for index, segmented in counted)
+
+    class Camera(FrameSource):
+        def _frames(self):
+            yield from (Frame(i, f"frame_{i:06d}", np.zeros((32, 48, 3), np.uint8)) for i in range(3))
+
+    run_pipeline(Camera(description="camera 0", kind="camera"), FrameSegmenter(IndexPredictor()), Renderer(CITYSCAPES),
+                 [], track=track)
+    assert totals[-1] == ("segmenting", None)  # a live source: nobody knows how many frames come
+
+
+def test_infer_says_what_it_opened_and_its_notes_before_the_first_frame(run, clip, tmp_path):
+    from gkd_deploy.infer import InferSettings, InferStart, infer
+
+    events = []
+
+    def track(items, description, total):
+        events.append(("track", description, total))
+        for frame in items:
+            events.append("frame")
+            yield frame
+
+    model = run.export_dir / "model-fp32.onnx"
+    result = infer(clip, model, InferSettings(out=tmp_path / "out.mp4"), track=track, started=events.append)
+    start = events[0]
+    assert isinstance(start, InferStart) and start.model == result.model and start.model.backend == "onnxruntime"
+    assert (start.source, start.kind, start.fps, start.frames) == (str(clip), "video", 10.0, 10)
+    assert start.notes == result.notes and "stretched" in start.notes[0]
+    assert events[1:] == [("track", "segmenting", 10)] + ["frame"] * 10
+
+
 # -- the model side -------------------------------------------------------------------------------
 def test_resize_and_slide_modes_match_the_model_run_by_hand(run, clip):
     frame = decode_all(clip)[3]

@@ -18,6 +18,7 @@ from gkd_deploy.data.instances import CityscapesInstanceDataset
 from gkd_deploy.data.synthetic import write_synthetic
 from gkd_deploy.errors import ConfigError
 from gkd_deploy.evaluation.runner import evaluate_model
+from gkd_deploy.evaluation.settings import EvalSettings, ValidateSettings
 from gkd_deploy.evaluation.validation import validate_export
 from gkd_deploy.exporters.pipeline import export_model
 from gkd_deploy.instance import InstanceCriterion
@@ -119,21 +120,21 @@ def test_what_an_instance_export_does_not_offer_is_refused(fixture):
 
 def test_eval_reports_mask_ap_per_domain(fixture, tmp_path):
     checkpoint, targets, outcome = fixture
-    report = evaluate_model(checkpoint, targets, num_workers=0, json_path=tmp_path / "eval.json").report
+    report = evaluate_model(checkpoint, targets, EvalSettings(workers=0, json_path=tmp_path / "eval.json")).report
     (domain,) = report.domains
     assert domain.domain == "cityscapes" and domain.num_images == 3
     assert 5.0 < domain.ap <= domain.ap50 <= 100.0  # overfitted: well above a random model's 0
     stored = json.loads((tmp_path / "eval.json").read_text())
     assert stored["task"] == "instance" and stored["domains"][0]["ap"] == pytest.approx(domain.ap, abs=1e-3)
     # The checkpoint runs at 64 on the short side: the exported size, so the file scores the same.
-    exported = evaluate_model(outcome.files[0].path, targets, num_workers=0, json_path=tmp_path / "e.json").report
+    exported = evaluate_model(outcome.files[0].path, targets, EvalSettings(workers=0, json_path=tmp_path / "e.json")).report
     assert exported.domains[0].ap == pytest.approx(domain.ap, abs=0.1)
 
 
 def test_validate_passes_for_fp32_and_fp16(fixture):
     _, targets, outcome = fixture
     for file in outcome.files:
-        report = validate_export(file.path, targets, num_workers=0).report
+        report = validate_export(file.path, targets, ValidateSettings(workers=0)).report
         assert report.passed, report.to_dict()
         assert report.tolerance == PRECISIONS[file.precision].mask_ap_points
         assert report.domains[0].reference_miou > 5.0  # the reference AP, in points
@@ -154,7 +155,7 @@ def broken_copy(path, out):
 def test_validate_fails_for_a_broken_file(fixture, tmp_path):
     _, targets, outcome = fixture
     broken = broken_copy(outcome.files[0].path, tmp_path / "model-fp32.onnx")
-    report = validate_export(broken, targets, reference=fixture[0], num_workers=0).report
+    report = validate_export(broken, targets, ValidateSettings(reference=fixture[0], workers=0)).report
     assert not report.passed
     assert abs(report.domains[0].delta) > report.tolerance
 

@@ -98,11 +98,12 @@ def test_once_tangled_packages_depend_one_way():
 
 
 def test_the_edge_runtime_needs_no_torch_module_of_ours():
-    """The ONNX Runtime predictor, its metadata and the precision table import nothing that needs torch."""
+    """The ONNX Runtime predictor, its metadata, the precision table and the settings the command line
+    makes before it imports torch import nothing that needs torch."""
     graph = _imports()
     torch_free = {"gkd_deploy.runtime.onnxruntime_backend", "gkd_deploy.runtime.metadata", "gkd_deploy.runtime.base",
                   "gkd_deploy.runtime.agreement", "gkd_deploy.precision", "gkd_deploy.run", "gkd_deploy.devices",
-                  "gkd_deploy.models.config", "gkd_deploy.size"}
+                  "gkd_deploy.models.config", "gkd_deploy.size", "gkd_deploy.evaluation.settings"}
     for module in torch_free:
         file = next(FOLDERS["gkd_deploy"].rglob(module.split(".", 1)[1].replace(".", "/") + ".py"))
         top_level = [n for n in ast.parse(file.read_text()).body if isinstance(n, (ast.Import, ast.ImportFrom))]
@@ -112,5 +113,5 @@ def test_the_edge_runtime_needs_no_torch_module_of_ours():
         # training.config, sskd.config: the run folder reads its typed config back; those modules
         # import only errors and each other at load time (their checks load the zoo when they run).
         assert graph[module] <= torch_free | {"gkd_deploy.errors", "gkd_deploy.data.classes", "gkd_deploy.fileio",
-                                              "gkd_deploy", "gkd_deploy.training.config",
+                                              "gkd_deploy", "gkd_deploy.data", "gkd_deploy.training.config",
                                               "gkd_deploy.sskd.config"}, module

@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from gkd_deploy.errors import ConfigError, DataError
+from gkd_deploy.evaluation.settings import EvalSettings
 from gkd_deploy.models.checkpoint import load_encoder, load_segmenter
 from gkd_deploy.models.builder import create_encoder
 from gkd_deploy.distill.gkd import Distiller, ThreeTermObjective
@@ -169,7 +170,7 @@ def test_every_stage_lowers_its_loss_and_the_run_folder_is_complete(synthetic, t
     # A later evaluation of the run (its own targets by default) writes beside, never over, the training's report.
     from gkd_deploy.evaluation.runner import evaluate_model
 
-    again = evaluate_model(run.path, num_workers=0)
+    again = evaluate_model(run.path, settings=EvalSettings(workers=0))
     assert again.json_path == run.path / "eval-2.json" and again.json_path.is_file()
     assert (run.path / "eval.json").read_text() == trained_report
 
@@ -320,10 +321,10 @@ def test_mask2former_task_stage_raises_source_miou(synthetic, tmp_path):
     start.encoder = student_encoder(config, None, 64, 16)
     save_segmenter(start, tmp_path / "start.safetensors")
     source_val = f"cityscapes={synthetic.cityscapes}"
-    before = evaluate_model(tmp_path / "start.safetensors", source_val, num_workers=0).report.domains[0].miou
+    before = evaluate_model(tmp_path / "start.safetensors", source_val, EvalSettings(workers=0)).report.domains[0].miou
     recorder = Recorder()
     result = train(config, tmp_path / "run", callbacks=recorder)
-    after = evaluate_model(result.run.path, source_val, num_workers=0).report.domains[0].miou
+    after = evaluate_model(result.run.path, source_val, EvalSettings(workers=0)).report.domains[0].miou
     losses = [m["loss"] for m in recorder.steps[3]]
     assert sum(losses[-5:]) < sum(losses[:5])
     assert after > before + 1.0, (before, after)
@@ -498,7 +499,7 @@ def test_a_run_folder_stores_absolute_paths_and_evaluates_from_anywhere(syntheti
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    outcome = evaluate_model(Path("..") / "run", num_workers=0)  # relative run path, the run's own targets
+    outcome = evaluate_model(Path("..") / "run", settings=EvalSettings(workers=0))  # relative run path, the run's own targets
     assert [d.domain for d in outcome.report.domains] == ["acdc-fog", "acdc-night", "acdc-rain", "acdc-snow"]
 
 

@@ -9,6 +9,7 @@ from typing import Sequence
 from gkd_deploy.data.registry import DatasetSpec
 from gkd_deploy.errors import ConfigError, GKDError
 from gkd_deploy.evaluation.evaluator import EvalReport, eval_domains, evaluate
+from gkd_deploy.evaluation.settings import EvalSettings
 from gkd_deploy.evaluation.targets import target_specs
 from gkd_deploy.progress import Track, no_progress
 from gkd_deploy.evaluation.inference import default_inference_mode, exported_inference_mode
@@ -29,44 +30,36 @@ class EvalOutcome:
 def evaluate_model(
     source: str | Path,
     targets: Sequence[DatasetSpec | str] | str | None = None,
-    *,
-    split: str = "val",
-    mode: str = "slide",
-    crop: int | None = None,
-    stride: int | None = None,
-    device: str = "auto",
-    num_workers: int = 2,
-    json_path: str | Path | None = None,
+    settings: EvalSettings = EvalSettings(),
     track: Track = no_progress,
 ) -> EvalOutcome:
     """Evaluate a checkpoint (or a run folder's segmenter, or an exported .onnx / .engine file) on
     every domain of `targets`.
 
     Without `targets`, a run folder's configured targets are used. The JSON report goes to
-    `json_path`, else the run's next free report (`eval.json`, then `eval-2.json`, ...: the
-    training's own is never overwritten), else `<file>.eval.json` beside the file.
+    `settings.json_path`, else the run's next free report (`eval.json`, then `eval-2.json`, ...:
+    the training's own is never overwritten), else `<file>.eval.json` beside the file.
     """
     if Path(source).suffix.lower() in EXPORTED_SUFFIXES:
-        return _evaluate_exported(Path(source), targets, split=split, mode=mode, crop=crop, stride=stride,
-                                  device=device, num_workers=num_workers, json_path=json_path, track=track)
+        return _evaluate_exported(Path(source), targets, settings, track)
     checkpoint, run = resolve_checkpoint(source)
     targets = target_specs(targets, run)
+    json_path = settings.json_path
+    if json_path is None:
+        json_path = run.new_eval_path() if run is not None else report_path(checkpoint, "eval")
     if checkpoint_format(checkpoint) == INSTANCE_FORMAT:
         from gkd_deploy.runtime.torch_backend import TorchInstancePredictor
 
-        _whole_images_only(checkpoint, mode, crop, stride)
-        json_path = json_path or (run.new_eval_path() if run is not None else report_path(checkpoint, "eval"))
-        return _evaluate_instances(TorchInstancePredictor(checkpoint, device), checkpoint, targets, split, json_path,
-                                   track)
+        settings.check_whole_images(checkpoint)
+        return _evaluate_instances(TorchInstancePredictor(checkpoint, settings.device), checkpoint, targets,
+                                   settings.split, json_path, track)
     model = load_segmenter(checkpoint)
     # PyTorch takes any batch: the windows of an image run together (the result is the same).
-    inference = default_inference_mode(model.config.img_size, model.config.patch_size, mode, crop, stride,
-                                       window_batch=WINDOW_BATCH)
-    domains = eval_domains(targets, split=split)
-    report = evaluate(model, domains, class_set=model.class_set, mode=inference, device=device,
-                      num_workers=num_workers, track=track, model_name=str(checkpoint))
-    if json_path is None:
-        json_path = run.new_eval_path() if run is not None else report_path(checkpoint, "eval")
+    inference = default_inference_mode(model.config.img_size, model.config.patch_size, settings.mode, settings.crop,
+                                       settings.stride, window_batch=WINDOW_BATCH)
+    domains = eval_domains(targets, split=settings.split)
+    report = evaluate(model, domains, class_set=model.class_set, mode=inference, device=settings.device,
+                      num_workers=settings.workers, track=track, model_name=str(checkpoint))
     write_json(json_path, report.to_dict())
     return EvalOutcome(report=report, checkpoint=checkpoint, json_path=Path(json_path))
 
@@ -74,18 +67,15 @@ def evaluate_model(
 EXPORTED_SUFFIXES = (".onnx", ".engine")
 
 
-def _evaluate_exported(path: Path, targets, *, split: str, mode: str, crop: int | None, stride: int | None,
-                       device: str, num_workers: int, json_path: str | Path | None, track: Track) -> EvalOutcome:
+def _evaluate_exported(path: Path, targets, settings: EvalSettings, track: Track) -> EvalOutcome:
     """An exported file has a fixed input size, so it is scored with sliding windows of that size
     (as `gkd validate` scores it). Default targets: those of the run it was exported from, when
     that run is found."""
     from gkd_deploy.runtime.base import require_scores
     from gkd_deploy.runtime.loader import load_predictor
 
-    if crop is not None or mode != "slide":
-        raise ConfigError(f"{path.name} has a fixed input size: it is scored with sliding windows of that size "
-                          "(leave out --crop and --mode)")
-    predictor = load_predictor(path, device)
+    settings.check_fixed_input(path)
+    predictor = load_predictor(path, settings.device)
     if predictor.info.input_size is None:
         raise ConfigError(f"{path} carries no input size; export it with `gkd export`")
     if predictor.info.task == "semantic":
@@ -99,21 +89,16 @@ def _evaluate_exported(path: Path, targets, *, split: str, mode: str, crop: int 
         except GKDError:
             run = None
     targets = target_specs(targets, run)
+    json_path = settings.json_path or report_path(path, "eval")
     if predictor.info.task == "instance":
-        _whole_images_only(path, mode, crop, stride)
-        return _evaluate_instances(predictor, path, targets, split, json_path or report_path(path, "eval"), track)
-    inference = exported_inference_mode(predictor.info, stride)
-    report = evaluate(predictor, eval_domains(targets, split=split), class_set=predictor.info.class_set,
-                      mode=inference, device=device, num_workers=num_workers, track=track, model_name=str(path))
-    json_path = Path(json_path) if json_path is not None else report_path(path, "eval")
+        settings.check_whole_images(path)
+        return _evaluate_instances(predictor, path, targets, settings.split, json_path, track)
+    inference = exported_inference_mode(predictor.info, settings.stride)
+    report = evaluate(predictor, eval_domains(targets, split=settings.split), class_set=predictor.info.class_set,
+                      mode=inference, device=settings.device, num_workers=settings.workers, track=track,
+                      model_name=str(path))
     write_json(json_path, report.to_dict())
-    return EvalOutcome(report=report, checkpoint=path, json_path=json_path)
-
-
-def _whole_images_only(model: Path, mode: str, crop: int | None, stride: int | None) -> None:
-    if crop is not None or stride is not None or mode != "slide":
-        raise ConfigError(f"{model.name} is an instance segmenter: it is scored on whole images at its input size; "
-                          "leave out --mode, --crop and --stride")
+    return EvalOutcome(report=report, checkpoint=path, json_path=Path(json_path))
 
 
 def _evaluate_instances(predictor, model: Path, targets: list[DatasetSpec], split: str, json_path: str | Path,

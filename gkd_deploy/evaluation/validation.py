@@ -22,6 +22,7 @@ from gkd_deploy.evaluation.evaluator import (check_class_sets, domain_batches, e
                                             tensor_predictor)
 from gkd_deploy.evaluation.inference import InferenceMode, exported_inference_mode, predict_logits, resize_scores
 from gkd_deploy.evaluation.comparison import DomainComparison, ValidationOutcome, ValidationReport  # noqa: F401
+from gkd_deploy.evaluation.settings import ValidateSettings
 from gkd_deploy.evaluation.targets import target_specs
 from gkd_deploy.fileio import write_json
 from gkd_deploy.metrics import SegmentationMetric
@@ -31,7 +32,6 @@ from gkd_deploy.run import report_path, resolve_checkpoint, source_checkpoint_of
 from gkd_deploy.runtime.agreement import Agreement
 from gkd_deploy.runtime.base import Predictor, require_scores
 from gkd_deploy.runtime.loader import load_predictor
-
 
 
 ReferenceCache = dict  # (reference checkpoint, data set, windows, batch index) -> PyTorch's labels
@@ -92,13 +92,7 @@ def _validate_instances(model_path: Path, reference_path: Path, reference_model,
 def validate_export(
     model_path: str | Path,
     targets: Sequence[DatasetSpec | str] | str | None = None,
-    *,
-    reference: str | Path | None = None,
-    tolerance: float | None = None,
-    split: str = "val",
-    device: str = "auto",
-    num_workers: int = 2,
-    json_path: str | Path | None = None,
+    settings: ValidateSettings = ValidateSettings(),
     track: Track = no_progress,
     reference_cache: ReferenceCache | None = None,
 ) -> ValidationOutcome:
@@ -106,42 +100,39 @@ def validate_export(
     exports of one checkpoint, pass the same `reference_cache` dict to each call: PyTorch's
     predictions are then computed once."""
     model_path = Path(model_path)
-    if tolerance is not None and not tolerance >= 0:
-        raise ConfigError(f"tolerance is the largest |delta| in mIoU points allowed: give a value >= 0, got {tolerance}")
-    exported = load_predictor(model_path, device)
+    exported = load_predictor(model_path, settings.device)
     if exported.info.input_size is None:
         raise ConfigError(f"{model_path} is not an exported model; give the .onnx file or engine to validate")
     if exported.info.task == "semantic":
         require_scores(exported.info, "validation (scores averaged over sliding windows)")
-    if reference is None:
+    if settings.reference is None:
         metadata = getattr(exported, "metadata", None)
         reference_path = source_checkpoint_of(model_path, getattr(metadata, "source_checkpoint", None),
                                         getattr(metadata, "source_sha256", None))
     else:
-        reference_path, _ = resolve_checkpoint(reference)
+        reference_path, _ = resolve_checkpoint(settings.reference)
     targets = target_specs(targets, resolve_checkpoint(reference_path)[1])  # default: the run's targets
-    reference_model = load_predictor(reference_path, device)
+    reference_model = load_predictor(reference_path, settings.device)
     if reference_model.info.task != exported.info.task:
         raise ConfigError(f"{model_path} is a {exported.info.task} model but {reference_path} a "
                           f"{reference_model.info.task} one; give the checkpoint it was exported from with --reference")
     if reference_model.info.class_set.names != exported.info.class_set.names:
         raise ConfigError(f"{model_path} and {reference_path} predict different classes")
+    json_path = settings.json_path or report_path(model_path, "validate")
     if exported.info.task == "instance":
-        report = _validate_instances(model_path, reference_path, reference_model, exported, targets, tolerance,
-                                     split, track)
-        json_path = Path(json_path) if json_path else report_path(model_path, "validate")
+        report = _validate_instances(model_path, reference_path, reference_model, exported, targets,
+                                     settings.tolerance, settings.split, track)
         write_json(json_path, report.to_dict())
         return ValidationOutcome(report=report, json_path=json_path)
     mode = exported_inference_mode(exported.info)
-    tolerance = precision(exported.info.precision).miou_points if tolerance is None else tolerance
-    domains = eval_domains(targets, split=split)
+    tolerance = precision(exported.info.precision).miou_points if settings.tolerance is None else settings.tolerance
+    domains = eval_domains(targets, split=settings.split)
     for name, dataset in domains.items():
         check_class_sets(exported.info.class_set, dataset.class_set, name)
-    comparisons = tuple(compare_domain(reference_model, exported, dataset, mode, num_workers, track, name,
+    comparisons = tuple(compare_domain(reference_model, exported, dataset, mode, settings.workers, track, name,
                                        reference_cache)
                         for name, dataset in domains.items())
     report = ValidationReport(model=str(model_path), reference=str(reference_path), precision=exported.info.precision,
                               backend=exported.info.backend, tolerance=tolerance, domains=comparisons)
-    json_path = Path(json_path) if json_path else report_path(model_path, "validate")
     write_json(json_path, report.to_dict())
     return ValidationOutcome(report=report, json_path=json_path)

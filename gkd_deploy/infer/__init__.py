@@ -14,7 +14,8 @@ DEFAULT_SCORE_THRESHOLD = 0.5  # an instance model's instances scoring less are 
 
 # Names are imported on first use (PEP 562), so that `gkd --help` does not load OpenCV and numpy.
 _HOMES = {"InferStats": "pipeline", "PipelineOptions": "pipeline", "run_pipeline": "pipeline",
-          "InferResult": "runner", "InferSettings": "runner", "default_output": "runner", "infer": "runner"}
+          "InferResult": "runner", "InferSettings": "runner", "InferStart": "runner", "default_output": "runner",
+          "infer": "runner"}
 __all__ = sorted(_HOMES)
 
 

@@ -21,14 +21,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Iterator, Sequence
 
 from gkd_deploy.errors import ConfigError
 from gkd_deploy.infer.render import Renderer
 from gkd_deploy.infer.render_instances import InstanceRenderer
 from gkd_deploy.infer.segment import FrameSegmenter
 from gkd_deploy.infer.sinks import Sink, WindowSink
-from gkd_deploy.infer.sources import FrameSource
+from gkd_deploy.infer.sources import Frame, FrameSource
+from gkd_deploy.progress import Track, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -200,27 +201,31 @@ class _Pipeline:
             if window.stop_requested:
                 self.stop.set()
 
-    def run(self, progress: Callable[[InferStats], None] | None) -> InferStats:
+    def _segmented(self) -> Iterator[Frame]:
+        """Segment what the decoder has ready, batch by batch, and hand it to the writer; yields
+        each frame once it is segmented and counted (what `track` counts)."""
+        done = False
+        while not done:
+            batch, done = self._next_batch()
+            if not batch:
+                continue
+            predictions = self.segmenter([frame.image for frame in batch])
+            for item in zip(batch, predictions):
+                if not self._put(self.results, item):
+                    break
+            self.stats.processed += len(batch)
+            self._refresh_windows()
+            yield from batch
+
+    def run(self, track: Track) -> InferStats:
         decoder = threading.Thread(target=self._decode, name="gkd-decode", daemon=True)
         writer = threading.Thread(target=self._write, name="gkd-write", daemon=True)
         started = time.perf_counter()
         decoder.start()
         writer.start()
         try:
-            done = False
-            while not done:
-                batch, done = self._next_batch()
-                if not batch:
-                    continue
-                predictions = self.segmenter([frame.image for frame in batch])
-                for item in zip(batch, predictions):
-                    if not self._put(self.results, item):
-                        break
-                self.stats.processed += len(batch)
-                self._refresh_windows()
-                if progress is not None:
-                    self.stats.seconds = time.perf_counter() - started
-                    progress(self.stats)
+            for _ in track(self._segmented(), "segmenting", self.source.expected):
+                pass
         except KeyboardInterrupt:
             self.stats.interrupted = True
             log.info("interrupted: finishing the frames in flight and closing the outputs")
@@ -256,8 +261,9 @@ class _Pipeline:
 
 def run_pipeline(source: FrameSource, segmenter: FrameSegmenter, renderer: Renderer | InstanceRenderer,
                  sinks: Sequence[Sink], options: PipelineOptions = PipelineOptions(),
-                 progress: Callable[[InferStats], None] | None = None) -> InferStats:
+                 track: Track = no_progress) -> InferStats:
     """Segment every frame of `source` and hand (frame, prediction, view) to each sink, in order: the
     prediction is what `segmenter` gives (a label map, or an instance model's `FrameInstances`), the
-    view what `renderer` draws of it."""
-    return _Pipeline(source, segmenter, renderer, sinks, options).run(progress)
+    view what `renderer` draws of it. `track` counts the frames as they are segmented (its total is
+    the source's expected count, None for a live one)."""
+    return _Pipeline(source, segmenter, renderer, sinks, options).run(track)

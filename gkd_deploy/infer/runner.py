@@ -17,6 +17,7 @@ from gkd_deploy.infer.segment import FrameSegmenter
 from gkd_deploy.infer.sinks import (IMAGE_SUFFIXES, VIDEO_CODECS, ImageFileSink, ImageFolderSink, InstanceLabelSink,
                                    Sink, VideoSink, WindowSink, display_problem, is_video_path)
 from gkd_deploy.infer.sources import FrameSource, open_source
+from gkd_deploy.progress import Track, no_progress
 from gkd_deploy.runtime.base import InstancePredictor, ModelInfo, Predictor
 from gkd_deploy.runtime.loader import load_predictor
 
@@ -60,6 +61,21 @@ class InferSettings:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_frames is not None and self.max_frames < 1:
             raise ConfigError(f"max_frames must be at least 1, got {self.max_frames}")
+
+
+@dataclass(frozen=True)
+class InferStart:
+    """What `infer` opened, handed to its `started` hook before the first frame: which model, which
+    source (its description, kind, frame rate and expected frame count, None for a live one), and
+    advice known already (e.g. frames stretched to the model's shape), so that a user can stop and
+    fix it before the work rather than read it after."""
+
+    model: ModelInfo
+    source: str
+    kind: str
+    fps: float
+    frames: int | None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,12 +188,11 @@ def _sinks(source: FrameSource, spec: str | Path, settings: InferSettings, parts
 
 
 def infer(source_spec: str | Path, model: str | Path, settings: InferSettings = InferSettings(),
-          progress: Callable[[InferStats], None] | None = None,
-          on_start: Callable[[FrameSource, ModelInfo, tuple[str, ...]], None] | None = None) -> InferResult:
+          track: Track = no_progress, started: Callable[[InferStart], None] | None = None) -> InferResult:
     """Segment every frame of `source_spec` with `model` (run folder, checkpoint, .onnx, engine;
-    semantic or instance, `TASKS`). `on_start(source, model info, notes)` is called once everything
-    is open, before the first frame: advice such as frames being stretched is known then, not only
-    at the end."""
+    semantic or instance, `TASKS`). `started(InferStart)` is called once everything is open, before
+    the first frame: advice such as frames being stretched is known then, not only at the end.
+    `track` counts the frames as they are segmented."""
     predictor = load_predictor(model, settings.device)
     info = predictor.info
     parts = TASKS[info.task]
@@ -194,9 +209,10 @@ def infer(source_spec: str | Path, model: str | Path, settings: InferSettings = 
     notes = []
     if source.frame_size is not None and (note := segmenter.aspect_note(*source.frame_size)):
         notes.append(note)
-    if on_start is not None:
-        on_start(source, info, tuple(notes))
-    stats = run_pipeline(source, segmenter, renderer, sinks, options, progress)
+    if started is not None:
+        started(InferStart(model=info, source=source.description, kind=source.kind, fps=source.fps,
+                           frames=source.expected, notes=tuple(notes)))
+    stats = run_pipeline(source, segmenter, renderer, sinks, options, track)
     if stats.truncated:
         warnings.append(f"{source.description} is truncated or corrupt: {source.decoded} of the {source.expected} "
                         "frames its header promises decoded; all of them were processed")

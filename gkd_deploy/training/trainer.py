@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 
 from gkd_deploy.errors import ConfigError
 from gkd_deploy.evaluation.runner import EvalOutcome, evaluate_model
+from gkd_deploy.evaluation.settings import EvalSettings
 from gkd_deploy.fileio import atomic_path, write_json, write_yaml
 from gkd_deploy.models.weights import check_weights_readable
 from gkd_deploy.progress import Track, no_progress
@@ -101,8 +102,8 @@ def _train_stages(config: AnyConfig, run: RunDir, context: Context, callbacks: C
             results = run_phases(config, run, context, callbacks, record, track)
         evaluation = None
         if context.is_main and run.segmenter_checkpoint.is_file() and config.targets:
-            evaluation = evaluate_model(run.path, list(config.targets), device=str(context.device),
-                                        num_workers=min(config.workers, 2), json_path=run.eval_path, track=track)
+            settings = EvalSettings(device=str(context.device), workers=min(config.workers, 2), json_path=run.eval_path)
+            evaluation = evaluate_model(run.path, list(config.targets), settings, track=track)
         context.barrier()
         return TrainResult(run=run, stages=tuple(results), evaluation=evaluation)
     finally:
