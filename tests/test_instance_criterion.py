@@ -126,11 +126,11 @@ def test_bad_targets_are_named():
 
 
 def test_a_small_mask2former_decoder_learns_instances():
-    from gkd_deploy.models.decoders.mask2former import Mask2FormerDecoder
+    from gkd_deploy.models.decoders.mask2former import Mask2FormerDecoder, Mask2FormerOptions
 
     small = {"hidden_dim": 32, "num_queries": 6, "dec_layers": 2, "pixel_layers": 1, "num_heads": 4,
              "num_points_deform": 2, "dim_feedforward": 64, "pixel_ffn": 64, "groups": 4}
-    decoder = Mask2FormerDecoder(16, 4, NUM_CLASSES, **small)
+    decoder = Mask2FormerDecoder(16, 4, NUM_CLASSES, Mask2FormerOptions(**small))
     criterion = InstanceCriterion(NUM_CLASSES, PixelCentres(SIZE, SIZE))
     features = [torch.randn(1, 16, 4, 4) for _ in range(4)]  # stride-16 maps of a 64 x 64 input
     instances = [(torch.tensor([2, 0, 3]), blob_masks())]  # 16 x 16: the decoder's stride-4 grid

@@ -14,7 +14,8 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from gkd_deploy.models.decoders import DECODERS
-from gkd_deploy.models.decoders.mask2former import EDGE_PRESET, Mask2FormerDecoder, semantic_scores
+from gkd_deploy.errors import ConfigError
+from gkd_deploy.models.decoders.mask2former import EDGE_PRESET, Mask2FormerDecoder, Mask2FormerOptions, semantic_scores
 from gkd_deploy.models.decoders.mask2former.criterion import SetCriterion
 from gkd_deploy.models.decoders.mask2former.deformable_attention import MultiScaleDeformableAttention
 from gkd_deploy.models.decoders.mask2former.matcher import hungarian_match, pairwise_dice, pairwise_sigmoid_ce
@@ -37,7 +38,7 @@ WEIGHTS = {"class_weight": 2.0, "mask_weight": 5.0, "dice_weight": 5.0}
 
 
 def small_decoder(in_channels: int = 24, num_classes: int = 5, **options) -> Mask2FormerDecoder:
-    return Mask2FormerDecoder(in_channels, 4, num_classes, **{**SMALL, **options})
+    return Mask2FormerDecoder(in_channels, 4, num_classes, Mask2FormerOptions(**{**SMALL, **options}))
 
 
 def encoder_maps(batch: int, height: int, width: int, channels: int = 24) -> list[torch.Tensor]:
@@ -365,23 +366,23 @@ def test_default_configuration_is_the_papers():
     assert criterion.class_weights[-1] == pytest.approx(0.1) and (criterion.class_weights[:-1] == 1).all()
     assert "criterion.class_weights" not in decoder.state_dict()  # derived, not a checkpoint entry
     count = sum(p.numel() for p in decoder.parameters())
-    edge = Mask2FormerDecoder(384, 4, 19, **EDGE_PRESET)
+    edge = Mask2FormerDecoder(384, 4, 19, Mask2FormerOptions(**EDGE_PRESET))
     edge_count = sum(p.numel() for p in edge.parameters())
     print(f"Mask2Former (ViT-S, 19 classes) parameters: default {count:,}, edge {edge_count:,}")
     assert edge_count < count / 5
 
 
 def test_bad_options_are_rejected():
-    with pytest.raises(ValueError, match="divisible by num_heads"):
-        Mask2FormerDecoder(64, 4, 19, hidden_dim=36, num_heads=8, groups=4)
-    with pytest.raises(ValueError, match="GroupNorm groups"):
-        Mask2FormerDecoder(64, 4, 19, hidden_dim=48)
+    with pytest.raises(ConfigError, match="'hidden_dim' \\(36\\) must be divisible by 'num_heads'"):
+        Mask2FormerOptions(hidden_dim=36, num_heads=8, groups=4)
+    with pytest.raises(ConfigError, match="GroupNorm groups"):
+        Mask2FormerOptions(hidden_dim=48)
     with pytest.raises(ValueError, match="one per pyramid level"):
         Mask2FormerDecoder(64, 3, 19)
-    with pytest.raises(ValueError, match="num_queries must be a positive integer"):
-        Mask2FormerDecoder(64, 4, 19, num_queries=0)
-    with pytest.raises(ValueError, match="importance_sample_ratio"):
-        Mask2FormerDecoder(64, 4, 19, importance_sample_ratio=1.5)
+    with pytest.raises(ConfigError, match="'num_queries' must be a positive integer"):
+        Mask2FormerOptions(num_queries=0)
+    with pytest.raises(ConfigError, match="importance_sample_ratio"):
+        Mask2FormerOptions(importance_sample_ratio=1.5)
 
 
 # --- ONNX, through the segmenter -------------------------------------------------------------------------

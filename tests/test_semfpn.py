@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gkd_deploy.models.decoders import DECODERS
+from gkd_deploy.errors import ConfigError
+from gkd_deploy.models.decoders import DECODERS, SemFPNOptions
 from gkd_deploy.models.decoders.semfpn import SemFPNDecoder
 from gkd_deploy.models.pyramid import DEFAULT_SCALES, ViTPyramid, vit_pyramid
 from gkd_deploy.models.segmenter import SegmenterConfig, build_segmenter
@@ -20,7 +21,7 @@ SMALL = {"neck_channels": 32, "head_channels": 16, "groups": 4}
 
 
 def small_decoder(in_channels: int = 24, num_classes: int = 5, **options) -> SemFPNDecoder:
-    return SemFPNDecoder(in_channels, 4, num_classes, **{**SMALL, **options})
+    return SemFPNDecoder(in_channels, 4, num_classes, SemFPNOptions(**{**SMALL, **options}))
 
 
 def encoder_maps(batch: int, height: int, width: int, channels: int = 24) -> list[torch.Tensor]:
@@ -119,18 +120,18 @@ def test_semfpn_gradients_reach_every_parameter():
 
 
 def test_semfpn_rejects_bad_options():
-    with pytest.raises(ValueError, match="head_channels \\(24\\) must be divisible by the GroupNorm groups \\(32\\)"):
-        SemFPNDecoder(64, 4, 19, head_channels=24)
+    with pytest.raises(ConfigError, match="'head_channels' \\(24\\) must be divisible by 'groups' \\(32, the GroupNorm groups\\)"):
+        SemFPNOptions(head_channels=24)
     with pytest.raises(ValueError, match="2 encoder feature maps but 4 pyramid scales"):
         SemFPNDecoder(64, 2, 19)
-    with pytest.raises(ValueError, match="powers of two"):
-        SemFPNDecoder(64, 4, 19, scales=(4.0, 3.0, 1.0, 0.5))
-    with pytest.raises(ValueError, match="dropout"):
-        SemFPNDecoder(64, 4, 19, dropout=1.0)
+    with pytest.raises(ConfigError, match="'scales' must be powers-of-two fractions"):
+        SemFPNOptions(scales=(4.0, 3.0, 1.0, 0.5))
+    with pytest.raises(ConfigError, match="'dropout' must be in \\[0, 1\\)"):
+        SemFPNOptions(dropout=1.0)
 
 
 def test_semfpn_with_two_levels_and_custom_scales():
-    decoder = SemFPNDecoder(24, 2, 3, scales=(2.0, 1.0), **SMALL).eval()
+    decoder = SemFPNDecoder(24, 2, 3, SemFPNOptions(scales=(2.0, 1.0), **SMALL)).eval()
     logits = decoder([torch.randn(1, 24, 4, 6), torch.randn(1, 24, 4, 6)])
     assert logits.shape == (1, 3, 8, 12)
 

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from gkd_deploy.data.classes import CITYSCAPES, CITYSCAPES_THINGS, ClassSet, class_set_from_dict, class_set_to_dict
 from gkd_deploy.errors import ConfigError
+from gkd_deploy.models.decoder_options import DecoderOptions, check_input_levels, resolve_decoder_options
 
 DEFAULT_PATCH_SIZE = 16
 DEFAULT_IMG_SIZE = 512
@@ -29,7 +30,14 @@ class EncoderConfig:
 
 @dataclass(frozen=True)
 class SegmenterConfig:
-    """Everything that defines a segmenter's architecture and outputs."""
+    """Everything that defines a segmenter's architecture and outputs.
+
+    `decoder` names a decoder or preset; `decoder_options` holds only the options given (over the
+    preset's, the rest at their defaults), as a plain mapping: the form files store, which
+    `to_dict` writes back unchanged (an options object given instead is stored as the mapping of
+    all its options). `decoder_settings()` is every option, typed; the options are checked when
+    the config is made.
+    """
 
     task: ClassVar[str] = "semantic"  # what its model does (`runtime.metadata.TASK_OUTPUTS`)
 
@@ -40,6 +48,13 @@ class SegmenterConfig:
     img_size: int = DEFAULT_IMG_SIZE
     feature_blocks: tuple[int, ...] | None = None
     class_set: ClassSet = CITYSCAPES
+
+    def __post_init__(self) -> None:
+        _check_decoder_options(self, "segmenter config")
+
+    def decoder_settings(self) -> DecoderOptions:
+        """The decoder's options object: the preset's values with `decoder_options` over them."""
+        return resolve_decoder_options(self.decoder, self.decoder_options, "segmenter config: decoder_options")
 
     def to_dict(self) -> dict[str, Any]:
         return config_dict(self)
@@ -63,8 +78,9 @@ class InstanceSegmenterConfig:
     """Everything that defines an instance segmenter's architecture and outputs.
 
     `neck`: "dpt" or "pyramid"; `neck_channels`: the DPT head's width. `decoder` (a Mask2Former
-    name or preset) with `decoder_options`; `class_set`: the C thing classes. `projection_dim`: D
-    of the training-only pixel projection head, None for none. `top_k`, `mask_threshold`: the
+    name or preset) with `decoder_options`, the options given as a mapping (as `SegmenterConfig`
+    keeps them; `decoder_settings()` the typed options); `class_set`: the C thing classes.
+    `projection_dim`: D of the training-only pixel projection head, None for none. `top_k`, `mask_threshold`: the
     post-processing (`instance_predictions`), also what an export puts in its graph.
     """
 
@@ -92,6 +108,7 @@ class InstanceSegmenterConfig:
         if self.decoder not in INSTANCE_DECODERS:
             raise ConfigError(f"{what}: decoder {self.decoder!r} has no instance mode; choose from "
                               f"{', '.join(INSTANCE_DECODERS)}")
+        _check_decoder_options(self, what)
         if not isinstance(self.decoder_options, dict):
             raise ConfigError(f"{what}: 'decoder_options' must be a mapping, got {self.decoder_options!r}")
         for name in ("neck_channels", "patch_size", "img_size", "top_k"):
@@ -104,6 +121,10 @@ class InstanceSegmenterConfig:
             raise ConfigError(f"{what}: 'mask_threshold' must lie strictly between 0 and 1, got {self.mask_threshold!r}")
         if self.class_set.num_classes < 1:
             raise ConfigError(f"{what}: the class set {self.class_set.name!r} has no classes")
+
+    def decoder_settings(self) -> DecoderOptions:
+        """The Mask2Former options object: the preset's values with `decoder_options` over them."""
+        return resolve_decoder_options(self.decoder, self.decoder_options, "instance segmenter config: decoder_options")
 
     @property
     def architecture(self) -> str:
@@ -120,6 +141,18 @@ class InstanceSegmenterConfig:
 
 # The config of each task's model, by the task an exported file's metadata names.
 TASK_CONFIGS: dict[str, type] = {"semantic": SegmenterConfig, "instance": InstanceSegmenterConfig}
+
+
+def _check_decoder_options(config: SegmenterConfig | InstanceSegmenterConfig, what: str) -> None:
+    """Check a config's decoder options (ConfigError naming the option) and, where the feature
+    blocks are given, their number; an options object given for the options is kept as the mapping
+    of all its options, the form files store."""
+    settings = config.decoder_settings()
+    if config.feature_blocks is not None:
+        check_input_levels(settings, len(config.feature_blocks), f"feature_blocks {list(config.feature_blocks)}",
+                           what)
+    if isinstance(config.decoder_options, DecoderOptions):
+        object.__setattr__(config, "decoder_options", settings.to_dict())
 
 
 def config_dict(config: Any) -> dict[str, Any]:

@@ -106,9 +106,8 @@ def build_instance_segmenter(config: InstanceSegmenterConfig, *, pretrained: boo
     else:
         # The decoder's own pixel decoder resizes the four maps (`vit_pyramid`).
         neck, channels, multiscale = nn.Identity(), encoder.embed_dim, False
-    decoder = build_decoder(config.decoder, in_channels=channels, num_levels=num_levels,
-                            num_classes=config.class_set.num_classes,
-                            **{**config.decoder_options, "multiscale_inputs": multiscale})
+    decoder = build_decoder(config.decoder, config.decoder_settings(), in_channels=channels, num_levels=num_levels,
+                            num_classes=config.class_set.num_classes, multiscale_inputs=multiscale)
     projection = None
     if config.projection_dim is not None:
         projection = PixelProjectionHead(decoder.pixel_decoder.mask_features.out_channels, config.projection_dim)

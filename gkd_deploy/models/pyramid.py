@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Resize factors of the GKD pyramid for the four feature blocks, shallowest first:
-#: strides 4, 8, 16, 32 for a stride-16 encoder.
-DEFAULT_SCALES: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5)
+from gkd_deploy.models.decoder_options import DEFAULT_SCALES  # the decoders' options default to it
+
+__all__ = ["DEFAULT_SCALES", "ViTPyramid", "vit_pyramid"]
 
 
 def vit_pyramid(maps: Sequence[torch.Tensor], scales: Sequence[float] = DEFAULT_SCALES) -> list[torch.Tensor]:

@@ -62,7 +62,7 @@ def build_segmenter(
         img_size=config.img_size, feature_blocks=config.feature_blocks,
     )
     decoder = build_decoder(
-        config.decoder, in_channels=encoder.embed_dim, num_levels=len(encoder.feature_blocks),
-        num_classes=config.class_set.num_classes, **config.decoder_options,
+        config.decoder, config.decoder_settings(), in_channels=encoder.embed_dim,
+        num_levels=len(encoder.feature_blocks), num_classes=config.class_set.num_classes,
     )
     return Segmenter(encoder, decoder, config)

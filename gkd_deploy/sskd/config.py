@@ -47,8 +47,9 @@ SCHEDULES = ("poly", "multistep")
 
 @dataclass(frozen=True)
 class InstanceModelSettings:
-    """One instance segmenter (`InstanceSegmenterConfig`'s architecture fields); `weights`: a file
-    of encoder weights instead of the zoo's pretrained ones."""
+    """One instance segmenter (`InstanceSegmenterConfig`'s architecture fields, `decoder_options`
+    the mapping of options given); `weights`: a file of encoder weights instead of the zoo's
+    pretrained ones."""
 
     encoder: str = "vit-s"
     neck: str = "dpt"
@@ -198,8 +199,8 @@ class InstanceTrainConfig:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
 
     def _check_models(self) -> None:
-        from gkd_deploy.models.decoders import check_decoder_options
         from gkd_deploy.models.config import INSTANCE_DECODERS, NECKS
+        from gkd_deploy.models.decoder_options import resolve_decoder_options
         from gkd_deploy.models.instance_segmenter import encoder_role
 
         roles = ("teacher", "student") if self.teacher_kind == "built-in" else ("student",)
@@ -211,7 +212,7 @@ class InstanceTrainConfig:
             if model.decoder not in INSTANCE_DECODERS:
                 raise ConfigError(f"{role}.decoder must be one of {', '.join(INSTANCE_DECODERS)} (instance mode), "
                                   f"got {model.decoder!r}")
-            check_decoder_options(model.decoder, model.decoder_options, f"{role}.decoder_options")
+            resolve_decoder_options(model.decoder, model.decoder_options, f"{role}.decoder_options")
 
 
 def _check_phases(config: InstanceTrainConfig) -> None:

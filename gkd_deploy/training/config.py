@@ -22,6 +22,9 @@ from typing import Any, Mapping, Union
 
 from gkd_deploy.errors import ConfigError
 
+if typing.TYPE_CHECKING:
+    from gkd_deploy.models.decoder_options import DecoderOptions
+
 STAGES = (1, 2, 3)
 HANDOFFS = ("raw", "ema")
 TASK_ENCODERS = ("student", "teacher")
@@ -105,6 +108,13 @@ class TaskSettings:
     logit_teacher: str | None = None  # a segmenter checkpoint or run folder whose predictions are soft targets
     logit_weight: float = 1.0
     logit_temperature: float = 1.0
+
+    def decoder_settings(self) -> DecoderOptions:
+        """The decoder's options object: the preset's values with `decoder_options` (the options
+        given, kept as a mapping: the run folder's form) over them."""
+        from gkd_deploy.models.decoder_options import resolve_decoder_options
+
+        return resolve_decoder_options(self.decoder, self.decoder_options, "stage3.decoder_options")
 
 
 @dataclass(frozen=True)
@@ -282,14 +292,17 @@ def _check_distill(settings: DistillSettings, prefix: str) -> None:
 
 
 def _check_task(settings: TaskSettings) -> None:
-    from gkd_deploy.models.decoders import DECODER_NAMES, check_decoder_options
+    from gkd_deploy.models.decoder_options import DECODER_NAMES, DEFAULT_SCALES, check_input_levels
 
     _positive(settings, "stage3", "steps", "batch_size", "crop_size", "patch_size", "short_side", "lr")
     if settings.decoder not in DECODER_NAMES:
         close = difflib.get_close_matches(settings.decoder, DECODER_NAMES, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"stage3.decoder '{settings.decoder}' is unknown{hint}; available: {', '.join(DECODER_NAMES)}")
-    check_decoder_options(settings.decoder, settings.decoder_options, "stage3.decoder_options")
+    # Names, types and values, before any stage runs; stage 3's encoders (ViT or CNN) give one map
+    # per pyramid level.
+    check_input_levels(settings.decoder_settings(), len(DEFAULT_SCALES), "the stage-3 encoder",
+                       "stage3.decoder_options")
     if settings.crop_size % settings.patch_size:
         raise ConfigError(f"stage3.crop_size {settings.crop_size} must be a multiple of stage3.patch_size "
                           f"{settings.patch_size}")
@@ -312,11 +325,10 @@ def _check_task(settings: TaskSettings) -> None:
         raise ConfigError("stage3.encoder 'teacher' is the frozen-teacher reference: it takes no encoder_lr, "
                           "distill_method or logit_teacher")
     if settings.logit_teacher is not None:
-        from gkd_deploy.models.decoders import DECODERS, PRESETS
+        from gkd_deploy.models.decoders import DECODERS
         from gkd_deploy.models.decoders.base import DenseDecoder
 
-        decoder = PRESETS[settings.decoder][0] if settings.decoder in PRESETS else settings.decoder
-        if not issubclass(DECODERS[decoder], DenseDecoder):
+        if not issubclass(DECODERS[settings.decoder_settings().decoder], DenseDecoder):
             raise ConfigError(f"stage3.logit_teacher distils per-pixel class scores, which the '{settings.decoder}' "
                               "decoder does not train on: use a dense decoder (semfpn or linear)")
     if settings.logit_temperature <= 0:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gkd_deploy.models.decoder_options import LinearOptions
 from gkd_deploy.models.decoders.base import DenseDecoder
 
 
 class LinearDecoder(DenseDecoder):
-    def __init__(self, in_channels: int, num_levels: int, num_classes: int) -> None:
+    def __init__(self, in_channels: int, num_levels: int, num_classes: int,
+                 options: LinearOptions = LinearOptions()) -> None:
         super().__init__()
+        self.options = options
         channels = in_channels * num_levels
         self.norm = nn.BatchNorm2d(channels)
         self.classifier = nn.Conv2d(channels, num_classes, kernel_size=1)

@@ -21,31 +21,13 @@ or to the sizes of other tensors, so it traces to one ONNX graph with a free bat
 
 from __future__ import annotations
 
-import math
-from typing import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gkd_deploy.models.decoder_options import SemFPNOptions
 from gkd_deploy.models.decoders.base import DenseDecoder
-from gkd_deploy.models.pyramid import DEFAULT_SCALES, ViTPyramid
-
-
-def _upsampling_steps(scales: Sequence[float]) -> list[int]:
-    """How many 2x upsamplings bring each level to the finest one: (4, 2, 1, 0.5) -> [0, 1, 2, 3]."""
-    steps = []
-    for scale in scales:
-        ratio = scales[0] / scale
-        step = round(math.log2(ratio)) if ratio > 0 else -1
-        if step < 0 or not math.isclose(ratio, 2.0**step, rel_tol=1e-6):
-            raise ValueError(
-                f"SemFPN: pyramid scales must shrink by powers of two from the first (finest) level, got {tuple(scales)}"
-            )
-        steps.append(step)
-    if any(later <= earlier for earlier, later in zip(steps, steps[1:])):
-        raise ValueError(f"SemFPN: pyramid scales must be strictly decreasing (finest level first), got {tuple(scales)}")
-    return steps
+from gkd_deploy.models.pyramid import ViTPyramid
 
 
 class SemFPNDecoder(DenseDecoder):
@@ -53,48 +35,24 @@ class SemFPNDecoder(DenseDecoder):
 
     Args:
         in_channels: encoder width C (384 for ViT-S).
-        num_levels: number of encoder feature maps; must equal len(scales) (4 by default).
+        num_levels: number of encoder feature maps; must equal len(options.scales) (4 by default).
         num_classes: K.
-        neck_channels: FPN channels (256 in the authors' setup).
-        head_channels: semantic-head channels (128); must be divisible by `groups`.
-        groups: GroupNorm groups in the semantic head (32).
-        dropout: channel dropout (nn.Dropout2d, as mmseg's decode heads) before the classifier.
-        scales: pyramid resize factors, finest level first, each a power-of-two fraction of the
-            first: (4, 2, 1, 0.5) turns stride-16 maps into strides 4, 8, 16, 32.
+        options: widths, GroupNorm groups, dropout and pyramid scales (`SemFPNOptions`, checked
+            when made).
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        num_levels: int,
-        num_classes: int,
-        *,
-        neck_channels: int = 256,
-        head_channels: int = 128,
-        groups: int = 32,
-        dropout: float = 0.1,
-        scales: Sequence[float] = DEFAULT_SCALES,
-    ) -> None:
+    def __init__(self, in_channels: int, num_levels: int, num_classes: int,
+                 options: SemFPNOptions = SemFPNOptions()) -> None:
         super().__init__()
-        scales = tuple(float(s) for s in scales)
-        for name, value in (("in_channels", in_channels), ("num_classes", num_classes), ("neck_channels", neck_channels),
-                            ("head_channels", head_channels), ("groups", groups)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"SemFPN: {name} must be a positive integer, got {value!r}")
-        if head_channels % groups:
+        if num_levels != len(options.scales):
             raise ValueError(
-                f"SemFPN: head_channels ({head_channels}) must be divisible by the GroupNorm groups ({groups})"
+                f"SemFPN: {num_levels} encoder feature maps but {len(options.scales)} pyramid scales "
+                f"{options.scales}; give the option `scales` with one factor per feature block"
             )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"SemFPN: dropout must be in [0, 1), got {dropout}")
-        if num_levels != len(scales):
-            raise ValueError(
-                f"SemFPN: {num_levels} encoder feature maps but {len(scales)} pyramid scales {scales}; "
-                "pass `scales` with one factor per feature block"
-            )
-        steps = _upsampling_steps(scales)
+        self.options = options
+        neck_channels, head_channels = options.neck_channels, options.head_channels
 
-        self.pyramid = ViTPyramid(scales)
+        self.pyramid = ViTPyramid(options.scales)
         # FPN neck (mmseg `FPN`): plain convs with bias, no norm, no activation.
         self.lateral_convs = nn.ModuleList(nn.Conv2d(in_channels, neck_channels, 1) for _ in range(num_levels))
         self.fpn_convs = nn.ModuleList(
@@ -102,19 +60,19 @@ class SemFPNDecoder(DenseDecoder):
         )
         # Semantic head (mmseg `FPNHead`): one branch per level, max(1, steps) conv blocks each.
         self.scale_heads = nn.ModuleList()
-        for step in steps:
+        for step in options.upsampling_steps():
             layers: list[nn.Module] = []
             for k in range(max(1, step)):
                 # No conv bias: GroupNorm's shift replaces it (mmseg ConvModule, bias="auto").
                 layers += [
                     nn.Conv2d(neck_channels if k == 0 else head_channels, head_channels, 3, padding=1, bias=False),
-                    nn.GroupNorm(groups, head_channels),
+                    nn.GroupNorm(options.groups, head_channels),
                     nn.ReLU(inplace=True),
                 ]
                 if step > 0:
                     layers.append(nn.Upsample(scale_factor=2.0, mode="bilinear", align_corners=False))
             self.scale_heads.append(nn.Sequential(*layers))
-        self.dropout = nn.Dropout2d(dropout)
+        self.dropout = nn.Dropout2d(options.dropout)
         self.classifier = nn.Conv2d(head_channels, num_classes, 1)
         self._init_weights()
 

@@ -16,26 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from gkd_deploy.models.decoder_options import Mask2FormerOptions
 from gkd_deploy.models.decoders.mask2former.criterion import SetCriterion
 from gkd_deploy.models.decoders.mask2former.pixel_decoder import PixelDecoder
 from gkd_deploy.models.decoders.mask2former.point_sampling import PointSampler
-from gkd_deploy.models.decoders.mask2former.position_encoding import POSITION_CODES
 from gkd_deploy.models.decoders.mask2former.transformer_decoder import MaskedTransformerDecoder
 from gkd_deploy.models.pyramid import DEFAULT_SCALES
-
-#: The lighter edge configuration: half the width, half the queries, one decoder pass over the
-#: three levels (3 layers instead of 9) and a 2-layer deformable encoder (instead of 6), with
-#: 4 attention heads (32 channels each, as in the default) and FFNs scaled with the width.
-#: Use as `decoder_options=dict(EDGE_PRESET)`.
-EDGE_PRESET: dict[str, Any] = {
-    "hidden_dim": 128,
-    "num_queries": 50,
-    "dec_layers": 3,
-    "pixel_layers": 2,
-    "num_heads": 4,
-    "dim_feedforward": 1024,
-    "pixel_ffn": 512,
-}
 
 
 class Mask2FormerDecoder(nn.Module):
@@ -45,96 +31,33 @@ class Mask2FormerDecoder(nn.Module):
         in_channels: encoder width C_in (384 for ViT-S).
         num_levels: number of encoder feature maps; must be 4 (one per pyramid level).
         num_classes: K.
-        hidden_dim: channels of the pixel decoder, queries and mask features (256).
-        num_queries: Q (100).
-        dec_layers: transformer decoder layers (9: three passes over strides 32, 16, 8).
-        pixel_layers: deformable encoder layers of the pixel decoder (6).
-        num_heads: attention heads of both the deformable encoder and the decoder (8).
-        num_points_deform: deformable sampling points per head and level (4).
-        dim_feedforward: FFN width of the transformer decoder (2048).
-        pixel_ffn: FFN width of the deformable encoder (1024).
-        num_points: points per mask for the matching costs and mask losses (12544 = 112^2).
-        oversample_ratio: candidates drawn per loss point by the importance sampler (3.0).
-        importance_sample_ratio: share of loss points taken where the mask is most uncertain (0.75).
-        class_weight, mask_weight, dice_weight: loss and matching-cost weights (2, 5, 5).
-        no_object_weight: cross-entropy weight of the "no object" class (0.1).
-        groups: GroupNorm groups of the pixel decoder (32).
-        position_code: pixel coordinates of the sine position embeddings: "centre" (Detectron2's
-            Mask2Former) or "mmdet" (mmdetection's, what imported mmseg heads were trained with).
+        options: widths, depths, queries, loss points and weights (`Mask2FormerOptions`, checked
+            when made; `EDGE_PRESET` the lighter edge values).
         multiscale_inputs: the 4 maps come at strides 4, 8, 16, 32 (a DPT head), not all at the
             encoder's stride (the ViT pyramid's resizing is then left out).
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        num_levels: int,
-        num_classes: int,
-        *,
-        hidden_dim: int = 256,
-        num_queries: int = 100,
-        dec_layers: int = 9,
-        pixel_layers: int = 6,
-        num_heads: int = 8,
-        num_points_deform: int = 4,
-        dim_feedforward: int = 2048,
-        pixel_ffn: int = 1024,
-        num_points: int = 12544,
-        oversample_ratio: float = 3.0,
-        importance_sample_ratio: float = 0.75,
-        class_weight: float = 2.0,
-        mask_weight: float = 5.0,
-        dice_weight: float = 5.0,
-        no_object_weight: float = 0.1,
-        groups: int = 32,
-        position_code: str = "centre",
-        multiscale_inputs: bool = False,
-    ) -> None:
+    def __init__(self, in_channels: int, num_levels: int, num_classes: int,
+                 options: Mask2FormerOptions = Mask2FormerOptions(), *, multiscale_inputs: bool = False) -> None:
         super().__init__()
-        positive = {
-            "in_channels": in_channels, "num_classes": num_classes, "hidden_dim": hidden_dim,
-            "num_queries": num_queries, "num_heads": num_heads, "num_points_deform": num_points_deform,
-            "dim_feedforward": dim_feedforward, "pixel_ffn": pixel_ffn, "num_points": num_points, "groups": groups,
-        }
-        for name, value in {**positive, "dec_layers": dec_layers, "pixel_layers": pixel_layers}.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name in positive else 0):
-                low = "a positive" if name in positive else "a non-negative"
-                raise ValueError(f"Mask2Former: {name} must be {low} integer, got {value!r}")
         if num_levels != len(DEFAULT_SCALES):
             raise ValueError(
                 f"Mask2Former: {num_levels} encoder feature maps, but the pixel decoder takes "
                 f"{len(DEFAULT_SCALES)} (one per pyramid level, strides 4, 8, 16, 32)"
             )
-        if hidden_dim % num_heads:
-            raise ValueError(f"Mask2Former: hidden_dim ({hidden_dim}) must be divisible by num_heads ({num_heads})")
-        if hidden_dim % groups:
-            raise ValueError(
-                f"Mask2Former: hidden_dim ({hidden_dim}) must be divisible by the GroupNorm groups ({groups})"
-            )
-        if hidden_dim % 4:
-            raise ValueError(f"Mask2Former: hidden_dim ({hidden_dim}) must be a multiple of 4 (sine position codes)")
-        if position_code not in POSITION_CODES:
-            raise ValueError(f"Mask2Former: position_code must be one of {', '.join(POSITION_CODES)}, "
-                             f"got {position_code!r}")
-        if oversample_ratio < 1.0:
-            raise ValueError(f"Mask2Former: oversample_ratio must be >= 1, got {oversample_ratio}")
-        if not 0.0 <= importance_sample_ratio <= 1.0:
-            raise ValueError(f"Mask2Former: importance_sample_ratio must be in [0, 1], got {importance_sample_ratio}")
-        for name, value in (("class_weight", class_weight), ("mask_weight", mask_weight),
-                            ("dice_weight", dice_weight), ("no_object_weight", no_object_weight)):
-            if value < 0:
-                raise ValueError(f"Mask2Former: {name} must be >= 0, got {value}")
-
+        self.options = options
         self.num_classes = num_classes
-        self.pixel_decoder = PixelDecoder(in_channels, hidden_dim, pixel_layers, num_heads, num_points_deform,
-                                          pixel_ffn, groups, position_code, multiscale_inputs)
-        self.transformer = MaskedTransformerDecoder(num_classes, hidden_dim, num_queries, dec_layers, num_heads,
-                                                    dim_feedforward, num_levels=PixelDecoder.num_encoded_levels,
-                                                    position_code=position_code)
+        self.pixel_decoder = PixelDecoder(in_channels, options.hidden_dim, options.pixel_layers, options.num_heads,
+                                          options.num_points_deform, options.pixel_ffn, options.groups,
+                                          options.position_code, multiscale_inputs)
+        self.transformer = MaskedTransformerDecoder(num_classes, options.hidden_dim, options.num_queries,
+                                                    options.dec_layers, options.num_heads, options.dim_feedforward,
+                                                    num_levels=PixelDecoder.num_encoded_levels,
+                                                    position_code=options.position_code)
         self.criterion = SetCriterion(
-            num_classes, PointSampler(num_points, oversample_ratio, importance_sample_ratio),
-            class_weight=class_weight, mask_weight=mask_weight, dice_weight=dice_weight,
-            no_object_weight=no_object_weight,
+            num_classes, PointSampler(options.num_points, options.oversample_ratio, options.importance_sample_ratio),
+            class_weight=options.class_weight, mask_weight=options.mask_weight, dice_weight=options.dice_weight,
+            no_object_weight=options.no_object_weight,
         )
 
     def predictions(self, feature_maps: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:

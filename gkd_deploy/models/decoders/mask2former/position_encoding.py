@@ -6,11 +6,7 @@ import math
 
 import torch
 
-#: Where a pixel's coordinate sits before normalisation to (0, 2*pi], per convention:
-#: "centre": (i + 0.5) / n, Detectron2's Mask2Former (`PositionEmbeddingSine`, offset -0.5 on the
-#: 1-based count); "mmdet": (i + 1) / (n + 1e-6), mmdetection's `SinePositionalEncoding` with its
-#: default offset 0, which the GKD authors' mmseg heads were trained with.
-POSITION_CODES: dict[str, tuple[float, float]] = {"centre": (0.5, 0.0), "mmdet": (1.0, 1e-6)}
+from gkd_deploy.models.decoder_options import POSITION_CODES
 
 
 def sine_position_embedding(
