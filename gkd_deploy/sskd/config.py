@@ -113,9 +113,9 @@ class InstanceTrainConfig:
     log_every: int = 10
 
     def to_dict(self) -> dict[str, Any]:
-        from gkd_deploy.training.config import _plain
+        from gkd_deploy.training.config import plain_data
 
-        return _plain(dataclasses.asdict(self))
+        return plain_data(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, validate: bool = True) -> "InstanceTrainConfig":

@@ -147,7 +147,7 @@ class TrainConfig:
                 object.__setattr__(self, name, tuple(_coerce(tuple[DataEntry, ...], value, name)))
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        return plain_data(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, validate: bool = True) -> "TrainConfig":
@@ -459,11 +459,12 @@ def _data_entry(value: Any, name: str) -> DataEntry:
                       "the key data")
 
 
-def _plain(value: Any) -> Any:
+def plain_data(value: Any) -> Any:
+    """Nested mappings and sequences as the YAML file holds them: dicts and lists (tuples become lists)."""
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain_data(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_data(v) for v in value]
     return value
 
 
