@@ -65,7 +65,8 @@ def _reason_lines(report: BenchmarkReport) -> list[str]:
 
 def _system_line(report: BenchmarkReport) -> str:
     system = report.system
-    parts = [f"{system.cpu} ({system.cores} cores, {system.torch_threads} torch threads)",
+    features = f", {' '.join(system.cpu_features)}" if system.cpu_features else ""
+    parts = [f"{system.cpu} ({system.cores} cores{features}, {system.torch_threads} torch threads)",
              f"GPU {system.gpu}" if system.gpu else "no GPU", f"torch {system.torch}"]
     parts += [f"onnxruntime {system.onnxruntime}"] if system.onnxruntime else []
     parts += [f"TensorRT {system.tensorrt}"] if system.tensorrt else []

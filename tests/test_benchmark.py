@@ -502,3 +502,22 @@ def test_next_commands_come_from_the_rows_not_from_their_text(report, run):
     assert len(commands) == 1 and commands[0].startswith("gkd infer VIDEO --model ") and ".onnx" in commands[0]
     fp16 = run_benchmark([run.path], backends=("onnxruntime",), precisions=("fp16",), **QUICK)
     assert not fp16.ok_rows and next_commands(fp16) == [f"gkd export {run.path} --precision fp16"]
+
+
+def test_reports_name_the_cpu_instruction_sets_latency_turns_on(tmp_path):
+    from gkd_deploy.benchmark.system import SystemInfo, cpu_features
+
+    x86 = tmp_path / "x86"
+    x86.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni\n"
+                   "processor\t: 1\nflags\t\t: fpu\n")
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\n")
+    assert cpu_features(x86) == ("avx2", "fma", "avx512f", "avx512_vnni")
+    assert cpu_features(arm) == ("asimd", "asimddp", "i8mm")
+    assert cpu_features(tmp_path / "absent") == ()
+    fields = dict(cpu="c", cores=2, machine="x86_64", os="Linux", python="3.11", torch=None, torch_threads=None,
+                  cuda=None, gpu=None, onnxruntime="1.20", tensorrt=None, gkd_deploy="0.1", host_memory="VmHWM",
+                  jetson=None)
+    info = SystemInfo(**fields, cpu_features=("avx2", "fma"))
+    assert SystemInfo.from_dict(json.loads(json.dumps(info.to_dict()))) == info
+    assert SystemInfo.from_dict(fields).cpu_features == ()  # a report written before the field existed

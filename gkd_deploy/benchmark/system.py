@@ -33,6 +33,27 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+# The instruction sets CPU latency turns on: x86 int8 (VNNI) and bf16 (AVX-512 BF16, AMX) units,
+# ARM dot products (asimddp), int8 matrix multiply (i8mm), bf16 and SVE. Without VNNI an x86
+# int8 product is no faster than fp32 (README: ONNX Runtime int8 on an AVX2-only CPU, 1.02x).
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8",
+                "asimd", "asimddp", "i8mm", "bf16", "sve")
+
+
+def cpu_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, ...]:
+    """Which of `CPU_FEATURES` the first CPU lists (x86 `flags`, ARM `Features`); () where unknown."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return ()
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            listed = set(value.split())
+            return tuple(feature for feature in CPU_FEATURES if feature in listed)
+    return ()
+
+
 def _onnxruntime_version() -> str | None:
     if importlib.util.find_spec("onnxruntime") is None:
         return None
@@ -67,13 +88,14 @@ class SystemInfo:
     gkd_deploy: str
     host_memory: str
     jetson: dict | None
+    cpu_features: tuple[str, ...] = ()  # of CPU_FEATURES (reports written before it have none)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "SystemInfo":
-        return cls(**data)
+        return cls(**{**data, "cpu_features": tuple(data.get("cpu_features", ()))})
 
 
 def _distribution_version(name: str) -> str | None:
@@ -96,5 +118,5 @@ def system_info(host_memory_method: str, jetson: JetsonInfo | None) -> SystemInf
         torch_threads=torch.get_num_threads() if torch else None,
         cuda=torch.version.cuda if gpu else None, gpu=gpu, onnxruntime=_onnxruntime_version(),
         tensorrt=_tensorrt_version(), gkd_deploy=gkd_deploy.__version__, host_memory=host_memory_method,
-        jetson=jetson.to_dict() if jetson else None,
+        jetson=jetson.to_dict() if jetson else None, cpu_features=cpu_features(),
     )
