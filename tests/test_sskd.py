@@ -342,3 +342,24 @@ def test_two_processes_train_every_phase_on_the_same_global_batches(synthetic, t
     # Step 1 of fine-tuning: the same images and initial weights; only the loss's point samples differ.
     assert two_losses[("1", "sup")] == pytest.approx(one_losses[("1", "sup")], rel=0.2)
     assert all(np.isfinite(v) for v in two_losses.values())
+
+
+def test_pseudo_labels_far_sparser_than_the_labels_are_warned_of():
+    from gkd_deploy.data.classes import CITYSCAPES_THINGS
+    from gkd_deploy.sskd.phases import InstanceData, sparse_pseudo_label_warning
+    from gkd_deploy.sskd.pseudo import ImagePseudoLabels, PseudoLabels
+
+    def pool(counts):
+        return PseudoLabels("teacher", 0.3, tuple(
+            ImagePseudoLabels(f"p{i}", 4, 4, np.zeros(n, np.int64), np.full(n, 0.5, np.float32), ("",) * n)
+            for i, n in enumerate(counts)))
+
+    # 20 labelled images holding 314 instances (15.7 per image), the miniature's numbers.
+    data = InstanceData(labelled=[None] * 20, pool=None, class_set=CITYSCAPES_THINGS, labelled_instances=314)
+    sparse = pool([1] * 12 + [0] * 168)  # 12 instances on 180 images
+    warning = sparse_pseudo_label_warning(sparse, data, "selftrain")
+    assert warning is not None and "0.07 instances per pool image against 15.7" in warning
+    assert "12 at score >= 0.3 on 180 images" in warning
+    assert sparse_pseudo_label_warning(pool([2] * 180), data, "transfer") is None  # 2 of 15.7: over a tenth
+    empty_labels = InstanceData(labelled=[None] * 20, pool=None, class_set=CITYSCAPES_THINGS, labelled_instances=0)
+    assert sparse_pseudo_label_warning(sparse, empty_labels, "transfer") is None

@@ -58,6 +58,11 @@ class InstanceData:
     labelled: InstanceSubset
     pool: InstanceSubset
     class_set: ClassSet
+    labelled_instances: int = 0  # in the labelled set: what a pool image may be expected to hold
+
+    @property
+    def instances_per_labelled_image(self) -> float:
+        return self.labelled_instances / max(len(self.labelled), 1)
 
 
 def instance_data(config: InstanceTrainConfig) -> InstanceData:
@@ -70,9 +75,29 @@ def instance_data(config: InstanceTrainConfig) -> InstanceData:
         raise DataError(f"{dataset.name}: instance training knows the Cityscapes thing classes "
                         f"({', '.join(CITYSCAPES_THINGS.names)}); this data set has {', '.join(dataset.class_names)}")
     labelled, pool = split_dataset(dataset, config.label_fraction, config.seed)
-    for index in range(len(labelled)):
-        labelled[index]  # decodes and checks the instance ids against the semantic labels
-    return InstanceData(labelled, pool, CITYSCAPES_THINGS)
+    # Decoding checks the instance ids against the semantic labels.
+    instances = sum(len(labelled[index].target.classes) for index in range(len(labelled)))
+    return InstanceData(labelled, pool, CITYSCAPES_THINGS, instances)
+
+
+# Pseudo-labels this much sparser than the labelled set mostly say "nothing here": training on
+# them teaches a model to predict no instance on the pool (measured in the miniature: a teacher
+# fine-tuned 100 steps kept 12 instances at score >= 0.3 on 180 pool images, 0.07 per image against
+# 15.7 labelled; self-trained on them, it kept none).
+SPARSE_PSEUDO_LABELS = 0.1
+
+
+def sparse_pseudo_label_warning(labels: PseudoLabels, data: InstanceData, phase: str) -> str | None:
+    """A warning when the pool's pseudo-labels hold under `SPARSE_PSEUDO_LABELS` of the labelled
+    set's instances per image; None otherwise."""
+    expected = data.instances_per_labelled_image
+    found = labels.num_instances / max(len(labels), 1)
+    if expected == 0 or found >= SPARSE_PSEUDO_LABELS * expected:
+        return None
+    return (f"{phase}: the pseudo-labels hold {found:.2f} instances per pool image against {expected:.1f} per labelled "
+            f"image ({labels.num_instances} at score >= {labels.threshold:g} on {len(labels)} images): the teacher is "
+            "rarely that confident, and training on them teaches the model to find nothing on the pool. Train the "
+            "teacher longer (finetune.steps), start it from pretrained weights, or lower pseudo_threshold")
 
 
 def segmenter_config(config: InstanceTrainConfig, model: InstanceModelSettings,
@@ -237,6 +262,9 @@ def _pool_labels(phase: str, config: InstanceTrainConfig, run: RunDir, context: 
     if labels.threshold != config.pseudo_threshold:
         raise ConfigError(f"{path} keeps scores >= {labels.threshold}, this run's pseudo_threshold is "
                           f"{config.pseudo_threshold}; delete the file to label the pool again")
+    warning = sparse_pseudo_label_warning(labels, data, phase)
+    if warning is not None and context.is_main:
+        log.warning(warning)
     return labels
 
 
