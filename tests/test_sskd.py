@@ -363,3 +363,72 @@ def test_pseudo_labels_far_sparser_than_the_labels_are_warned_of():
     assert sparse_pseudo_label_warning(pool([2] * 180), data, "transfer") is None  # 2 of 15.7: over a tenth
     empty_labels = InstanceData(labelled=[None] * 20, pool=None, class_set=CITYSCAPES_THINGS, labelled_instances=0)
     assert sparse_pseudo_label_warning(sparse, empty_labels, "transfer") is None
+
+
+def _as_coco_release(cityscapes, root, names):
+    """The synthetic Cityscapes instance data rewritten in the COCO 2017 layout: the images copied,
+    each thing instance an RLE annotation, the 8 thing classes renamed `names` (category ids 11, 13, ...)."""
+    import shutil
+
+    from pycocotools import mask as mask_util
+
+    from gkd_deploy.data.instances import CityscapesInstanceDataset
+
+    (root / "annotations").mkdir(parents=True)
+    categories = [{"id": 11 + 2 * index, "name": name} for index, name in enumerate(names)]
+    for split in ("train", "val"):
+        dataset = CityscapesInstanceDataset(cityscapes, split)
+        folder = root / f"{split}2017"
+        folder.mkdir()
+        images, annotations = [], []
+        for index in range(len(dataset)):
+            sample = dataset[index]
+            file_name = f"{index:04d}.png"
+            shutil.copy(dataset.images[index], folder / file_name)
+            height, width = sample.image.shape[:2]
+            images.append({"id": index + 1, "file_name": file_name, "height": height, "width": width})
+            for mask, klass in zip(sample.target.masks, sample.target.classes):
+                rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+                annotations.append({"id": len(annotations) + 1, "image_id": index + 1, "iscrowd": 0,
+                                    "category_id": categories[int(klass)]["id"],
+                                    "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")}})
+        (root / "annotations" / f"instances_{split}2017.json").write_text(
+            json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return root
+
+
+def test_a_coco_format_release_trains_with_its_own_classes(synthetic, tmp_path):
+    names = ("pedestrian", "cyclist", "automobile", "lorry", "coach", "tram", "motorbike", "bike")
+    coco = _as_coco_release(synthetic, tmp_path / "coco", names)
+    config = InstanceTrainConfig.from_dict(tiny(synthetic, source=f"coco={coco}", targets=f"coco={coco}",
+                                                phases=["finetune", "transfer", "refine"]))
+    run = train(config, tmp_path / "run", callbacks=Recorder()).run
+    model = load_instance_segmenter(run.segmenter_checkpoint)
+    assert model.config.class_set.names == names and model.config.class_set.name == "coco"
+    assert len(set(model.config.class_set.palette)) == len(names)  # a colour per class
+    assert len(json.loads(run.pseudo_labels("transfer").read_text())["images"]) == 7
+    report = json.loads(run.eval_path.read_text())
+    assert report["domains"][0]["domain"] == "coco" and report["domains"][0]["num_images"] == 2
+
+
+def test_a_coco_root_without_the_split_names_what_it_looked_for(tmp_path):
+    from gkd_deploy.data.instances.coco import coco_split
+
+    (tmp_path / "release").mkdir()
+    with pytest.raises(DataError, match=r"no train annotations in .*annotations/instances_train2017.json, "
+                                        r"annotations/instances_train.json, ade20k_instance_train.json"):
+        coco_split(tmp_path / "release", "train")
+    import cv2
+
+    ade = tmp_path / "ade"  # ADE20K's instance release in COCO format, as Mask2Former's script writes it
+    (ade / "images" / "validation").mkdir(parents=True)
+    cv2.imwrite(str(ade / "images" / "validation" / "ADE_val_00000001.jpg"), np.zeros((8, 8, 3), np.uint8))
+    (ade / "ade20k_instance_val.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "ADE_val_00000001.jpg", "height": 8, "width": 8}], "annotations": [],
+        "categories": [{"id": 1, "name": "bed"}]}))
+    dataset = coco_split(ade, "val")
+    assert dataset.class_names == ("bed",) and len(dataset) == 1
+    from gkd_deploy.data.registry import build_domains, parse_dataset_arg
+
+    with pytest.raises(ConfigError, match="instance annotations only, no semantic labels"):
+        build_domains(parse_dataset_arg(f"coco={ade}"))  # a semantic model cannot be trained or scored on it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import colorsys
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,6 +85,20 @@ ISPRS = ClassSet(
 )
 
 CLASS_SETS: dict[str, ClassSet] = {c.name: c for c in (CITYSCAPES, ISPRS)}
+
+
+def named_class_set(name: str, names: tuple[str, ...]) -> ClassSet:
+    """The class set of a data set that brings only its class names (COCO-format files): the
+    Cityscapes thing classes where the names are theirs, else `names` in distinct colours (hues a
+    golden angle apart, so that neighbouring classes differ)."""
+    names = tuple(names)
+    if names == CITYSCAPES_THINGS.names:
+        return CITYSCAPES_THINGS
+    palette = []
+    for index in range(len(names)):
+        red, green, blue = colorsys.hsv_to_rgb((index * 0.618033988749895) % 1.0, 0.75, 0.95)
+        palette.append((round(red * 255), round(green * 255), round(blue * 255)))
+    return ClassSet(name=name, names=names, palette=tuple(palette))
 
 
 def id_lookup_table(mapping: dict[int, int], ignore_index: int = IGNORE_INDEX) -> np.ndarray:

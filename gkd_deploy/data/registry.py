@@ -147,6 +147,12 @@ def split_dataset_text(text: str) -> list[str]:
     return [part.strip() for part in _ENTRY_SEPARATOR.split(text) if part.strip()]
 
 
+# Data sets with instance annotations only (no semantic labels): accepted wherever an instance
+# model's data is named (`evaluation.instances.INSTANCE_LOADERS` reads them), refused where
+# semantic labels are needed. `coco` also names ADE20K's instance release in COCO format.
+INSTANCE_ONLY = ("coco",)
+
+
 def _unknown_name(name: str, text: str) -> ConfigError:
     known = ", ".join(DATASETS)
     guesses = difflib.get_close_matches(name, DATASETS, n=3, cutoff=0.6)
@@ -171,13 +177,13 @@ def parse_dataset_arg(text: str) -> DatasetSpec:
     if domain is not None and not re.fullmatch(r"[a-z0-9_.-]+", domain):
         raise ConfigError(f"domain name {domain!r} in {text!r} may hold only letters, digits, '.', '_' and '-'")
     if not separator:
-        if name in DATASETS:
+        if name in DATASETS or name in INSTANCE_ONLY:
             raise ConfigError(f"data set {text!r} has no path; write {name}=/path/to/{name}")
         raise ConfigError(
             f"data set {text!r} is not NAME=PATH; write e.g. cityscapes=/data/cityscapes, or images={text.strip()} "
             f"for an unlabeled image folder (known data sets: {', '.join(DATASETS)})"
         )
-    if name not in DATASETS:
+    if name not in DATASETS and name not in INSTANCE_ONLY:
         raise _unknown_name(name, text)
     if not path:
         raise ConfigError(f"data set {text!r} has no path after '='; write {name}=/path/to/{name}")
@@ -259,6 +265,9 @@ def build_domains(
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     builder = DATASETS.get(spec.name)
+    if spec.name in INSTANCE_ONLY:
+        raise ConfigError(f"{spec.name}={spec.path} holds instance annotations only, no semantic labels: it serves "
+                          "instance models (gkd train --task instance, their eval and validate)")
     if builder is None:
         raise _unknown_name(spec.name, f"{spec.name}={spec.path}")
     domains = builder(Path(spec.path), split, transform)

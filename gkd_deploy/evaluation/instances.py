@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
 from gkd_deploy.data.instances import CityscapesInstanceDataset, InstanceDataset
+from gkd_deploy.data.instances.coco import coco_split
 from gkd_deploy.data.registry import DatasetSpec, parse_dataset_list
 from gkd_deploy.errors import ConfigError, DataError
 from gkd_deploy.evaluation.comparison import DomainComparison, ValidationReport
@@ -29,8 +30,10 @@ from gkd_deploy.runtime.base import InstancePredictor
 
 log = logging.getLogger(__name__)
 
-# Data set name -> the loader of its instance annotations (`NAME=PATH` as for semantic targets).
-INSTANCE_LOADERS: dict[str, type[InstanceDataset]] = {"cityscapes": CityscapesInstanceDataset}
+# Data set name -> the loader of its instance annotations (`NAME=PATH` as for semantic targets):
+# (root, split, name=...) -> the split. `coco` also reads ADE20K's instance release (`coco_split`).
+INSTANCE_LOADERS: dict[str, Callable[..., InstanceDataset]] = {"cityscapes": CityscapesInstanceDataset,
+                                                               "coco": coco_split}
 
 
 def instance_domains(targets: Sequence[DatasetSpec | str] | str, split: str = "val") -> dict[str, InstanceDataset]:

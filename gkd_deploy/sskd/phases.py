@@ -23,7 +23,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from gkd_deploy.data.classes import CITYSCAPES_THINGS, ClassSet
+from gkd_deploy.data.classes import ClassSet, named_class_set
 from gkd_deploy.data.instances.splits import InstanceSubset, split_dataset
 from gkd_deploy.errors import ConfigError, DataError
 from gkd_deploy.instance.contrastive import PixelContrastiveLoss
@@ -71,13 +71,12 @@ def instance_data(config: InstanceTrainConfig) -> InstanceData:
     from gkd_deploy.evaluation.instances import instance_domains
 
     (dataset,) = instance_domains(list(config.source), split="train").values()
-    if tuple(dataset.class_names) != CITYSCAPES_THINGS.names:
-        raise DataError(f"{dataset.name}: instance training knows the Cityscapes thing classes "
-                        f"({', '.join(CITYSCAPES_THINGS.names)}); this data set has {', '.join(dataset.class_names)}")
+    if not dataset.class_names:
+        raise DataError(f"{dataset.name}: its annotations define no class; instance training needs at least one")
     labelled, pool = split_dataset(dataset, config.label_fraction, config.seed)
     # Decoding checks the instance ids against the semantic labels.
     instances = sum(len(labelled[index].target.classes) for index in range(len(labelled)))
-    return InstanceData(labelled, pool, CITYSCAPES_THINGS, instances)
+    return InstanceData(labelled, pool, named_class_set(dataset.name, dataset.class_names), instances)
 
 
 # Pseudo-labels this much sparser than the labelled set mostly say "nothing here": training on
@@ -235,12 +234,13 @@ def _starting_model(phase: str, config: InstanceTrainConfig, run: RunDir, data: 
     return initial_model(config, "student", data.class_set)
 
 
-def teacher_for(phase: str, config: InstanceTrainConfig, run: RunDir, device: torch.device) -> tuple[InstanceTeacher, str]:
-    """The teacher that labels the pool for `phase`, and its name for the records."""
+def teacher_for(phase: str, config: InstanceTrainConfig, run: RunDir, device: torch.device,
+                class_set: ClassSet) -> tuple[InstanceTeacher, str]:
+    """The teacher that labels the pool for `phase` with `class_set`'s classes, and its name for the records."""
     if config.teacher_kind == "grounded-sam":
         from gkd_deploy.instance.grounded_sam import grounded_sam_teacher
 
-        return grounded_sam_teacher(class_names=CITYSCAPES_THINGS.names, device=str(device)), "grounded-sam"
+        return grounded_sam_teacher(class_names=class_set.names, device=str(device)), "grounded-sam"
     source = "finetune" if phase == "selftrain" or "selftrain" not in config.phases else "selftrain"
     path = run.phase_result(source)
     return SegmenterTeacher(load_instance_segmenter(path).to(device)), str(path.relative_to(run.path))
@@ -250,7 +250,7 @@ def _pool_labels(phase: str, config: InstanceTrainConfig, run: RunDir, context: 
                  track: Track) -> PseudoLabels:
     path = run.pseudo_labels(phase)
     if context.is_main and not path.is_file():
-        teacher, name = teacher_for(phase, config, run, context.device)
+        teacher, name = teacher_for(phase, config, run, context.device, data.class_set)
         with torch.inference_mode():
             labels = label_pool(teacher, data.pool, config.pseudo_threshold, name, track,
                                 f"pseudo-labelling the pool for {phase}")

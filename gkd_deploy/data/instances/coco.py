@@ -15,6 +15,10 @@ ADE20K's instance release (its 100 thing classes), once converted to this format
 Mask2Former tooling does (`ade20k_instance_{train,val}.json` with the `images/{training,validation}`
 folders), loads with this loader as it is; so does any data set exported to COCO instances.
 
+`coco_split(root, split)` finds a split's file and folder in the releases' own layouts (what
+`coco=ROOT` names for training and evaluation): COCO 2017 (`annotations/instances_{split}2017.json`
+and `{split}2017/`), the same without the year, and ADE20K's instance release as above.
+
 The JSON is read with the standard library rather than pycocotools' `COCO` class, which prints
 to standard output while it indexes; only the mask decoding uses pycocotools.
 """
@@ -161,3 +165,26 @@ def _field(entry: Mapping[str, Any], key: str, kind: type, path: Path) -> Any:
     if not isinstance(value, kind) or isinstance(value, bool):
         raise DataError(f"{path}: entry {dict(entry)!s:.80} has no {kind.__name__} '{key}'; fix the entry")
     return value
+
+
+def split_layouts(root: Path, split: str) -> tuple[tuple[Path, Path], ...]:
+    """(annotations file, image folder) of `split` in the COCO-format layouts, in the order tried."""
+    ade20k = {"train": "training", "val": "validation"}.get(split, split)
+    return ((root / "annotations" / f"instances_{split}2017.json", root / f"{split}2017"),
+            (root / "annotations" / f"instances_{split}.json", root / split),
+            (root / f"ade20k_instance_{split}.json", root / "images" / ade20k))
+
+
+def coco_split(root: Path | str, split: str = "val", name: str = "coco") -> CocoInstanceDataset:
+    """The `split` of a COCO-format release under `root` (COCO 2017, or ADE20K's instance release);
+    DataError naming the files it looked for when none is there."""
+    root = Path(root)
+    listing.require_dir(root, name, "a COCO-format release: annotations/instances_<split>2017.json and <split>2017/, "
+                                    "or ADE20K's ade20k_instance_<split>.json and images/")
+    layouts = split_layouts(root, split)
+    for annotation_file, images in layouts:
+        if annotation_file.is_file():
+            return CocoInstanceDataset(annotation_file, images, name=name)
+    tried = ", ".join(str(annotation_file.relative_to(root)) for annotation_file, _ in layouts)
+    raise DataError(f"{name}: no {split} annotations in {root}: looked for {tried} (COCO 2017, or ADE20K's instance "
+                    "release as Mask2Former's preparation script writes it)")
