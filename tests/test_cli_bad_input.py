@@ -44,6 +44,9 @@ CASES = {
     "a CNN as the student": (["--student", "effnet-lite0"], "CNN encoders serve as teachers only"),
     "garbage teacher weights": (["--teacher-weights", "{weights}"], "cannot read weights from"),
     "unknown device": (["--device", "tpu"], "unknown device 'tpu'"),
+    "a missing target folder": (["--targets", "acdc=/nonexistent/acdc"], "targets: acdc=/nonexistent/acdc is not there"),
+    "a missing source folder": (["--source", "cityscapes=/nonexistent/cs"],
+                                "source: cityscapes=/nonexistent/cs is not there"),
 }
 
 
@@ -58,6 +61,15 @@ def test_train_that_cannot_start_writes_nothing(case, data, tmp_path, capsys, mo
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     # Validated before the first byte: no run folder, so the corrected command is not refused.
     assert not out.exists()
+
+
+def test_an_instance_run_on_a_missing_coco_release_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("GKD_DEBUG", raising=False)
+    out = tmp_path / "run"
+    code, err = run_gkd(["train", "--task", "instance", "--recipe", "supervised", "--source", "coco=/nonexistent/coco",
+                         "--out", str(out)], capsys)
+    assert code == 1 and "source: coco=/nonexistent/coco is not there" in err, err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Union
 
-from gkd_deploy.errors import ConfigError
+from gkd_deploy.data.registry import parse_dataset_list
+from gkd_deploy.errors import ConfigError, DataError
 from gkd_deploy.evaluation.runner import EvalOutcome, evaluate_model
 from gkd_deploy.evaluation.settings import EvalSettings
 from gkd_deploy.fileio import atomic_path, write_json, write_yaml
@@ -58,10 +59,28 @@ def prepare_run(config: AnyConfig | None, run_path: str | Path, resume: bool) ->
         raise ConfigError(f"{run.path} already holds a run: continue it with --resume {run.path}, or choose another --out")
     for weights in config.weights_files():
         check_weights_readable(Path(weights))
+    check_data_folders(config)
     config = config.with_absolute_paths()
     run.path.mkdir(parents=True, exist_ok=True)
     write_yaml(run.config_path, config.to_dict())
     return config, run
+
+
+# The settings that name data folders, in either task's config.
+DATA_SETTINGS = ("proxy", "source", "distill_extra", "targets")
+
+
+def check_data_folders(config: AnyConfig) -> None:
+    """DataError for a data set whose folder is not there, before the run folder is made (so the
+    corrected command is not refused as a run that exists); their layouts are checked when read."""
+    for setting in DATA_SETTINGS:
+        entries = getattr(config, setting, ())
+        if not entries:
+            continue
+        for spec in parse_dataset_list(entries if isinstance(entries, str) else list(entries)):
+            path = Path(spec.path).expanduser()
+            if not path.exists():
+                raise DataError(f"{setting}: {spec.name}={spec.path} is not there (no such folder); fix the path")
 
 
 def train(config: AnyConfig | None, run_path: str | Path, *, resume: bool = False,
