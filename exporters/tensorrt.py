@@ -85,7 +85,11 @@ def check_engine(engine_path: Path, onnx_path: Path, images: np.ndarray, precisi
 
     if load is None:
         from gkd_deploy.runtime.tensorrt_backend import TensorRTPredictor as load
-    agreement = compare_predictors(OnnxRuntimePredictor(onnx_path, "cpu"), load(engine_path), images)
+    engine = load(engine_path)
+    try:
+        agreement = compare_predictors(OnnxRuntimePredictor(onnx_path, "cpu"), engine, images)
+    finally:
+        getattr(engine, "release", lambda: None)()  # its GPU buffers and stream
     report = EngineCheck(images=len(images), max_abs_diff=agreement.max_abs_diff,
                          pixel_agreement=agreement.pixel_agreement)
     problems = get_precision(precision).engine_parity.problems(report.max_abs_diff, report.pixel_agreement)

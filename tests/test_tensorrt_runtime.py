@@ -335,13 +335,14 @@ def test_no_gpu_a_cpu_device_and_a_foreign_engine_each_get_one_line(exported, st
 def test_the_engine_check_after_a_build_runs_the_torch_free_predictor(exported, stand_ins, tmp_path, monkeypatch):
     # One stand-in module with the build API and the runtime API: build_engine, then check_engine
     # through TensorRTPredictor, as `gkd export --format trt` does.
-    tensorrt, _ = stand_ins
+    tensorrt, cudart = stand_ins
     builder = stand_in_tensorrt([])
     for name in ("Builder", "OnnxParser", "NetworkDefinitionCreationFlag", "MemoryPoolType"):
         monkeypatch.setattr(tensorrt, name, getattr(builder, name), raising=False)
     images = np.random.default_rng(2).uniform(0, 255, (4, 3, 64, 64)).astype(np.float32)
     engine = build_engine(exported / "model-fp32.onnx", tmp_path / "checked.engine", check_images=images)
     assert engine.is_file()
+    assert not cudart.ALLOCATIONS and not cudart.STREAMS  # the check's predictor gave its GPU memory back
 
 
 def test_gkd_infer_and_benchmark_on_an_engine_import_no_torch(exported, tmp_path):
