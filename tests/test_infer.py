@@ -256,6 +256,12 @@ def test_track_counts_each_frame_once_it_is_segmented(tmp_path):
     run_pipeline(Camera(description="camera 0", kind="camera"), FrameSegmenter(IndexPredictor()), Renderer(CITYSCAPES),
                  [], track=track)
     assert totals[-1] == ("segmenting", None)  # a live source: nobody knows how many frames come
+    run_pipeline(open_source(video), FrameSegmenter(IndexPredictor()), Renderer(CITYSCAPES), [],
+                 PipelineOptions(max_frames=4), track=track)
+    assert totals[-1] == ("segmenting", 4)  # the bar ends where --max-frames stops
+    run_pipeline(Camera(description="camera 0", kind="camera"), FrameSegmenter(IndexPredictor()), Renderer(CITYSCAPES),
+                 [], PipelineOptions(max_frames=2), track=track)
+    assert totals[-1] == ("segmenting", 2)
 
 
 def test_infer_says_what_it_opened_and_its_notes_before_the_first_frame(run, clip, tmp_path):

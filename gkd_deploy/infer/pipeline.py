@@ -217,6 +217,13 @@ class _Pipeline:
             self._refresh_windows()
             yield from batch
 
+    def _frames_to_segment(self) -> int | None:
+        """The source's expected frames, at most --max-frames; None for a live source without a cap."""
+        expected, cap = self.source.expected, self.options.max_frames
+        if expected is None or cap is None:
+            return expected if cap is None else cap
+        return min(expected, cap)
+
     def run(self, track: Track) -> InferStats:
         decoder = threading.Thread(target=self._decode, name="gkd-decode", daemon=True)
         writer = threading.Thread(target=self._write, name="gkd-write", daemon=True)
@@ -224,7 +231,7 @@ class _Pipeline:
         decoder.start()
         writer.start()
         try:
-            for _ in track(self._segmented(), "segmenting", self.source.expected):
+            for _ in track(self._segmented(), "segmenting", self._frames_to_segment()):
                 pass
         except KeyboardInterrupt:
             self.stats.interrupted = True
@@ -265,5 +272,6 @@ def run_pipeline(source: FrameSource, segmenter: FrameSegmenter, renderer: Rende
     """Segment every frame of `source` and hand (frame, prediction, view) to each sink, in order: the
     prediction is what `segmenter` gives (a label map, or an instance model's `FrameInstances`), the
     view what `renderer` draws of it. `track` counts the frames as they are segmented (its total is
-    the source's expected count, None for a live one)."""
+    the source's expected count or `max_frames`, whichever is smaller; None for a live source
+    without `max_frames`)."""
     return _Pipeline(source, segmenter, renderer, sinks, options).run(track)
