@@ -32,7 +32,7 @@ from gkd_deploy.compare import CompareSettings, run_compare
 from gkd_deploy.compare.report import CompareReport
 from gkd_deploy.compare.runner import load_base_config
 from gkd_deploy.data.synthetic import write_synthetic
-from gkd_deploy.training.loop import cpu_has_bf16
+from gkd_deploy.devices import cpu_has_bf16
 
 METHODS = ("teacher", "source-only", "one-stage-kd", "two-stage-mse", "fitnets", "cwd", "gkd")
 SYNTHETIC_TARGETS = ("acdc-fog", "acdc-night", "acdc-rain", "acdc-snow")

@@ -505,7 +505,8 @@ def test_next_commands_come_from_the_rows_not_from_their_text(report, run):
 
 
 def test_reports_name_the_cpu_instruction_sets_latency_turns_on(tmp_path):
-    from gkd_deploy.benchmark.system import SystemInfo, cpu_features
+    from gkd_deploy.benchmark.system import SystemInfo
+    from gkd_deploy.devices import cpu_features
 
     x86 = tmp_path / "x86"
     x86.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni\n"
@@ -515,6 +516,11 @@ def test_reports_name_the_cpu_instruction_sets_latency_turns_on(tmp_path):
     assert cpu_features(x86) == ("avx2", "fma", "avx512f", "avx512_vnni")
     assert cpu_features(arm) == ("asimd", "asimddp", "i8mm")
     assert cpu_features(tmp_path / "absent") == ()
+    from gkd_deploy.devices import cpu_has_bf16
+
+    bf16 = tmp_path / "bf16"
+    bf16.write_text("flags\t\t: avx2 avx512f avx512_bf16\n")
+    assert cpu_has_bf16(x86) is False and cpu_has_bf16(bf16) is True and cpu_has_bf16(tmp_path / "absent") is None
     fields = dict(cpu="c", cores=2, machine="x86_64", os="Linux", python="3.11", torch=None, torch_threads=None,
                   cuda=None, gpu=None, onnxruntime="1.20", tensorrt=None, gkd_deploy="0.1", host_memory="VmHWM",
                   jetson=None)

@@ -50,10 +50,11 @@ def exported(tmp_path_factory) -> tuple[Path, Path]:
     return run.export_dir / "model-fp32.onnx", data.video
 
 
-def probe(args: list[str], cwd: Path) -> dict:
-    """Runs `gkd ARGS` in a fresh interpreter; its exit code and which heavy modules it imported."""
+def probe(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> dict:
+    """Runs `gkd ARGS` in a fresh interpreter (with environment `env`, default this one's); its exit
+    code and which heavy modules it imported."""
     done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(HEAVY), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=600, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith("PROBE ")]
     assert lines, done.stdout + done.stderr
     return json.loads(lines[-1][len("PROBE "):])

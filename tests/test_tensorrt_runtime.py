@@ -13,7 +13,7 @@ are large enough, and everything allocated is freed on `release`.
 from __future__ import annotations
 
 import json
-import subprocess
+import os
 import sys
 import textwrap
 
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from tests.fixtures_models import tiny_run
-from tests.test_edge_install import HEAVY, PROBE
+from tests.test_edge_install import probe
 from tests.test_tensorrt_standin import stand_in_tensorrt
 from gkd_deploy.errors import ModelError
 from gkd_deploy.exporters.pipeline import export_model
@@ -352,21 +352,14 @@ def test_gkd_infer_and_benchmark_on_an_engine_import_no_torch(exported, tmp_path
     engine = engine_of(exported / "model-fp32.onnx", tmp_path)
     clip = write_synthetic(tmp_path / "data", train=0, val=0, target=0, size=(128, 64), video=True, video_frames=4,
                            workers=1).video
-    environment = {**__import__("os").environ, "PYTHONPATH": str(folder)}
-
-    def probe(args):
-        done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(HEAVY), *args], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=600, env=environment)
-        lines = [line for line in done.stdout.splitlines() if line.startswith("PROBE ")]
-        assert lines, done.stdout + done.stderr
-        return json.loads(lines[-1][len("PROBE "):])
-
-    result = probe(["infer", str(clip), "--model", str(engine), "--out", str(tmp_path / "seg.mp4")])
+    environment = {**os.environ, "PYTHONPATH": str(folder)}  # the stand-ins first on the import path
+    result = probe(["infer", str(clip), "--model", str(engine), "--out", str(tmp_path / "seg.mp4")], tmp_path,
+                   environment)
     assert result == {"code": 0, "heavy": []}
     assert (tmp_path / "seg.mp4").stat().st_size > 0
     result = probe(["benchmark", "--model", str(engine), "--backends", "tensorrt", "--device", "cuda",
                     "--min-runs", "3", "--min-time", "0", "--warmup", "1", "--json", str(tmp_path / "b.json"),
-                    "--csv", str(tmp_path / "b.csv")])
+                    "--csv", str(tmp_path / "b.csv")], tmp_path, environment)
     assert result["heavy"] == [], result
     row = json.loads((tmp_path / "b.json").read_text())["rows"][0]
     assert row["status"] == "ok" and row["p50_ms"] > 0 and row["compute_p50_ms"] > 0, row

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import gkd_deploy
 from gkd_deploy.benchmark.jetson import JetsonInfo
+from gkd_deploy.devices import cpu_features
 from gkd_deploy.runtime.tensorrt_backend import tensorrt_available
 
 _CPU_KEYS = ("model name", "Model", "Hardware", "cpu model")
@@ -31,27 +32,6 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
             if name.strip() == key and value.strip():
                 return value.strip()
     return platform.processor() or platform.machine() or "unknown"
-
-
-# The instruction sets CPU latency turns on: x86 int8 (VNNI) and bf16 (AVX-512 BF16, AMX) units,
-# ARM dot products (asimddp), int8 matrix multiply (i8mm), bf16 and SVE. Without VNNI an x86
-# int8 product is no faster than fp32 (README: ONNX Runtime int8 on an AVX2-only CPU, 1.02x).
-CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8",
-                "asimd", "asimddp", "i8mm", "bf16", "sve")
-
-
-def cpu_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, ...]:
-    """Which of `CPU_FEATURES` the first CPU lists (x86 `flags`, ARM `Features`); () where unknown."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return ()
-    for line in text.splitlines():
-        name, _, value = line.partition(":")
-        if name.strip() in ("flags", "Features"):
-            listed = set(value.split())
-            return tuple(feature for feature in CPU_FEATURES if feature in listed)
-    return ()
 
 
 def _onnxruntime_version() -> str | None:

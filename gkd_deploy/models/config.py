@@ -108,9 +108,7 @@ class InstanceSegmenterConfig:
         if self.decoder not in INSTANCE_DECODERS:
             raise ConfigError(f"{what}: decoder {self.decoder!r} has no instance mode; choose from "
                               f"{', '.join(INSTANCE_DECODERS)}")
-        _check_decoder_options(self, what)
-        if not isinstance(self.decoder_options, dict):
-            raise ConfigError(f"{what}: 'decoder_options' must be a mapping, got {self.decoder_options!r}")
+        _check_decoder_options(self, what)  # also refuses options that are not a mapping
         for name in ("neck_channels", "patch_size", "img_size", "top_k"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

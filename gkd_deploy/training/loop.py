@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 import torch
 
+from gkd_deploy.devices import cpu_has_bf16
 from gkd_deploy.errors import GKDError
 from gkd_deploy.training.distributed import Context
 from gkd_deploy.training.sampling import item_seed
@@ -108,14 +109,6 @@ def autocast_for(device: torch.device, mode: str = "auto") -> contextlib.Abstrac
     if mode == "bf16" or (mode == "auto" and device.type == "cuda"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def cpu_has_bf16() -> bool | None:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); None where torch cannot say."""
-    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    if not all(callable(probe) for probe in probes):
-        return None
-    return any(probe() for probe in probes)
 
 
 def slow_autocast_warning(device: torch.device, mode: str) -> str | None:
