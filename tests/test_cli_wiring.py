@@ -9,6 +9,7 @@ before it prints. Nothing trains, exports or reads data here.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 from gkd_deploy.cli.app import app
 from gkd_deploy.cli.console import track
 from gkd_deploy.cli.progress import TrainingDisplay
+from gkd_deploy.training.config import TrainConfig
 
 runner = CliRunner()
 
@@ -111,6 +113,25 @@ def test_train_passes_every_option_into_the_config_and_the_run(monkeypatch, tmp_
     # The preset under the file under the options: the paper's lengths, the file's stage 3.
     assert (config.stage1.epochs, config.stage1.batch_size, config.stage2.epochs) == (100, 512, 300)
     assert (config.stage3.steps, config.stage3.crop_size, config.log_every) == (55, 96, 3)
+
+
+def test_train_options_of_one_stage_setting_keep_that_stages_other_defaults(monkeypatch, tmp_path):
+    # --method sets stage1.method and stage2.method; before, the rest of each stage fell back to
+    # the class defaults, so stage 1 lost the authors' patch 14 and stage 2 its 512 px / batch 16.
+    calls = record(monkeypatch, "gkd_deploy.training.trainer.run_training")
+    invoke(["train", "--proxy", "images=/data/proxy", "--source", "cityscapes=/data/cs", "--method", "fitnets",
+            "--out", str(tmp_path / "run")])
+    (config, _), _ = calls.only
+    defaults = TrainConfig()
+    assert config.stage1 == dataclasses.replace(defaults.stage1, method="fitnets")
+    assert config.stage2 == dataclasses.replace(defaults.stage2, method="fitnets")
+    assert (config.stage1.patch_size, config.stage2.img_size, config.stage2.batch_size) == (14, 512, 16)
+    # The same for an instance run: --decoder keeps the teacher's ViT-B and the student's ViT-S.
+    invoke(["train", "--task", "instance", "--source", "cityscapes=/data/cs", "--decoder", "mask2former-edge",
+            "--out", str(tmp_path / "instance")])
+    (config, _), _ = calls.made[-1]
+    assert (config.teacher.encoder, config.student.encoder) == ("vit-b", "vit-s")
+    assert config.teacher.decoder == config.student.decoder == "mask2former-edge"
 
 
 def test_train_with_a_recipe_passes_the_recipes_config(monkeypatch, tmp_path):

@@ -374,7 +374,7 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping of settings, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     values = {}
     for key, value in data.items():
         if key not in fields:
@@ -383,6 +383,12 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
             close = difflib.get_close_matches(key, fields, n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
             raise ConfigError(f"unknown setting '{prefix}{key}'{hint}")
+        default = fields[key].default
+        if dataclasses.is_dataclass(hints[key]) and isinstance(value, Mapping) and dataclasses.is_dataclass(default):
+            # Some settings of a nested group, e.g. {"stage1": {"steps": 10}}: the rest keep this
+            # field's own defaults (stage 1 at patch 14, the transfer's clipping and dropout), not
+            # those of the group's class, which several fields share.
+            value = deep_merge(plain_data(dataclasses.asdict(default)), value, hints[key])
         values[key] = _coerce(hints[key], value, f"{prefix}{key}")
     return cls(**values)
 
