@@ -13,6 +13,7 @@ from scipy.stats import chisquare
 from gkd_deploy.errors import ConfigError
 from gkd_deploy.instance import (
     NEGATIVE_SAMPLINGS,
+    NegativeMemory,
     PixelContrastiveLoss,
     PixelProjectionHead,
     instance_descriptors,
@@ -171,6 +172,89 @@ def test_ablation_variants_by_name():
         PixelContrastiveLoss(sampling="hard")
     with pytest.raises(ConfigError, match="needs both views' predictions"):
         PixelContrastiveLoss().sample(torch.ones(1, 3, 3, dtype=torch.bool), (3, 3))
+
+
+# --- the memory bank (the paper's ablation) ---------------------------------------------------------
+
+def test_the_memory_keeps_the_last_pixels_first_in_first_out_and_only_after_commit():
+    generator = torch.Generator().manual_seed(0)
+    memory = NegativeMemory(size=5, per_step=3)
+    first = torch.arange(8.0).view(4, 2)  # 4 pixels, of which 3 are kept
+    memory.stage(first, first + 100, generator)
+    assert memory.entries(torch.device("cpu")) == (None, None)  # nothing before the step is done
+    staged_first = memory._staged[0].clone()
+    memory.commit()
+    embeddings, descriptors = memory.entries(torch.device("cpu"))
+    assert torch.equal(embeddings, staged_first) and torch.equal(descriptors, staged_first + 100)
+    assert {tuple(row) for row in staged_first.tolist()} < {tuple(row) for row in first.tolist()}
+    second = torch.arange(100.0, 106.0).view(3, 2)
+    memory.stage(second, second + 100, generator)
+    staged_second = memory._staged[0].clone()
+    memory.commit()
+    embeddings, _ = memory.entries(torch.device("cpu"))
+    # 3 + 3 pixels in 5 rows: the oldest one is overwritten, the rest stay where they were.
+    assert memory.count == 5 and memory.position == 1
+    assert torch.equal(embeddings[1:3], staged_first[1:]) and torch.equal(embeddings[3:], staged_second[:2])
+    assert torch.equal(embeddings[0], staged_second[2])
+    memory.commit()  # nothing staged: nothing changes
+    assert torch.equal(memory.entries(torch.device("cpu"))[0], embeddings)
+    copy = NegativeMemory(size=5, per_step=3)
+    copy.load_state_dict(memory.state_dict())
+    assert (copy.count, copy.position) == (5, 1) and torch.equal(copy.entries(torch.device("cpu"))[0], embeddings)
+    with pytest.raises(ConfigError, match="saved one holds 5 rows, this one 4"):
+        NegativeMemory(size=4, per_step=3).load_state_dict(memory.state_dict())
+
+
+def one_instance_everywhere(batch: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predictions whose every pixel has the same descriptor: query 0, class 0, everywhere."""
+    class_logits = torch.full((batch, 3, 4), -20.0)
+    class_logits[:, :, 0] = 20.0
+    mask_logits = torch.full((batch, 3, height, width), -20.0)
+    mask_logits[:, 0] = 20.0
+    return class_logits, mask_logits
+
+
+def test_negatives_come_from_the_memory_where_its_pixels_differ_from_the_batch_and_the_loss_uses_them():
+    generator = torch.Generator().manual_seed(3)
+    weak, strong = unit(B, D, H, W, generator=generator), unit(B, D, H, W, generator=generator)
+    valid = torch.ones(B, H, W, dtype=torch.bool)
+    loss_fn = PixelContrastiveLoss(temperature=0.2, num_negatives=6, max_anchors=None, memory_bank=4)
+    remembered = unit(4, D, generator=generator)
+    # Descriptors u = [m; e] of another query and class than every batch pixel's: d = 1 to the
+    # anchors, while the batch's own pixels all have d = 0 (weight 0) to them.
+    other = torch.zeros(4, 3 + 4)
+    other[:, 1] = other[:, 3 + 1] = 2 ** -0.5
+    loss_fn.memory.stage(remembered, other)
+    loss_fn.memory.commit()
+    kept, _ = loss_fn.memory.entries(torch.device("cpu"))
+    prediction = one_instance_everywhere(B, H, W)
+    sample = loss_fn.sample(valid, (H, W), prediction, prediction, generator)
+    assert (sample.negatives >= B * H * W).all() and (sample.negatives < B * H * W + 4).all()
+    loss = loss_fn.loss(weak, strong, flipped_points(), sample)
+    # The explicit formula with the remembered embeddings as the negatives.
+    anchors = weak.flatten(2).transpose(1, 2).reshape(-1, D)[sample.anchors]
+    positives = strong.flip(-1).flatten(2).transpose(1, 2).reshape(-1, D)[sample.anchors]
+    negatives = kept[sample.negatives - B * H * W]
+    positive = (anchors * positives).sum(-1) / 0.2
+    negative = torch.einsum("nd,nkd->nk", anchors, negatives) / 0.2
+    want = -(positive - torch.logsumexp(torch.cat((positive[:, None], negative), 1), 1)).mean()
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_the_loss_stages_its_strong_pixels_for_the_memory_and_uniform_sampling_reaches_all_of_it():
+    generator = torch.Generator().manual_seed(4)
+    strong = unit(B, D, H, W, generator=generator)
+    loss_fn = PixelContrastiveLoss(num_negatives=50, max_anchors=8, sampling="uniform", memory_bank=10)
+    for _ in range(2):
+        loss_fn(strong.flip(-1), strong, flipped_points(), torch.ones(B, H, W, dtype=torch.bool),
+                generator=generator)
+        loss_fn.memory.commit()
+    embeddings, descriptors = loss_fn.memory.entries(torch.device("cpu"))
+    assert embeddings.shape == (10, D) and descriptors is None  # 8 per step, the 10 latest kept
+    pool = strong.flatten(2).transpose(1, 2).reshape(-1, D)
+    assert all(any(torch.equal(row, pixel) for pixel in pool) for row in embeddings)  # strong-view pixels
+    sample = loss_fn.sample(torch.ones(B, H, W, dtype=torch.bool), (H, W), generator=generator)
+    assert sample.negatives.max() >= B * H * W and sample.negatives.max() < B * H * W + 10
 
 
 def test_projection_head_gives_unit_embeddings():

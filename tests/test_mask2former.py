@@ -232,6 +232,31 @@ def test_shapes_of_forward_and_forward_train(batch, height, width):
     torch.testing.assert_close(semantic_scores(outputs["pred_logits"], outputs["pred_masks"]), expected)
 
 
+def test_dropout_is_off_as_built_draws_nothing_then_and_acts_only_in_training_at_its_set_rate():
+    torch.manual_seed(0)
+    decoder = small_decoder().train()
+    with torch.no_grad():
+        mask_features, levels = decoder.pixel_decoder(encoder_maps(2, 64, 64))
+    transformer = decoder.transformer
+    state = torch.get_rng_state()
+    plain = transformer(mask_features, levels)[-1][0]
+    assert torch.equal(torch.get_rng_state(), state)  # rate 0: no draw, so seeded runs are unchanged
+    transformer.set_dropout(0.1)
+    layer = transformer.layers[0]
+    assert layer.dropout.p == 0.1 and layer.cross_attention.dropout == layer.self_attention.dropout == 0.1
+    torch.manual_seed(1)
+    first = transformer(mask_features, levels)[-1][0]
+    torch.manual_seed(1)
+    again = transformer(mask_features, levels)[-1][0]
+    torch.manual_seed(2)
+    other = transformer(mask_features, levels)[-1][0]
+    assert torch.equal(first, again) and not torch.allclose(first, other) and not torch.allclose(first, plain)
+    transformer.eval()
+    torch.testing.assert_close(transformer(mask_features, levels)[-1][0], plain, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match=r"dropout rate must be in \[0, 1\)"):
+        transformer.set_dropout(1.0)
+
+
 def test_gradients_reach_every_decoder_parameter():
     decoder = small_decoder()
     # Deformable DETR starts the offset and attention-weight predictors at zero weights, so at

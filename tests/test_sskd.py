@@ -17,6 +17,7 @@ from gkd_deploy.data.synthetic import write_synthetic
 from gkd_deploy.errors import ConfigError, DataError
 from gkd_deploy.instance.teacher import PseudoInstances
 from gkd_deploy.models.checkpoint import checkpoint_format, load_instance_segmenter
+from gkd_deploy.models.instance_segmenter import InstanceSegmenter
 from gkd_deploy.run import RunDir
 from gkd_deploy.sskd.config import InstanceTrainConfig
 from gkd_deploy.sskd.data import MAX_INSTANCES, batch_instances, encode_instances
@@ -86,10 +87,19 @@ def test_the_recipes_are_phase_subsets_and_the_supervised_student_gets_the_same_
     ({"crop_size": 60}, "crop_size 60 must be a multiple of patch_size 16"),
     ({"source": ()}, "needs a labelled instance data set"),
     ({"unknown": 1}, "unknown setting 'unknown'"),
+    ({"transfer": {"steps": 3, "batch_size": 2, "unlabelled_batch_size": 2, "dropout": 1.0}},
+     r"transfer.dropout must be in \[0, 1\), got 1.0"),
+    ({"memory_bank": -1}, "memory_bank must be a whole number >= 0"),
 ])
 def test_a_bad_config_is_refused_with_the_setting_named(synthetic, change, message):
     with pytest.raises((ConfigError, Exception), match=message):
         InstanceTrainConfig.from_dict(tiny(synthetic, **change))
+
+
+def test_only_the_knowledge_transfer_has_dropout_by_default_and_the_memory_bank_is_off():
+    config = InstanceTrainConfig()
+    assert [config.phase(p).dropout for p in ("finetune", "selftrain", "transfer", "refine")] == [0.0, 0.0, 0.1, 0.0]
+    assert config.memory_bank == 0
 
 
 def test_the_teacher_phases_decay_the_rate_tenfold_at_90_and_95_percent():
@@ -184,10 +194,16 @@ def _weights(path):
     return load_file(str(path))
 
 
-def test_all_four_phases_train_and_leave_the_teacher_the_pseudo_labels_and_the_student(synthetic, tmp_path):
+def test_all_four_phases_train_and_leave_the_teacher_the_pseudo_labels_and_the_student(synthetic, tmp_path,
+                                                                                        monkeypatch):
+    rates = []
+    set_dropout = InstanceSegmenter.set_dropout
+    monkeypatch.setattr(InstanceSegmenter, "set_dropout", lambda self, rate: (rates.append(rate), set_dropout(self, rate)))
     recorder = Recorder()
     result = train(InstanceTrainConfig.from_dict(tiny(synthetic)), tmp_path / "run", callbacks=recorder)
     run = result.run
+    assert rates == [0.0, 0.0, 0.1, 0.0]  # the paper's dropout in the knowledge transfer alone
+    assert "dropout 0.1" in recorder.described[3] and "dropout" not in recorder.described[4]
     assert sorted(recorder.steps) == [1, 2, 3, 4] and all(len(v) == 3 for v in recorder.steps.values())
     assert {"sup", "pseudo", "pxl"} <= set(recorder.steps[2][0]) and {"sup", "pseudo", "pxl"} <= set(recorder.steps[3][0])
     assert "pseudo" not in recorder.steps[1][0] and "pxl" not in recorder.steps[4][0]
@@ -209,14 +225,19 @@ def test_all_four_phases_train_and_leave_the_teacher_the_pseudo_labels_and_the_s
     assert set(metrics) == {"stage1", "stage2", "stage3", "stage4"}
 
 
-def test_resume_continues_exactly_where_the_run_stopped(synthetic, tmp_path):
+@pytest.mark.parametrize("memory_bank", [0, 100])
+def test_resume_continues_exactly_where_the_run_stopped(synthetic, tmp_path, memory_bank):
+    # The transfer has dropout; with a memory bank (64 pixels a step, so it wraps at step 2) the
+    # memory must come back with the state too, or step 3 would see another pool of negatives.
     config = InstanceTrainConfig.from_dict(tiny(synthetic, phases=["finetune", "selftrain", "transfer"],
-                                                targets=()))
+                                                targets=(), memory_bank=memory_bank))
     train(config, tmp_path / "whole", callbacks=Recorder())
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path / "cut", callbacks=Recorder(stop_after=(3, 2)))
     state = torch.load(tmp_path / "cut" / "checkpoints" / "transfer-state.pt", weights_only=True)
     assert state["step"] == 2
+    if memory_bank:
+        assert int(state["extras"]["negative_memory"]["count"]) == 100
     recorder = Recorder()
     train(None, tmp_path / "cut", resume=True, callbacks=recorder)
     assert sorted(recorder.steps) == [3] and [m["step"] for m in recorder.steps[3]] == [3]

@@ -54,6 +54,10 @@ class Recorder:
         self.steps: dict[int, list[dict]] = {}
         self.stop_after = stop_after
         self.stop_with = stop_with
+        self.described: dict[int, str] = {}
+
+    def stage_described(self, stage, text):
+        self.described[stage] = text
 
     def stage_started(self, stage, title, total_steps, start_step):
         self.steps.setdefault(stage, [])

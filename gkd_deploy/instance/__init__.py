@@ -8,7 +8,8 @@ Files, one job each:
 - `ap.py`: COCO mask AP / AP50 through pycocotools (`mask_ap`, `MaskAPAccumulator`);
 - `views.py`: weak / strong views with tracked correspondence (`ViewAugmentation`, `ViewPair`);
 - `projection.py`: the training-only `PixelProjectionHead`;
-- `contrastive.py`: `PixelContrastiveLoss` and the instance-aware negative sampler;
+- `contrastive.py`: `PixelContrastiveLoss`, the instance-aware negative sampler and the optional
+  memory of earlier steps' pixels (`NegativeMemory`);
 - `teacher.py`: what a pseudo-labelling teacher gives (`PseudoInstances`, `InstanceTeacher`), and
   the project's own instance segmenter as one (`SegmenterTeacher`);
 - `grounded_sam.py`: the paper's composite teacher, Grounding-DINO boxes + SAM2 masks
@@ -23,6 +24,7 @@ from gkd_deploy.instance.ap import MaskAP, MaskAPAccumulator, mask_ap
 from gkd_deploy.instance.contrastive import (
     NEGATIVE_SAMPLINGS,
     ContrastiveSample,
+    NegativeMemory,
     NegativeSampling,
     PixelContrastiveLoss,
     contrastive_loss,
@@ -39,7 +41,7 @@ from gkd_deploy.instance.views import View, ViewAugmentation, ViewPair
 
 __all__ = [
     "NEGATIVE_SAMPLINGS", "ContrastiveSample", "GroundedSAMTeacher", "InstanceCriterion", "InstancePostprocess",
-    "InstanceTeacher", "MaskAP", "MaskAPAccumulator", "NegativeSampling", "PixelContrastiveLoss",
+    "InstanceTeacher", "MaskAP", "MaskAPAccumulator", "NegativeMemory", "NegativeSampling", "PixelContrastiveLoss",
     "PixelProjectionHead", "PseudoInstances", "View", "ViewAugmentation", "ViewPair", "contrastive_loss",
     "grounded_sam_teacher", "instance_descriptors", "instance_predictions", "instance_targets", "mask_ap",
     "match_instances", "sample_negatives",

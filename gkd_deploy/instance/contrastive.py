@@ -22,8 +22,13 @@ descriptor; the loss averages over at most `max_anchors` = 2048 anchors drawn un
 valid pixels (an unbiased estimate of the mean over all of them, whose K gathered negatives of D
 channels each would otherwise not fit in memory at stride 4); the pool includes every strong-view
 pixel, the anchor's own positive too (drawn with weight d(p, p') ~ 0 once the views agree);
-16 rejection rounds before the fallback. The paper's memory-bank ablation (10k negatives kept
-from earlier batches) is not implemented.
+16 rejection rounds before the fallback.
+
+The paper's memory-bank ablation (`NegativeMemory`, `memory_bank` = 10000 there): the pool also
+holds the last N strong-view pixels of earlier steps, each kept with its embedding (detached, so
+no gradient reaches the step that made it) and its descriptor u (so the sampler weighs it like a
+pixel of the batch). Each step adds `max_anchors` pixels drawn uniformly from its strong views,
+after the optimiser step; with several processes each keeps its own memory of its own batches.
 
 The sampler never forms the P x P matrix of all pairs. Since u >= 0, d lies in [0, 1], so exact
 rejection sampling works: propose j uniformly from the pool and accept it with probability
@@ -180,13 +185,91 @@ def contrastive_loss(anchors: torch.Tensor, positives: torch.Tensor, negatives: 
         return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
 
 
+class NegativeMemory:
+    """The last `size` strong-view pixels of earlier steps as extra negatives, first in, first out:
+    embeddings (n, D), detached, and, unless sampling is uniform, descriptors (n, E).
+
+    A step's pixels are staged by the loss (`stage`) and written by `commit`, which the training
+    loop calls after the optimiser step: a step sees the memory of the steps before it, also when
+    it is interrupted and run again after a resume (`state_dict` travels in the phase's state).
+    """
+
+    def __init__(self, size: int, per_step: int) -> None:
+        if size < 1 or per_step < 1:
+            raise ConfigError(f"negative memory: need size >= 1 and per_step >= 1, got {size} and {per_step}")
+        self.size, self.per_step = size, per_step
+        self.embeddings: torch.Tensor | None = None  # (size, D) once anything was committed
+        self.descriptors: torch.Tensor | None = None  # (size, E), None for uniform sampling
+        self.count = 0  # filled rows
+        self.position = 0  # the next row written
+        self._staged: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
+    def entries(self, device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The filled rows (embeddings, descriptors) on `device`; (None, None) while empty. Row order
+        is storage order (what indices into the memory refer to)."""
+        if self.count == 0:
+            return None, None
+        self.embeddings = self.embeddings.to(device)
+        if self.descriptors is not None:
+            self.descriptors = self.descriptors.to(device)
+        descriptors = self.descriptors[:self.count] if self.descriptors is not None else None
+        return self.embeddings[:self.count], descriptors
+
+    @torch.no_grad()
+    def stage(self, embeddings: torch.Tensor, descriptors: torch.Tensor | None,
+              generator: torch.Generator | None = None) -> None:
+        """Keep `per_step` of this step's pixels (embeddings (M, D), descriptors (M, E) or None),
+        drawn uniformly without replacement, for the next `commit`."""
+        rows = torch.randperm(embeddings.shape[0], generator=generator, device=embeddings.device)[:self.per_step]
+        self._staged = (embeddings.detach()[rows].float(), None if descriptors is None else descriptors[rows].float())
+
+    @torch.no_grad()
+    def commit(self) -> None:
+        """Write the staged pixels over the oldest rows (nothing staged: nothing changes)."""
+        if self._staged is None:
+            return
+        embeddings, descriptors = self._staged
+        self._staged = None
+        embeddings, descriptors = embeddings[-self.size:], None if descriptors is None else descriptors[-self.size:]
+        if self.embeddings is None:
+            self.embeddings = embeddings.new_zeros((self.size, embeddings.shape[1]))
+            if descriptors is not None:
+                self.descriptors = descriptors.new_zeros((self.size, descriptors.shape[1]))
+        rows = (self.position + torch.arange(embeddings.shape[0], device=self.embeddings.device)) % self.size
+        self.embeddings = self.embeddings.to(embeddings.device)
+        self.embeddings[rows] = embeddings
+        if self.descriptors is not None and descriptors is not None:
+            self.descriptors = self.descriptors.to(descriptors.device)
+            self.descriptors[rows] = descriptors
+        self.count = min(self.count + embeddings.shape[0], self.size)
+        self.position = (self.position + embeddings.shape[0]) % self.size
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state = {"count": torch.tensor(self.count), "position": torch.tensor(self.position)}
+        if self.embeddings is not None:
+            state["embeddings"] = self.embeddings.cpu()
+        if self.descriptors is not None:
+            state["descriptors"] = self.descriptors.cpu()
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.count, self.position = int(state["count"]), int(state["position"])
+        self.embeddings, self.descriptors = state.get("embeddings"), state.get("descriptors")
+        if self.embeddings is not None and self.embeddings.shape[0] != self.size:
+            raise ConfigError(f"negative memory: the saved one holds {self.embeddings.shape[0]} rows, this one "
+                              f"{self.size}")
+        self._staged = None
+
+
 @dataclass(frozen=True)
 class ContrastiveSample:
     """anchors (N,): indices into the weak view's B*h*w pixels (batch-major, row-major);
-    negatives (N, K): indices into the strong view's B*hs*ws pixels."""
+    negatives (N, K): indices into the strong view's B*hs*ws pixels, then (from B*hs*ws on) into
+    the memory's rows; pool_descriptors: the strong view's (B*hs*ws, E), None when uniform."""
 
     anchors: torch.Tensor
     negatives: torch.Tensor
+    pool_descriptors: torch.Tensor | None = None
 
 
 class PixelContrastiveLoss(nn.Module):
@@ -198,11 +281,13 @@ class PixelContrastiveLoss(nn.Module):
         max_anchors: anchors drawn uniformly from the valid pixels per batch; None = all of them.
         sampling: a name of `NEGATIVE_SAMPLINGS` or a `NegativeSampling`.
         max_rounds: rejection-sampling rounds before the exact fallback.
+        memory_bank: pixels of earlier steps kept as extra negatives (`NegativeMemory`, which then
+            takes `max_anchors` pixels per step, or `MAX_ANCHORS` with no cap); 0: none.
     """
 
     def __init__(self, temperature: float = TEMPERATURE, num_negatives: int = NUM_NEGATIVES,
                  max_anchors: int | None = MAX_ANCHORS, sampling: str | NegativeSampling = "instance",
-                 max_rounds: int = 16) -> None:
+                 max_rounds: int = 16, memory_bank: int = 0) -> None:
         super().__init__()
         if isinstance(sampling, str):
             if sampling not in NEGATIVE_SAMPLINGS:
@@ -215,6 +300,9 @@ class PixelContrastiveLoss(nn.Module):
                               f"(got {max_anchors})")
         self.temperature, self.num_negatives, self.max_anchors = temperature, num_negatives, max_anchors
         self.sampling, self.max_rounds = sampling, max_rounds
+        if memory_bank < 0:
+            raise ConfigError(f"pixel contrastive loss: memory_bank must be >= 0, got {memory_bank}")
+        self.memory = NegativeMemory(memory_bank, max_anchors or MAX_ANCHORS) if memory_bank else None
 
     @torch.no_grad()
     def sample(self, valid: torch.Tensor, strong_size: tuple[int, int], weak_predictions: Predictions | None = None,
@@ -228,18 +316,22 @@ class PixelContrastiveLoss(nn.Module):
             candidates = candidates[order[:self.max_anchors]]
         batch = valid.shape[0]
         pool_size = batch * strong_size[0] * strong_size[1]
+        remembered, remembered_descriptors = (None, None) if self.memory is None else self.memory.entries(valid.device)
         if self.sampling.power == 0:  # uniform: no predictions needed
+            pool_size += 0 if remembered is None else remembered.shape[0]
             negatives = torch.randint(pool_size, (candidates.numel(), self.num_negatives), generator=generator,
                                       device=candidates.device)
             return ContrastiveSample(candidates, negatives)
         if weak_predictions is None or strong_predictions is None:
             raise ConfigError(f"negative sampling {self.sampling} needs both views' predictions")
         anchor_descriptors = instance_descriptors(*weak_predictions, valid.shape[1:], self.sampling.descriptor)
-        pool_descriptors = instance_descriptors(*strong_predictions, strong_size, self.sampling.descriptor)
-        negatives = sample_negatives(anchor_descriptors.flatten(0, 1)[candidates], pool_descriptors.flatten(0, 1),
+        pool_descriptors = instance_descriptors(*strong_predictions, strong_size, self.sampling.descriptor).flatten(0, 1)
+        whole_pool = (pool_descriptors if remembered_descriptors is None
+                           else torch.cat((pool_descriptors, remembered_descriptors)))
+        negatives = sample_negatives(anchor_descriptors.flatten(0, 1)[candidates], whole_pool,
                                      self.num_negatives, power=self.sampling.power, generator=generator,
                                      max_rounds=self.max_rounds)
-        return ContrastiveSample(candidates, negatives)
+        return ContrastiveSample(candidates, negatives, pool_descriptors)
 
     def loss(self, weak_embeddings: torch.Tensor, strong_embeddings: torch.Tensor, strong_points: torch.Tensor,
              sample: ContrastiveSample) -> torch.Tensor:
@@ -252,6 +344,9 @@ class PixelContrastiveLoss(nn.Module):
         positives = point_sample(strong_embeddings, strong_points.flatten(1, 2))  # (B, D, h*w)
         positives = F.normalize(positives.transpose(1, 2).reshape(-1, dim)[sample.anchors], dim=-1)
         pool = strong_embeddings.flatten(2).transpose(1, 2).reshape(-1, dim)
+        remembered = None if self.memory is None else self.memory.entries(pool.device)[0]
+        if remembered is not None:
+            pool = torch.cat((pool, remembered.to(pool.dtype)))
         return contrastive_loss(anchors, positives, pool[sample.negatives], self.temperature)
 
     def forward(self, weak_embeddings: torch.Tensor, strong_embeddings: torch.Tensor, strong_points: torch.Tensor,
@@ -271,4 +366,9 @@ class PixelContrastiveLoss(nn.Module):
             generator: for the anchors and negatives, on the embeddings' device.
         """
         sample = self.sample(valid, strong_embeddings.shape[2:], weak_predictions, strong_predictions, generator)
-        return self.loss(weak_embeddings, strong_embeddings, strong_points, sample)
+        loss = self.loss(weak_embeddings, strong_embeddings, strong_points, sample)
+        if self.memory is not None:
+            dim = strong_embeddings.shape[1]
+            self.memory.stage(strong_embeddings.flatten(2).transpose(1, 2).reshape(-1, dim), sample.pool_descriptors,
+                              generator)
+        return loss

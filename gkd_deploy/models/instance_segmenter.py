@@ -72,6 +72,11 @@ class InstanceSegmenter(ClassesOfConfig, nn.Module):
             outputs["pixel_embeddings"] = self.projection(mask_features)
         return outputs
 
+    def set_dropout(self, rate: float) -> None:
+        """The transformer decoder's dropout in training mode, in [0, 1) (0 as built); a training
+        setting (SSKD's knowledge transfer uses 0.1), not part of the saved weights or config."""
+        self.decoder.transformer.set_dropout(rate)
+
     def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) -> masks (B, K, H, W) bool, classes (B, K) int64, scores (B, K), with the
         config's top_k and mask threshold (the same function an export runs in its graph)."""

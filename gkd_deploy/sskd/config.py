@@ -16,11 +16,15 @@ the supervised-only student is `refine` alone, the run without teacher adaptatio
 
 Values the paper gives: loss weights 2 / 5 / 5 (the set criterion), 0.2 x L_pxl, K = 256,
 threshold 0.3, AdamW with weight decay 0.01 and a x0.1 step decay at 0.9 and 0.95 of the teacher's
-phases, poly 0.9 with weight decay 0.05 and clipping 0.1 for the student, batch 4 (teacher) / 8
-(student). Ours where it is silent: learning rate 1e-4 with the encoder at 0.1 of it
-(Mask2Former's), tau 0.2, unlabelled_weight 1.0, the student's batch of 8 split 4 labelled + 4
-unlabelled, the teacher's self-training 2 + 2, no dropout (the paper's 0.1 is not placed in our
-copy), 512 px crops of a short side resized to 512 x 0.5-2.0 with flips.
+phases, poly 0.9 with weight decay 0.05, clipping 0.1 and dropout 0.1 for the student's knowledge
+transfer, batch 4 (teacher) / 8 (student). Ours where it is silent: learning rate 1e-4 with the
+encoder at 0.1 of it (Mask2Former's), tau 0.2, unlabelled_weight 1.0, the student's batch of 8
+split 4 labelled + 4 unlabelled, the teacher's self-training 2 + 2, 512 px crops of a short side
+resized to 512 x 0.5-2.0 with flips; the transfer's dropout placed where DETR-style decoders have
+it, in the Mask2Former transformer decoder (attention weights, sublayer outputs, inside the FFN),
+and only in that phase (the other phases 0; refinement fine-tunes without it, as the paper lists
+dropout among the transfer's settings only); negatives from the mini-batch (memory_bank 0: the
+paper's main setting; its 10k-bank ablation is memory_bank 10000).
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ class PhaseSettings:
     schedule: str = "poly"  # "poly" (power 0.9) or "multistep" (x0.1 at 0.9 and 0.95 of the steps)
     warmup_steps: int = 0
     clip_grad: float = 0.0  # 0: off
+    dropout: float = 0.0  # of the Mask2Former transformer decoder's layers while this phase trains
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,7 @@ class InstanceTrainConfig:
     selftrain: PhaseSettings = PhaseSettings(steps=5000, batch_size=2, unlabelled_batch_size=2, weight_decay=0.01,
                                              schedule="multistep")
     transfer: PhaseSettings = PhaseSettings(steps=90_000, batch_size=4, unlabelled_batch_size=4, weight_decay=0.05,
-                                            clip_grad=0.1)
+                                            clip_grad=0.1, dropout=0.1)
     refine: PhaseSettings = PhaseSettings(steps=2000, batch_size=8, weight_decay=0.05, clip_grad=0.1)
     crop_size: int = 512
     short_side: int = 512  # training images are resized to a short side of short_side x 0.5 .. 2.0
@@ -103,6 +108,7 @@ class InstanceTrainConfig:
     temperature: float = 0.2
     num_negatives: int = 256
     max_anchors: int = 2048
+    memory_bank: int = 0  # strong-view pixels of earlier steps kept as extra negatives (0: none)
     negative_sampling: str = "instance"
     projection_dim: int = 128
     seed: int = 0
@@ -190,6 +196,9 @@ class InstanceTrainConfig:
             raise ConfigError("unlabelled_weight and contrastive_weight must be >= 0 and temperature > 0")
         from gkd_deploy.instance.contrastive import NEGATIVE_SAMPLINGS
 
+        if not isinstance(self.memory_bank, int) or self.memory_bank < 0:
+            raise ConfigError(f"memory_bank must be a whole number >= 0 (0: negatives from the batch only), "
+                              f"got {self.memory_bank!r}")
         if self.negative_sampling not in NEGATIVE_SAMPLINGS:
             raise ConfigError(f"negative_sampling must be one of {', '.join(NEGATIVE_SAMPLINGS)}, "
                               f"got {self.negative_sampling!r}")
@@ -251,6 +260,8 @@ def _check_phase(name: str, settings: PhaseSettings, *, unified: bool) -> None:
         raise ConfigError(f"{name}.schedule must be one of {', '.join(SCHEDULES)}, got {settings.schedule!r}")
     if settings.warmup_steps < 0 or settings.weight_decay < 0 or settings.clip_grad < 0:
         raise ConfigError(f"{name}: warmup_steps, weight_decay and clip_grad must be >= 0")
+    if not 0.0 <= settings.dropout < 1.0:
+        raise ConfigError(f"{name}.dropout must be in [0, 1), got {settings.dropout}")
 
 
 def is_instance_config(data: Mapping[str, Any]) -> bool:

@@ -8,7 +8,8 @@ teacher's pseudo-instances, on the weak view of each image, which is the augment
 targets are the batch's). L_pxl (`PixelContrastiveLoss`) pulls each weak-view pixel embedding
 towards the same scene location in the strong view (a random resized crop with colour jitter,
 grayscale and blur, `ViewAugmentation`) and pushes it from negatives drawn by the instance-aware
-sampler from the strong views of the whole local batch. Label-only phases (finetune, refine) use
+sampler from the strong views of the whole local batch (and, with a memory bank, from the strong
+views of earlier steps). Label-only phases (finetune, refine) use
 L_sup alone and make no strong view.
 
 Randomness: each image's views come from a generator seeded by (seed, phase, step, its position in
@@ -25,7 +26,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from gkd_deploy.instance.contrastive import PixelContrastiveLoss
+from gkd_deploy.instance.contrastive import NegativeMemory, PixelContrastiveLoss
 from gkd_deploy.instance.criterion import InstanceCriterion
 from gkd_deploy.instance.matching import Instances
 from gkd_deploy.instance.views import View, ViewAugmentation, ViewPair
@@ -87,6 +88,17 @@ class UnifiedObjective(nn.Module):
     @property
     def uses_contrastive(self) -> bool:
         return self.contrastive is not None and self.contrastive_weight > 0
+
+    def carried_state(self) -> dict[str, NegativeMemory]:
+        """What goes from step to step besides the weights (the negative memory, when there is
+        one): saved and restored with the phase's state."""
+        memory = None if self.contrastive is None else self.contrastive.memory
+        return {} if memory is None else {"negative_memory": memory}
+
+    def step_done(self) -> None:
+        """After the optimiser step: the memory takes this step's pixels."""
+        for value in self.carried_state().values():
+            value.commit()
 
     def forward(self, images: torch.Tensor, instances: Sequence[Instances], pool_images: torch.Tensor | None,
                 pool_instances: Sequence[Instances] | None, random: StepRandom) -> dict[str, torch.Tensor]:

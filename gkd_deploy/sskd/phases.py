@@ -129,7 +129,7 @@ def _objective(config: InstanceTrainConfig, model: InstanceSegmenter, unified: b
         return UnifiedObjective(model, criterion, None, None, unlabelled_weight=config.unlabelled_weight,
                                 contrastive_weight=0.0)
     contrastive = PixelContrastiveLoss(config.temperature, config.num_negatives, config.max_anchors,
-                                       config.negative_sampling)
+                                       config.negative_sampling, memory_bank=config.memory_bank)
     views = ViewAugmentation((config.crop_size, config.crop_size), flip_probability=0.0)
     return UnifiedObjective(model, criterion, contrastive, views, unlabelled_weight=config.unlabelled_weight,
                             contrastive_weight=config.contrastive_weight)
@@ -143,9 +143,11 @@ def train_phase(phase: str, config: InstanceTrainConfig, run: RunDir, context: C
     objective = _objective(config, model, unified).to(context.device)
     if model.projection is not None:
         model.projection.requires_grad_(objective.uses_contrastive)  # unused parameters stay out of DDP
+    model.set_dropout(settings.dropout)
     optimizer = adamw_parts([(model.encoder, settings.encoder_lr_scale), (model, 1.0)], settings.lr,
                             settings.weight_decay)
-    start = _restore(run, phase, config, model, optimizer)
+    carried = objective.carried_state()
+    start = _restore(run, phase, config, model, optimizer, carried)
     module = distributed.wrap(objective, context, find_unused=True)  # the encoder's final norm, class token
     objective.train()
     transform = instance_transform(config.crop_size, config.short_side)
@@ -176,16 +178,19 @@ def train_phase(phase: str, config: InstanceTrainConfig, run: RunDir, context: C
     if context.is_main:
         pool_text = f" + {settings.unlabelled_batch_size} pseudo-labelled of {len(data.pool)}" if unified else ""
         loss_text = "L_sup + L_pseudo" + (" + L_pxl" if objective.uses_contrastive else "") if unified else "L_sup"
+        if carried:
+            loss_text += f" (negatives also from a memory of {config.memory_bank} pixels)"
+        dropout_text = f", dropout {settings.dropout:g}" if settings.dropout else ""
         describe_stage(callbacks, number, (
             f"{PHASE_TITLES[phase]}: {model.config.architecture} ({parameter_text(model)} params), {loss_text}; "
             f"{settings.batch_size} labelled of {len(data.labelled)}{pool_text} per step, crop {config.crop_size}: "
-            f"{settings.steps} steps, lr {settings.lr:.3g}, {place_text(context)}"))
+            f"{settings.steps} steps, lr {settings.lr:.3g}{dropout_text}, {place_text(context)}"))
         callbacks.stage_started(number, PHASE_TITLES[phase], settings.steps, start)
     metrics = run_loop(
         spec, batches=batches(), compute_losses=compute_losses, optimizer=optimizer,
         parameters=[p for group in optimizer.param_groups for p in group["params"]],
-        after_step=lambda step: None,
-        save_state=lambda step: _save(run, phase, step, config, model, optimizer, context),
+        after_step=lambda step: objective.step_done(),
+        save_state=lambda step: _save(run, phase, step, config, model, optimizer, context, carried),
         context=context, callbacks=callbacks)
     result = run.phase_result(phase)
     if context.is_main:
@@ -269,19 +274,19 @@ def _pool_labels(phase: str, config: InstanceTrainConfig, run: RunDir, context: 
 
 
 def _restore(run: RunDir, phase: str, config: InstanceTrainConfig, model: nn.Module,
-             optimizer: torch.optim.Optimizer) -> int:
+             optimizer: torch.optim.Optimizer, carried: dict[str, Any]) -> int:
     path = run.phase_state(phase)
     if not path.is_file():
         return 0
     step = training_state.load_state(path, stage=PHASE_NUMBERS[phase], config=config.to_dict(), trained=model,
-                                     optimizer=optimizer, ema=None)
+                                     optimizer=optimizer, ema=None, extras=carried)
     log.info("phase %s: resumed from %s at step %d", phase, path, step)
     return step
 
 
 def _save(run: RunDir, phase: str, step: int, config: InstanceTrainConfig, model: nn.Module,
-          optimizer: torch.optim.Optimizer, context: Context) -> None:
+          optimizer: torch.optim.Optimizer, context: Context, carried: dict[str, Any]) -> None:
     if context.is_main:
         training_state.save_state(run.phase_state(phase), stage=PHASE_NUMBERS[phase], step=step, trained=model,
-                                  optimizer=optimizer, ema=None, config=config.to_dict())
+                                  optimizer=optimizer, ema=None, config=config.to_dict(), extras=carried)
     context.barrier()

@@ -8,7 +8,7 @@ state file intact. Weights that are *results* go to safetensors files with their
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Protocol
 
 import torch
 
@@ -16,8 +16,17 @@ from gkd_deploy.errors import ModelError
 from gkd_deploy.fileio import atomic_path
 
 
+class Stateful(Protocol):
+    """Something else a stage carries from step to step (SSKD's negative memory)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
 def save_state(path: Path, *, stage: int, step: int, trained: torch.nn.Module, optimizer: torch.optim.Optimizer,
-               ema: torch.nn.Module | None, config: dict[str, Any]) -> None:
+               ema: torch.nn.Module | None, config: dict[str, Any],
+               extras: Mapping[str, Stateful] | None = None) -> None:
     state = {
         "stage": stage,
         "step": step,
@@ -25,13 +34,15 @@ def save_state(path: Path, *, stage: int, step: int, trained: torch.nn.Module, o
         "optimizer": optimizer.state_dict(),
         "ema": ema.state_dict() if ema is not None else None,
         "config": config,
+        "extras": {name: value.state_dict() for name, value in (extras or {}).items()},
     }
     with atomic_path(path) as temporary:
         torch.save(state, temporary)
 
 
 def load_state(path: Path, *, stage: int, config: dict[str, Any], trained: torch.nn.Module,
-               optimizer: torch.optim.Optimizer, ema: torch.nn.Module | None) -> int:
+               optimizer: torch.optim.Optimizer, ema: torch.nn.Module | None,
+               extras: Mapping[str, Stateful] | None = None) -> int:
     """Restore into the given objects; return the step to continue from."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -47,4 +58,9 @@ def load_state(path: Path, *, stage: int, config: dict[str, Any], trained: torch
     optimizer.load_state_dict(state["optimizer"])
     if ema is not None and state.get("ema") is not None:
         ema.load_state_dict(state["ema"])
+    saved_extras = state.get("extras") or {}
+    for name, value in (extras or {}).items():
+        if name not in saved_extras:
+            raise ModelError(f"{path} holds no {name} state; delete it to restart this stage")
+        value.load_state_dict(saved_extras[name])
     return int(state["step"])

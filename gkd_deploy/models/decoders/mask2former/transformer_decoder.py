@@ -33,10 +33,16 @@ def attention_mask(mask_logits: torch.Tensor, size: tuple[int, int], num_heads: 
 
 
 class DecoderLayer(nn.Module):
-    """Masked cross-attention, self-attention, FFN; each `x = LN(x + sublayer(x))`."""
+    """Masked cross-attention, self-attention, FFN; each `x = LN(x + dropout(sublayer(x)))`.
+
+    Dropout (rate 0 unless `set_dropout` says otherwise, as Mask2Former's released configs) acts,
+    as in DETR-style decoders, on the attention weights, on each sublayer's output and between the
+    FFN's two linear layers; it draws nothing at rate 0 and nothing in eval mode.
+    """
 
     def __init__(self, dim: int, num_heads: int, ffn_dim: int) -> None:
         super().__init__()
+        self.dropout = nn.Dropout(0.0)
         self.cross_attention = nn.MultiheadAttention(dim, num_heads, batch_first=True)
         self.norm1 = nn.LayerNorm(dim)
         self.self_attention = nn.MultiheadAttention(dim, num_heads, batch_first=True)
@@ -48,17 +54,23 @@ class DecoderLayer(nn.Module):
             if parameter.dim() > 1:
                 nn.init.xavier_uniform_(parameter)
 
+    def set_dropout(self, rate: float) -> None:
+        self.dropout.p = rate
+        for attention in (self.cross_attention, self.self_attention):
+            attention.dropout = rate  # nn.MultiheadAttention reads it at every training forward
+
     def forward(self, queries: torch.Tensor, query_pos: torch.Tensor, memory: torch.Tensor, memory_pos: torch.Tensor,
                 mask: torch.Tensor) -> torch.Tensor:
         """queries (B, Q, C), query_pos (Q, C), memory (B, S, C), memory_pos (1, S, C),
         mask (B*heads, Q, S) bool (True = not attended) -> (B, Q, C)."""
         attended = self.cross_attention(queries + query_pos, memory + memory_pos, memory, attn_mask=mask,
                                         need_weights=False)[0]
-        queries = self.norm1(queries + attended)
+        queries = self.norm1(queries + self.dropout(attended))
         with_pos = queries + query_pos
         attended = self.self_attention(with_pos, with_pos, queries, need_weights=False)[0]
-        queries = self.norm2(queries + attended)
-        return self.norm3(queries + self.linear2(F.relu(self.linear1(queries))))
+        queries = self.norm2(queries + self.dropout(attended))
+        hidden = self.dropout(F.relu(self.linear1(queries)))
+        return self.norm3(queries + self.dropout(self.linear2(hidden)))
 
 
 class PredictionHead(nn.Module):
@@ -105,6 +117,13 @@ class MaskedTransformerDecoder(nn.Module):
         self.level_embed = nn.Embedding(num_levels, dim)
         self.layers = nn.ModuleList(DecoderLayer(dim, num_heads, ffn_dim) for _ in range(num_layers))
         self.head = PredictionHead(dim, num_classes)
+
+    def set_dropout(self, rate: float) -> None:
+        """The dropout rate of every layer (in [0, 1)); a training setting, not saved with the weights."""
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+        for layer in self.layers:
+            layer.set_dropout(rate)
 
     def forward(
         self, mask_features: torch.Tensor, levels: list[torch.Tensor]
