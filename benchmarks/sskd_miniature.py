@@ -2,6 +2,7 @@
 
     python benchmarks/sskd_miniature.py --out runs/sskd-miniature --threads 1   # sized for about an hour on 2 cores
     python benchmarks/sskd_miniature.py --out runs/sskd-large --scale large --device cuda   # one GPU
+    python benchmarks/sskd_miniature.py --out runs/sskd-miniature --samplers uniform,memory-bank   # + sampler rows
 
 Data: the synthetic street scenes in the Cityscapes layout with their instance ids; 10 % of the
 train split labelled, the rest the unlabelled pool; scored by COCO mask AP / AP50 on the val split
@@ -13,6 +14,11 @@ transfer + refinement steps). Rows, mean +- std over the seeds:
 
     supervised-only student | + distillation (student after transfer) | + refinement (full) |
     without teacher adaptation | the adapted teacher
+
+With `--samplers`, the paper's sampler ablation on the same adapted teacher: per variant the full
+run's teacher phases and pseudo-labels are reused and only the student is distilled and refined
+again, with negatives drawn uniformly, by d^2, sqrt(d), the mask or class descriptor alone, or with
+a 10k memory bank of earlier steps' pixels; one row each beside the full run ("instance").
 
 Every setting is in the YAML file written next to the runs. Nothing is tuned on the val split.
 Measured: 3 seeds took 51 minutes with one torch thread and one loader process on 2 cores, and
@@ -46,9 +52,15 @@ SCALES = {
     # teacher, student, train images, val images, image size, crop, steps per phase
     "small": {"teacher": "vit-t", "student": "tiny-student", "train": 200, "val": 40, "size": (256, 128),
               "crop": 128, "finetune": 100, "selftrain": 50, "transfer": 60, "refine": 40},
+    "tiny": {"teacher": "tiny-teacher", "student": "tiny-student", "train": 20, "val": 4, "size": (128, 64),
+             "crop": 64, "finetune": 4, "selftrain": 3, "transfer": 3, "refine": 3},  # a check that it runs
     "large": {"teacher": "vit-s", "student": "vit-t", "train": 600, "val": 100, "size": (512, 256),
               "crop": 256, "finetune": 1000, "selftrain": 2000, "transfer": 3000, "refine": 600},
 }
+#: The sampler ablation's variants (the full run is "instance"): config changes of the student's phases.
+SAMPLERS = {"uniform": {"negative_sampling": "uniform"}, "squared": {"negative_sampling": "squared"},
+            "sqrt": {"negative_sampling": "sqrt"}, "mask": {"negative_sampling": "mask"},
+            "class": {"negative_sampling": "class"}, "memory-bank": {"memory_bank": 10_000}}
 ROWS = ("supervised-only student", "+ distillation", "+ refinement (full)", "without teacher adaptation",
         "adapted teacher")
 
@@ -78,7 +90,25 @@ def ap_of(checkpoint: Path, targets: list, device: str) -> tuple[float, float]:
     return domain.ap, domain.ap50
 
 
-def run_seed(out: Path, base: dict, seed: int, device: str) -> dict[str, tuple[float, float]]:
+def sampler_run(out: Path, config: InstanceTrainConfig, full: RunDir, name: str) -> RunDir:
+    """The student distilled and refined again with sampler variant `name`, from the full run's
+    adapted teacher and pseudo-labels (copied, so the run finds its teacher phases finished)."""
+    folder = out / f"sampler-{name}"
+    resume = (folder / "config.yaml").is_file()
+    if not resume:
+        run = RunDir(folder)
+        for phase in ("finetune", "selftrain"):
+            run.phase_result(phase).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(full.phase_result(phase), run.phase_result(phase))
+        for phase in ("selftrain", "transfer"):
+            run.pseudo_labels(phase).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(full.pseudo_labels(phase), run.pseudo_labels(phase))
+    variant = apply_instance_recipe(config.merged(SAMPLERS[name]), "sskd")
+    return train(None if resume else variant, folder, resume=resume).run
+
+
+def run_seed(out: Path, base: dict, seed: int, device: str,
+             samplers: tuple[str, ...] = ()) -> dict[str, tuple[float, float]]:
     config = InstanceTrainConfig.from_dict(base)
     runs = {}
     for recipe in ("sskd", "sskd-no-adaptation", "supervised"):
@@ -94,7 +124,7 @@ def run_seed(out: Path, base: dict, seed: int, device: str) -> dict[str, tuple[f
         runs[recipe] = train(None if resume else apply_instance_recipe(config, recipe), folder, resume=resume).run
     targets = list(config.targets)
     full = runs["sskd"]
-    return {
+    rows = {
         "supervised-only student": ap_of(runs["supervised"].segmenter_checkpoint, targets, device),
         "+ distillation": ap_of(full.phase_result("transfer"), targets, device),
         "+ refinement (full)": ap_of(full.phase_result("refine"), targets, device),
@@ -102,6 +132,12 @@ def run_seed(out: Path, base: dict, seed: int, device: str) -> dict[str, tuple[f
         "adapted teacher": ap_of(full.phase_result("selftrain"), targets, device),
         "fine-tuned teacher (for reference)": ap_of(full.phase_result("finetune"), targets, device),
     }
+    if samplers:
+        rows["sampler: instance (the full run)"] = rows["+ refinement (full)"]
+    for name in samplers:
+        rows[f"sampler: {name}"] = ap_of(sampler_run(out / f"seed{seed}", config, full, name).segmenter_checkpoint,
+                                         targets, device)
+    return rows
 
 
 def _mean_std(values: list[float]) -> str:
@@ -117,9 +153,15 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--samplers", default="",
+                        help=f"sampler ablation rows, comma-separated: {', '.join(SAMPLERS)} (default: none)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default torch's); 1 on a machine other jobs share")
     args = parser.parse_args()
+    samplers = tuple(name.strip() for name in args.samplers.split(",") if name.strip())
+    unknown = [name for name in samplers if name not in SAMPLERS]
+    if unknown:
+        parser.error(f"unknown sampler {unknown[0]!r}; choose from {', '.join(SAMPLERS)}")
     if args.threads is not None:
         import torch
 
@@ -133,7 +175,7 @@ def main() -> None:
     for seed in range(args.seeds):
         base = base_config(data, scale, args, seed)
         (args.out / "settings.yaml").write_text(yaml.safe_dump({"scale": args.scale, **base}, sort_keys=False))
-        for row, value in run_seed(args.out, base, seed, args.device).items():
+        for row, value in run_seed(args.out, base, seed, args.device, samplers).items():
             results.setdefault(row, []).append(value)
         print(f"seed {seed} done after {time.perf_counter() - started:.0f} s", flush=True)
     minutes = (time.perf_counter() - started) / 60
