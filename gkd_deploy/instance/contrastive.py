@@ -327,7 +327,7 @@ class PixelContrastiveLoss(nn.Module):
         anchor_descriptors = instance_descriptors(*weak_predictions, valid.shape[1:], self.sampling.descriptor)
         pool_descriptors = instance_descriptors(*strong_predictions, strong_size, self.sampling.descriptor).flatten(0, 1)
         whole_pool = (pool_descriptors if remembered_descriptors is None
-                           else torch.cat((pool_descriptors, remembered_descriptors)))
+                      else torch.cat((pool_descriptors, remembered_descriptors)))
         negatives = sample_negatives(anchor_descriptors.flatten(0, 1)[candidates], whole_pool,
                                      self.num_negatives, power=self.sampling.power, generator=generator,
                                      max_rounds=self.max_rounds)

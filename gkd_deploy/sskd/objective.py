@@ -9,8 +9,8 @@ targets are the batch's). L_pxl (`PixelContrastiveLoss`) pulls each weak-view pi
 towards the same scene location in the strong view (a random resized crop with colour jitter,
 grayscale and blur, `ViewAugmentation`) and pushes it from negatives drawn by the instance-aware
 sampler from the strong views of the whole local batch (and, with a memory bank, from the strong
-views of earlier steps). Label-only phases (finetune, refine) use
-L_sup alone and make no strong view.
+views of earlier steps). Label-only phases (finetune, refine) use L_sup alone and make no strong
+view.
 
 Randomness: each image's views come from a generator seeded by (seed, phase, step, its position in
 the global batch), so one process and several draw the same views; the negatives are drawn within
