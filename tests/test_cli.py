@@ -70,6 +70,17 @@ def test_gkd_script_is_installed():
     assert result.returncode == 0 and gkd_deploy.__version__ in result.stdout
 
 
+def test_the_entry_point_answers_version_without_building_the_command_line():
+    probe = ("import sys; from gkd_deploy.cli import main; main(['--version']); "
+             "print(sorted(m for m in ('typer', 'rich', 'yaml', 'gkd_deploy.cli.app') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines() == [f"gkd-deploy {gkd_deploy.__version__}", "[]"]
+    # Anything else is the full command line, the same as `gkd_deploy.cli.app.main`.
+    probe = "from gkd_deploy.cli import main; main(['models', '--role', 'teacher'])"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0 and "effnet-lite0" in result.stdout
+
+
 @pytest.fixture(scope="module")
 def synthetic_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli-data")

@@ -47,4 +47,4 @@ def test_built_wheel_imports_every_namespace(tmp_path):
     assert len(out) == len(NAMESPACES)
     assert all(path.startswith(str(target)) for path in out), out
     entry = [line for line in zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode().splitlines()]
-    assert "gkd = gkd_deploy.cli.app:main" in entry
+    assert "gkd = gkd_deploy.cli:main" in entry
