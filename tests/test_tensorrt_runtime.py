@@ -350,6 +350,16 @@ def test_the_engine_check_after_a_build_runs_the_torch_free_predictor(exported, 
     assert not cudart.ALLOCATIONS and not cudart.STREAMS  # the check's predictor gave its GPU memory back
 
 
+def assert_benchmarked_without_torch(engine, tmp_path, environment):
+    """`gkd benchmark` on `engine` (tensorrt, the stand-ins on the path) times it and imports no torch."""
+    result = probe(["benchmark", "--model", str(engine), "--backends", "tensorrt", "--device", "cuda",
+                    "--min-runs", "3", "--min-time", "0", "--warmup", "1", "--json", str(tmp_path / "b.json"),
+                    "--csv", str(tmp_path / "b.csv")], tmp_path, environment)
+    assert result["heavy"] == [], result
+    row = json.loads((tmp_path / "b.json").read_text())["rows"][0]
+    assert row["status"] == "ok" and row["p50_ms"] > 0 and row["compute_p50_ms"] > 0, row
+
+
 def test_gkd_infer_and_benchmark_on_an_engine_import_no_torch(exported, tmp_path):
     from gkd_deploy.data.synthetic import write_synthetic
 
@@ -362,12 +372,7 @@ def test_gkd_infer_and_benchmark_on_an_engine_import_no_torch(exported, tmp_path
                    environment)
     assert result == {"code": 0, "heavy": []}
     assert (tmp_path / "seg.mp4").stat().st_size > 0
-    result = probe(["benchmark", "--model", str(engine), "--backends", "tensorrt", "--device", "cuda",
-                    "--min-runs", "3", "--min-time", "0", "--warmup", "1", "--json", str(tmp_path / "b.json"),
-                    "--csv", str(tmp_path / "b.csv")], tmp_path, environment)
-    assert result["heavy"] == [], result
-    row = json.loads((tmp_path / "b.json").read_text())["rows"][0]
-    assert row["status"] == "ok" and row["p50_ms"] > 0 and row["compute_p50_ms"] > 0, row
+    assert_benchmarked_without_torch(engine, tmp_path, environment)
 
 
 @pytest.fixture(scope="module")
@@ -438,9 +443,4 @@ def test_benchmarking_an_instance_engine_imports_no_torch(instance_exported, tmp
     folder = write_stand_ins(tmp_path / "stand-ins")
     engine = engine_of(instance_exported[1], tmp_path)
     environment = {**os.environ, "PYTHONPATH": str(folder)}
-    result = probe(["benchmark", "--model", str(engine), "--backends", "tensorrt", "--device", "cuda",
-                    "--min-runs", "3", "--min-time", "0", "--warmup", "1", "--json", str(tmp_path / "b.json"),
-                    "--csv", str(tmp_path / "b.csv")], tmp_path, environment)
-    assert result["heavy"] == [], result
-    row = json.loads((tmp_path / "b.json").read_text())["rows"][0]
-    assert row["status"] == "ok" and row["p50_ms"] > 0 and row["compute_p50_ms"] > 0, row
+    assert_benchmarked_without_torch(engine, tmp_path, environment)
