@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -278,3 +280,27 @@ def test_parity_of_random_models_matches_instances_not_slots(tmp_path):
         report = check_instance_parity(path, model, images)
         assert report.instances >= 20 and report.matched == 100.0 and report.pixel_agreement > 99.0, str(report)
         assert_parity(report)
+
+
+def test_benchmark_and_infer_take_the_int8_file(fixture, tmp_path):
+    from gkd_deploy.benchmark import run_benchmark
+    from gkd_deploy.infer.instances import InstanceFrameSegmenter
+
+    _, targets, outcome = fixture
+    int8 = outcome.files[2].path
+    report = run_benchmark([int8], backends=("onnxruntime",), warmup=1, min_runs=3, min_seconds=0.0, device="cpu")
+    (row,) = report.rows
+    assert row.ok and (row.backend, row.precision, row.file) == ("onnxruntime", "int8", str(int8)) and row.p50_ms > 0
+    (folder,) = (Path(targets.split("=", 1)[1]) / "leftImg8bit" / "val").iterdir()  # the one city's images
+    result = CliRunner().invoke(app, ["infer", str(folder), "--model", str(int8), "--out", str(tmp_path / "seg"),
+                                      "--labels", str(tmp_path / "labels"), "--score-threshold", "0.3", "--device",
+                                      "cpu", "--json", str(tmp_path / "infer.json")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "infer.json").read_text())
+    assert summary["task"] == "instance" and summary["processed"] == 3
+    records = [json.loads(path.read_text())["instances"] for path in sorted((tmp_path / "labels").rglob("*.json"))]
+    frames = [cv2.imread(str(path)) for path in sorted(folder.glob("*.png"))]
+    expected = InstanceFrameSegmenter(load_predictor(int8, "cpu"), score_threshold=0.3)(frames)
+    assert [[r["score"] for r in record] for record in records] == [
+        [round(float(s), 4) for s in instances.scores] for instances in expected]
+    assert sum(len(record) for record in records) > 0  # the int8 file finds the overfitted model's instances

@@ -133,7 +133,7 @@ class InstanceAgreement:
 
     def _required(self, scores: np.ndarray, other_masks: np.ndarray, other_scores: np.ndarray) -> np.ndarray:
         """Which instances the other model must have: above the floor and clear of its top-k cut."""
-        kept = other_masks.reshape(len(other_masks), -1).any(1)
+        kept = other_masks.any(axis=(1, 2))
         cut = float(other_scores[kept].min()) / self.mask_threshold if kept.any() else 0.0
         return (scores >= SCORE_FLOOR) & (scores > cut + self.margin)
 
@@ -170,8 +170,9 @@ def compare_instance_predictors(reference: InstancePredictor, other: InstancePre
 
 def mask_iou(masks: np.ndarray, other: np.ndarray) -> np.ndarray:
     """(K, H, W) and (L, H, W) boolean masks -> (K, L) IoU; two empty masks agree (IoU 1)."""
-    first = masks.reshape(len(masks), -1).astype(np.float32)
-    second = other.reshape(len(other), -1).astype(np.float32)
+    pixels = int(np.prod(masks.shape[1:]))
+    first = masks.reshape(len(masks), pixels).astype(np.float32)
+    second = other.reshape(len(other), pixels).astype(np.float32)
     intersection = first @ second.T
     union = first.sum(1)[:, None] + second.sum(1)[None, :] - intersection
     return np.where(union > 0, intersection / np.maximum(union, 1.0), 1.0)
