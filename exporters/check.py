@@ -25,7 +25,9 @@ from gkd_deploy.models.instance_segmenter import InstanceSegmenter
 from gkd_deploy.models.segmenter import Segmenter
 from gkd_deploy.precision import EXPORT_PRECISIONS, PRECISIONS, InstanceTolerance, Tolerance
 from gkd_deploy.runtime.agreement import MIN_MATCH_IOU, compare_instance_predictors, compare_predictors
-from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimeInstancePredictor, OnnxRuntimePredictor
+from gkd_deploy.runtime.metadata import read_onnx_metadata
+from gkd_deploy.runtime.onnxruntime_backend import (OnnxRuntimeInstancePredictor, OnnxRuntimePredictor,
+                                                    runs_qdq_as_written)
 from gkd_deploy.runtime.torch_backend import TorchInstancePredictor, TorchPredictor
 
 
@@ -82,10 +84,11 @@ def check_parity(onnx_path: str | Path, segmenter: Segmenter, images: torch.Tens
                         pixel_agreement=agreement.pixel_agreement)
 
 
-def _prepare(predictor_class, onnx_path: str | Path, images) -> tuple:
-    """The file's CPU predictor, and the images as float32 numpy (checked against its input size)."""
+def _prepare(predictor_class, onnx_path: str | Path, images, **options) -> tuple:
+    """The file's CPU predictor (`options` for its session), and the images as float32 numpy
+    (checked against its input size)."""
     try:
-        exported = predictor_class(onnx_path, "cpu")
+        exported = predictor_class(onnx_path, "cpu", **options)
     except ModelError as error:
         raise ExportError(str(error)) from None
     images = np.asarray(torch.as_tensor(images).float().cpu())
@@ -100,8 +103,10 @@ def check_instance_parity(onnx_path: str | Path, model: InstanceSegmenter, image
                           *, batch_size: int = 4) -> ParityReport:
     """Run an instance ONNX file (its runtime predictor, CPU) and `model.predict` on `images` (N, 3, H, W)
     0..255 and match their instances (`InstanceAgreement`, with the file's precision's score
-    tolerance as the margin at the top-k cut)."""
-    exported, images = _prepare(OnnxRuntimeInstancePredictor, onnx_path, images)
+    tolerance as the margin at the top-k cut). An int8 file for TensorRT runs its Q/DQ pairs as
+    written (`runs_qdq_as_written`)."""
+    exported, images = _prepare(OnnxRuntimeInstancePredictor, onnx_path, images,
+                                as_written=runs_qdq_as_written(read_onnx_metadata(onnx_path)))
     was_training = model.training
     model.eval()
     tolerance = PRECISIONS[exported.info.precision].instance_parity

@@ -100,8 +100,7 @@ def check_engine(engine_path: Path, onnx_path: Path, images: np.ndarray, precisi
     engine = load(engine_path)
     try:
         if metadata.is_instance:
-            report = _instance_engine_check(engine, onnx_path, images, row.engine_instance_parity,
-                                            metadata.segmenter_config.mask_threshold)
+            report = _instance_engine_check(engine, onnx_path, images, row.engine_instance_parity, metadata)
             problems = row.engine_instance_parity.problems(report.max_abs_diff, report.matched, report.pixel_agreement)
         else:
             report = _engine_check(engine, onnx_path, images)
@@ -127,12 +126,15 @@ def _engine_check(engine, onnx_path: Path, images: np.ndarray) -> EngineCheck:
                        pixel_agreement=agreement.pixel_agreement)
 
 
-def _instance_engine_check(engine, onnx_path: Path, images: np.ndarray, tolerance, mask_threshold: float) -> EngineCheck:
+def _instance_engine_check(engine, onnx_path: Path, images: np.ndarray, tolerance, metadata) -> EngineCheck:
+    """The engine against the file run by ONNX Runtime, its Q/DQ pairs as written where it is an
+    int8 file for TensorRT (`runs_qdq_as_written`), as the export check runs it."""
     from gkd_deploy.runtime.agreement import compare_instance_predictors
-    from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimeInstancePredictor
+    from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimeInstancePredictor, runs_qdq_as_written
 
-    agreement = compare_instance_predictors(OnnxRuntimeInstancePredictor(onnx_path, "cpu"), engine, images,
-                                            margin=tolerance.max_score_diff, mask_threshold=mask_threshold)
+    reference = OnnxRuntimeInstancePredictor(onnx_path, "cpu", as_written=runs_qdq_as_written(metadata))
+    agreement = compare_instance_predictors(reference, engine, images, margin=tolerance.max_score_diff,
+                                            mask_threshold=metadata.segmenter_config.mask_threshold)
     return EngineCheck(images=len(images), max_abs_diff=agreement.max_abs_diff, pixel_agreement=agreement.mask_iou,
                        kind="instances", instances=agreement.required, matched=agreement.matched)
 

@@ -129,6 +129,21 @@ def test_int8_quantizes_the_network_and_leaves_the_post_processing_float(fixture
     assert any(node.op_type == "GatherElements" for node in int8_graph.nodes.values())
 
 
+def test_int8_files_for_tensorrt_are_checked_with_their_qdq_pairs_as_written(fixture):
+    """TensorRT computes Q/DQ exactly; ONNX Runtime's fused x86 int8 kernels need not (no VNNI)."""
+    import onnxruntime
+
+    from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimeInstancePredictor, runs_qdq_as_written
+
+    _, _, outcome = fixture
+    metadata = [read_onnx_metadata(file.path) for file in outcome.files]
+    assert [runs_qdq_as_written(m) for m in metadata] == [False, False, True]
+    assert not runs_qdq_as_written(metadata[2].with_precision("int8", {"target": "onnxruntime", "remainder": "fp32"}))
+    levels = [OnnxRuntimeInstancePredictor(outcome.files[2].path, "cpu", as_written=written)
+              .session.get_session_options().graph_optimization_level for written in (False, True)]
+    assert levels == [onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL, onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL]
+
+
 def test_a_broken_int8_file_fails_the_check_and_is_deleted(fixture, tmp_path, monkeypatch):
     """A copy with one weight scale of the decoder multiplied by 10 finds few of PyTorch's instances."""
     checkpoint, targets, _ = fixture
