@@ -92,8 +92,23 @@ class Precision:
 #   80%, under the bound.
 # Engines: TensorRT picks its own kernels and fuses (fp32 may run TF32): looser than ONNX Runtime.
 #
-# Instance files (`InstanceTolerance`: score difference / instances found % / mean mask IoU %),
-# INSTANCE_MEASUREMENTS
+# Instance files (`InstanceTolerance`: the largest score difference of a matched pair, also the margin
+# at the top-k cut / the share of instances found / their mean mask IoU), measured with
+# `python benchmarks/instance_int8.py --val-images 16 --steps 200` (a tiny model overfitted to 16
+# synthetic scenes: 138-144 instances to find on them) and its 3-image default (12-20 instances):
+# fp32: 100% found, mean mask IoU 100%, score difference 1e-6.
+# fp16: 100% found, IoU 98.6-99.9%, 0.016-0.031 (fp16 near the mask threshold flips edge pixels).
+# int8: 100% found, IoU 94.1-96.8%, 0.007-0.076 (targets tensorrt with an fp16 or fp32 remainder,
+#   onnxruntime); quantize_sensitive fails it (17.7-20.8% found). Copies with one weight scale x10
+#   fall under the bounds: the decoder's last self-attention projection 44.2% found, IoU 76.9% (69.2%,
+#   83.7% on 3 images), a DPT neck convolution 17.0%, 61.7% (50.0%, 74.5%); one with the input normalisation's activation scale
+#   x10 (a 10x coarser grid, no wrong value) passes (98.6%, IoU 94.4%): int8 noise.
+#   mask_ap_points: gkd validate's mask-AP deltas were -0.09 (16 images; tensorrt/fp16 and onnxruntime),
+#   -1.49 to +0.10 on 3 images (AP over a handful of instances moves in steps), and -1.80 for the
+#   tensorrt/fp32-remainder file, which validate runs through ONNX Runtime's fused x86 int8 kernels
+#   (they saturate without VNNI; `runtime.onnxruntime_backend.runs_qdq_as_written`).
+# Instance engines against ONNX Runtime: not measured (no TensorRT here); fp32 and fp16 a little looser
+# than their export bounds, as engine_parity is, int8 the same as its export bound.
 PRECISIONS: dict[str, Precision] = {
     "fp32": Precision("fp32", exported=True, torch_dtype=None, runs_in_torch=True,
                       parity=Tolerance(1e-3, 99.9), engine_parity=Tolerance(5e-2, 99.0), miou_points=0.1,
@@ -106,8 +121,8 @@ PRECISIONS: dict[str, Precision] = {
     "bf16": Precision("bf16", exported=False, torch_dtype="bfloat16", runs_in_torch=True),
     "int8": Precision("int8", exported=True, torch_dtype=None, runs_in_torch=False,
                       parity=Tolerance(None, 90.0), engine_parity=Tolerance(None, 90.0), miou_points=1.0,
-                      instance_parity=InstanceTolerance(0.15, 80.0, 70.0),
-                      engine_instance_parity=InstanceTolerance(0.15, 80.0, 70.0), mask_ap_points=2.0),
+                      instance_parity=InstanceTolerance(0.15, 80.0, 80.0),
+                      engine_instance_parity=InstanceTolerance(0.15, 80.0, 80.0), mask_ap_points=2.0),
 }
 EXPORT_PRECISIONS = tuple(name for name, p in PRECISIONS.items() if p.exported)
 TORCH_PRECISIONS = tuple(name for name, p in PRECISIONS.items() if p.runs_in_torch)
