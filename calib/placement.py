@@ -36,6 +36,11 @@ what lets it become QLinearConv). Its activations are uint8 (`qdq_insert.py`).
 `quantize_sensitive` adds, for either target, the inputs of the ops a ViT's accuracy is sensitive
 to: LayerNormalization, Softmax, GELU (Erf, Gelu), InstanceNormalization and both inputs of every
 Add of two computed tensors.
+
+`float_after` names tensors whose readers, and everything computed from them, get no Q/DQ: an
+instance file's raw class and mask logits, so that its post-processing (softmax, top-k, the mask
+Resize, sigmoid, threshold, casts) stays float. Left to the rules, the tensorrt placement
+quantizes the post-processing's mask Resize, and `quantize_sensitive` its Softmax.
 """
 
 from __future__ import annotations
@@ -78,16 +83,18 @@ class Placement:
     `activations`: tensor name -> the (node name, input index) pairs that read it through one shared
     Q/DQ pair. `weights`: (node name, input index) of a constant weight -> the axis of its
     per-channel scales. `op_types`: the op types that read a quantized tensor or weight, sorted.
+    `float_nodes`: nodes that get no Q/DQ whatever the rules say.
     """
 
     target: str
+    float_nodes: frozenset[str] = frozenset()
     activations: dict[str, set[tuple[str, int]]] = field(default_factory=lambda: collections.defaultdict(set))
     weights: dict[tuple[str, int], int] = field(default_factory=dict)
     op_types: list[str] = field(default_factory=list)
 
     def add_input(self, graph: GraphView, node: onnx.NodeProto, index: int) -> None:
         name = node.input[index]
-        if not name or not graph.is_float(name):
+        if not name or not graph.is_float(name) or node.name in self.float_nodes:
             return
         if name in graph.constants:
             axis = weight_axis(node, index, graph.constants[name])
@@ -165,12 +172,14 @@ def name_nodes(model: onnx.ModelProto) -> None:
         seen.add(node.name)
 
 
-def place_qdq(model: onnx.ModelProto, target: str, *, quantize_sensitive: bool = False) -> Placement:
-    """The Q/DQ sites of the float model `model` for `target` (tensorrt or onnxruntime)."""
+def place_qdq(model: onnx.ModelProto, target: str, *, quantize_sensitive: bool = False,
+              float_after: tuple[str, ...] = ()) -> Placement:
+    """The Q/DQ sites of the float model `model` for `target` (tensorrt or onnxruntime); nothing
+    that reads the tensors `float_after`, directly or through other nodes, is quantized."""
     if target not in TARGETS:
         raise ExportError(f"unknown int8 target {target!r}; use one of {', '.join(TARGETS)}")
     graph = GraphView(model)
-    placement = Placement(target)
+    placement = Placement(target, frozenset(downstream_nodes(graph, float_after)))
     (_tensorrt if target == "tensorrt" else _onnxruntime)(graph, placement)
     if quantize_sensitive:
         for node in graph.nodes.values():
@@ -182,6 +191,22 @@ def place_qdq(model: onnx.ModelProto, target: str, *, quantize_sensitive: bool =
     readers = {name for sites in placement.activations.values() for name, _ in sites}
     placement.op_types = sorted({graph.nodes[name].op_type for name in readers | {n for n, _ in placement.weights}})
     return placement
+
+
+def downstream_nodes(graph: GraphView, tensors: tuple[str, ...]) -> set[str]:
+    """The names of every node computed from `tensors` (ExportError naming one the graph lacks)."""
+    missing = [name for name in tensors if name not in graph.consumers and name not in graph.outputs]
+    if missing:
+        raise ExportError(f"the graph has no tensor {', '.join(missing)}; export the fp32 file again with this "
+                          "version of gkd")
+    found: set[str] = set()
+    pending = list(tensors)
+    while pending:
+        for consumer, _ in graph.consumers[pending.pop()]:
+            if consumer.name not in found:
+                found.add(consumer.name)
+                pending.extend(consumer.output)
+    return found
 
 
 def _tensorrt(graph: GraphView, placement: Placement) -> None:

@@ -30,7 +30,7 @@ from gkd_deploy.calib.qdq_insert import insert_qdq
 from gkd_deploy.calib.qdq_rules import qdq_violations
 from gkd_deploy.calib.reader import ImageBatchReader
 from gkd_deploy.errors import ExportError
-from gkd_deploy.runtime.metadata import embed_metadata, metadata_of
+from gkd_deploy.runtime.metadata import INSTANCE_NETWORK_OUTPUTS, embed_metadata, metadata_of
 from gkd_deploy.runtime.onnx_io import load_model, save_model
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,8 @@ def quantize_int8(
     array). `method`: minmax, entropy or percentile. `target`: tensorrt (Q/DQ where TensorRT fuses
     them, as NVIDIA's ModelOpt places them) or onnxruntime (where its CPU kernels are int8).
     `quantize_sensitive` also quantizes the inputs of LayerNorm, Softmax, GELU, InstanceNorm and
-    the residual Adds (less accurate). With `cache_dir`, the calibration statistics are stored
+    the residual Adds (less accurate). An instance file's post-processing (everything after its raw
+    logits, `INSTANCE_NETWORK_OUTPUTS`) gets no Q/DQ. With `cache_dir`, the calibration statistics are stored
     there and reused by the next call with the same model, images, method and calibrated ops.
     What is not int8 stays fp32; `gkd_deploy.exporters.fp16.convert_int8_remainder` makes it fp16.
     """
@@ -81,7 +82,9 @@ def quantize_int8(
         raise ExportError(f"{fp32_onnx} is a {metadata.precision} model; quantize the fp32 export")
     array = _calibration_array(images, metadata.input_size)
     name_nodes(model)
-    placement = place_qdq(model, target, quantize_sensitive=quantize_sensitive)
+    # An instance file: only the network is quantized; its post-processing stays as exported.
+    float_after = INSTANCE_NETWORK_OUTPUTS if metadata.is_instance else ()
+    placement = place_qdq(model, target, quantize_sensitive=quantize_sensitive, float_after=float_after)
     op_types = placement.op_types
     with tempfile.TemporaryDirectory(prefix="gkd-int8-") as work:
         statistics = _statistics_file(Path(fp32_onnx), array, method, op_types, metadata.input_name, cache_dir,

@@ -1,9 +1,10 @@
 """Parity of an exported file with its PyTorch segmenter on real images (onnxruntime, CPU).
 
 Semantic files: class scores and label maps (`check_parity`). Instance files: the K instances of
-every image, slot by slot (the graph and PyTorch run the same post-processing): the share of mask
-pixels that agree and the largest score difference (`check_instance_parity`), held to the
-precision table's `instance_parity`.
+every image matched to PyTorch's by class and mask IoU, not slot by slot (near-equal scores swap
+slots under int8 or fp16 noise): the share of PyTorch's and the file's instances found in the
+other, their mean mask IoU and largest score difference (`check_instance_parity`, measured by
+`runtime.agreement.InstanceAgreement`), held to the precision table's `instance_parity`.
 
 "It runs" is not a check: an export can load and still compute something else (a wrong
 scale, a broken Q/DQ pair). `check_parity` runs both on the same images and measures how far
@@ -22,10 +23,12 @@ import torch
 from gkd_deploy.errors import ExportError, ModelError
 from gkd_deploy.models.instance_segmenter import InstanceSegmenter
 from gkd_deploy.models.segmenter import Segmenter
-from gkd_deploy.precision import EXPORT_PRECISIONS, PRECISIONS, Tolerance
-from gkd_deploy.runtime.agreement import Agreement, compare_predictors
-from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimeInstancePredictor, OnnxRuntimePredictor
-from gkd_deploy.runtime.torch_backend import TorchPredictor
+from gkd_deploy.precision import EXPORT_PRECISIONS, PRECISIONS, InstanceTolerance, Tolerance
+from gkd_deploy.runtime.agreement import MIN_MATCH_IOU, compare_instance_predictors, compare_predictors
+from gkd_deploy.runtime.metadata import read_onnx_metadata
+from gkd_deploy.runtime.onnxruntime_backend import (OnnxRuntimeInstancePredictor, OnnxRuntimePredictor,
+                                                    runs_qdq_as_written)
+from gkd_deploy.runtime.torch_backend import TorchInstancePredictor, TorchPredictor
 
 
 @dataclass(frozen=True)
@@ -35,8 +38,10 @@ class ParityReport:
     `max_abs_diff` / `mean_abs_diff`: over all class scores (None for a labels-only file);
     `pixel_agreement`: percent of pixels whose label is the same (the file's labels output where it
     has one, else the argmax of its scores, against PyTorch's argmax). For an instance file
-    (`kind` "masks"): the scores are the K instance scores, `pixels` the mask pixels of all K
-    instances and `pixel_agreement` the percent of them whose mask value is the same.
+    (`kind` "instances", `runtime.agreement.InstanceAgreement`): `instances` is the number of instances of either
+    side that the other must have, `matched` the percent of them found, `pixel_agreement` the
+    mean mask IoU of the found pairs (percent) and the score differences are theirs; `pixels`
+    is the image pixels checked.
     """
 
     precision: str
@@ -46,8 +51,14 @@ class ParityReport:
     mean_abs_diff: float | None
     pixel_agreement: float
     kind: str = "labels"
+    instances: int = 0
+    matched: float = 100.0
 
     def __str__(self) -> str:
+        if self.kind == "instances":
+            return (f"{self.precision}: {self.matched:.2f}% of {self.instances} instances found (same class, mask IoU "
+                    f">= {MIN_MATCH_IOU}), mean mask IoU {self.pixel_agreement:.2f}%, max |score difference| "
+                    f"{self.max_abs_diff:.3g} (mean {self.mean_abs_diff:.3g}) ({self.images} images)")
         scores = ("labels only" if self.max_abs_diff is None else
                   f"max |score difference| {self.max_abs_diff:.3g} (mean {self.mean_abs_diff:.3g})")
         return (f"{self.precision}: {scores}, {self.kind} agree on {self.pixel_agreement:.2f}% of {self.pixels} pixels "
@@ -73,10 +84,11 @@ def check_parity(onnx_path: str | Path, segmenter: Segmenter, images: torch.Tens
                         pixel_agreement=agreement.pixel_agreement)
 
 
-def _prepare(predictor_class, onnx_path: str | Path, images) -> tuple:
-    """The file's CPU predictor, and the images as float32 numpy (checked against its input size)."""
+def _prepare(predictor_class, onnx_path: str | Path, images, **options) -> tuple:
+    """The file's CPU predictor (`options` for its session), and the images as float32 numpy
+    (checked against its input size)."""
     try:
-        exported = predictor_class(onnx_path, "cpu")
+        exported = predictor_class(onnx_path, "cpu", **options)
     except ModelError as error:
         raise ExportError(str(error)) from None
     images = np.asarray(torch.as_tensor(images).float().cpu())
@@ -90,39 +102,40 @@ def _prepare(predictor_class, onnx_path: str | Path, images) -> tuple:
 def check_instance_parity(onnx_path: str | Path, model: InstanceSegmenter, images: torch.Tensor | np.ndarray,
                           *, batch_size: int = 4) -> ParityReport:
     """Run an instance ONNX file (its runtime predictor, CPU) and `model.predict` on `images` (N, 3, H, W)
-    0..255 and compare their K instances slot by slot: mask pixels and scores."""
-    exported, images = _prepare(OnnxRuntimeInstancePredictor, onnx_path, images)
-    device = next(model.parameters()).device
+    0..255 and match their instances (`InstanceAgreement`, with the file's precision's score
+    tolerance as the margin at the top-k cut). An int8 file for TensorRT runs its Q/DQ pairs as
+    written (`runs_qdq_as_written`)."""
+    exported, images = _prepare(OnnxRuntimeInstancePredictor, onnx_path, images,
+                                as_written=runs_qdq_as_written(read_onnx_metadata(onnx_path)))
     was_training = model.training
     model.eval()
-    agreement = Agreement()
+    tolerance = PRECISIONS[exported.info.precision].instance_parity
     try:
-        for start in range(0, images.shape[0], batch_size):
-            batch = images[start:start + batch_size]
-            masks, _, scores = exported(batch)
-            with torch.inference_mode():
-                reference_masks, _, reference_scores = (t.cpu().numpy() for t in
-                                                        model.predict(torch.from_numpy(batch).to(device)))
-            agreement.add_scores(reference_scores, scores)
-            agreement.add_labels(reference_masks, masks.astype(bool))
+        agreement = compare_instance_predictors(TorchInstancePredictor.of_model(model), exported, images,
+                                                margin=tolerance.max_score_diff if tolerance else 0.0,
+                                                mask_threshold=model.config.mask_threshold, batch_size=batch_size)
     finally:
         model.train(was_training)
-    return ParityReport(precision=exported.info.precision, images=int(images.shape[0]), pixels=agreement.pixels,
+    return ParityReport(precision=exported.info.precision, images=int(images.shape[0]),
+                        pixels=int(images.shape[0] * images.shape[2] * images.shape[3]),
                         max_abs_diff=agreement.max_abs_diff, mean_abs_diff=agreement.mean_abs_diff,
-                        pixel_agreement=agreement.pixel_agreement, kind="masks")
+                        pixel_agreement=agreement.mask_iou, kind="instances", instances=agreement.required,
+                        matched=agreement.matched)
 
 
 def assert_parity(report: ParityReport, precision: str | None = None,
-                  tolerance: Tolerance | None = None) -> None:
+                  tolerance: Tolerance | InstanceTolerance | None = None) -> None:
     """Raise `ExportError` when `report` is over the tolerance of `precision` (default: the report's)."""
     precision = precision or report.precision
+    instances = report.kind == "instances"
     if tolerance is None:
         row = PRECISIONS.get(precision)
-        tolerance = None if row is None else row.instance_parity if report.kind == "masks" else row.parity
+        tolerance = None if row is None else row.instance_parity if instances else row.parity
         if tolerance is None:
             raise ExportError(f"no parity tolerance for {report.kind} at precision {precision!r}; known: "
                               f"{', '.join(p for p in EXPORT_PRECISIONS if PRECISIONS[p].parity)}")
-    problems = tolerance.problems(report.max_abs_diff, report.pixel_agreement)
+    problems = (tolerance.problems(report.max_abs_diff, report.matched, report.pixel_agreement) if instances
+                else tolerance.problems(report.max_abs_diff, report.pixel_agreement))
     if problems:
         raise ExportError(f"the {precision} export does not match PyTorch: {'; '.join(problems)} ({report}); "
                           "the file computes something other than the checkpoint; do not deploy it")

@@ -100,13 +100,17 @@ def _trace(wrapper: torch.nn.Module, input_size: tuple[int, int], opset: int,
             with torch.no_grad():
                 torch.onnx.export(
                     wrapper, (example,), buffer, dynamo=False, opset_version=opset,
-                    input_names=[INPUT_NAME], output_names=list(wrapper.output_names),
-                    dynamic_axes={INPUT_NAME: batch_axis, **{name: batch_axis for name in wrapper.output_names}},
+                    input_names=[INPUT_NAME], output_names=list(wrapper.traced_names),
+                    dynamic_axes={INPUT_NAME: batch_axis, **{name: batch_axis for name in wrapper.traced_names}},
                     do_constant_folding=True,
                 )
         except RuntimeError as error:
             raise ExportError(f"PyTorch cannot export {segmenter.config.architecture} to ONNX opset {opset}: "
                               f"{error}") from error
     model = onnx.load_model_from_string(buffer.getvalue())
+    # Tensors traced as outputs only to be named (an instance model's raw logits) stay inside.
+    kept = [output for output in model.graph.output if output.name in wrapper.output_names]
+    del model.graph.output[:]
+    model.graph.output.extend(kept)
     inline_initializer_identities(model.graph)
     return model

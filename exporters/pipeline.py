@@ -218,7 +218,6 @@ def export_model(source: str | Path, settings: ExportSettings | None = None, *, 
         files = [_with_outputs(file, path(file.precision, outputs=settings.outputs), kept_outputs, segmenter, check)
                  for file in files]
         onnx_files.update({file.precision: file.path for file in files})  # the engines are built from these
-    num_classes = segmenter.class_set.num_classes
     files = [dataclasses.replace(file, output_bytes=_output_bytes(segmenter, file.outputs, size)) for file in files]
     engine_commands: tuple[str, ...] = ()
     if "trt" in settings.formats and not tensorrt_available():
@@ -232,19 +231,14 @@ def export_model(source: str | Path, settings: ExportSettings | None = None, *, 
                                        settings.engine, check_images=check)
             files.append(ExportedFile(engine_path, precision, "trt", engine_path.stat().st_size,
                                       time.perf_counter() - started, None, kept_outputs,
-                                      output_bytes(kept_outputs, num_classes, size)))
+                                      _output_bytes(segmenter, kept_outputs, size)))
     return ExportOutcome(checkpoint=checkpoint, files=tuple(files), check_images=len(check),
                          calibration_images=len(calibration) if calibration is not None else 0,
                          engine_commands=engine_commands)
 
 
 def _check_instance_settings(settings: ExportSettings) -> None:
-    """What an instance model's export does not offer (yet): int8, TensorRT engines, --outputs."""
-    if "int8" in settings.precisions:
-        raise ConfigError("int8 export of an instance segmenter is not supported; use --precision fp32,fp16")
-    if "trt" in settings.formats:
-        raise ConfigError("TensorRT engines of an instance segmenter are not built yet; use --format onnx and "
-                          "build the engine from the ONNX file with trtexec")
+    """What an instance model's export does not take: --outputs (its files always return all three)."""
     if settings.outputs != "both":
         raise ConfigError("an instance segmenter's file always returns masks, classes and scores; leave out --outputs")
 

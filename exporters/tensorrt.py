@@ -7,7 +7,9 @@ model and TensorRT version that built them: build on the target (on a Jetson, fr
 
 A built engine counts only once it has been run: `build_engine` with check images runs it and
 ONNX Runtime (the file it came from) on them, and deletes it with an ExportError when the two
-disagree beyond the precision table's `engine_parity` (TensorRT has built wrong FP16 engines for ViT segmenters).
+disagree beyond the precision table's `engine_parity` (TensorRT has built wrong FP16 engines for ViT
+segmenters); an instance file's engine is held to `engine_instance_parity`, its instances matched
+by class and mask IoU as in the export check.
 """
 
 from __future__ import annotations
@@ -64,13 +66,23 @@ def trtexec_command(onnx_path: Path, engine_path: Path, options: EngineOptions) 
 
 @dataclass(frozen=True)
 class EngineCheck:
-    """The engine against ONNX Runtime on the same file and images."""
+    """The engine against ONNX Runtime on the same file and images. An instance engine (`kind`
+    "instances") is measured as its export check is (`InstanceAgreement`): `instances` to find,
+    `matched` the percent found, `pixel_agreement` their mean mask IoU, `max_abs_diff` their
+    largest score difference."""
 
     images: int
     max_abs_diff: float | None  # None where the file returns labels only
     pixel_agreement: float  # percent of pixels with the same label
+    kind: str = "labels"
+    instances: int = 0
+    matched: float = 100.0
 
     def __str__(self) -> str:
+        if self.kind == "instances":
+            return (f"engine vs onnxruntime on {self.images} images: {self.matched:.2f}% of {self.instances} "
+                    f"instances found, mean mask IoU {self.pixel_agreement:.2f}%, max |score difference| "
+                    f"{self.max_abs_diff:.3g}")
         scores = "" if self.max_abs_diff is None else f"max |score difference| {self.max_abs_diff:.3g}, "
         return f"engine vs onnxruntime on {self.images} images: {scores}labels agree on {self.pixel_agreement:.2f}%"
 
@@ -78,21 +90,23 @@ class EngineCheck:
 def check_engine(engine_path: Path, onnx_path: Path, images: np.ndarray, precision: str,
                  load: Callable[[Path], object] | None = None) -> EngineCheck:
     """Run the engine and ONNX Runtime on `images` ((N, 3, H, W) float32); ExportError, and the engine
-    and its sidecar deleted, when they disagree beyond the precision's tolerance. `load` makes the
-    engine's predictor (default: the TensorRT one)."""
-    from gkd_deploy.runtime.agreement import compare_predictors
-    from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimePredictor
-
+    and its sidecar deleted, when they disagree beyond the precision's tolerance (`engine_parity`,
+    an instance file's `engine_instance_parity`). `load` makes the engine's predictor (default:
+    the TensorRT one of the file's task)."""
     if load is None:
-        from gkd_deploy.runtime.tensorrt_backend import TensorRTPredictor as load
+        from gkd_deploy.runtime.tensorrt_backend import tensorrt_predictor as load
+    metadata = read_onnx_metadata(onnx_path)
+    row = get_precision(precision)
     engine = load(engine_path)
     try:
-        agreement = compare_predictors(OnnxRuntimePredictor(onnx_path, "cpu"), engine, images)
+        if metadata.is_instance:
+            report = _instance_engine_check(engine, onnx_path, images, row.engine_instance_parity, metadata)
+            problems = row.engine_instance_parity.problems(report.max_abs_diff, report.matched, report.pixel_agreement)
+        else:
+            report = _engine_check(engine, onnx_path, images)
+            problems = row.engine_parity.problems(report.max_abs_diff, report.pixel_agreement)
     finally:
         getattr(engine, "release", lambda: None)()  # its GPU buffers and stream
-    report = EngineCheck(images=len(images), max_abs_diff=agreement.max_abs_diff,
-                         pixel_agreement=agreement.pixel_agreement)
-    problems = get_precision(precision).engine_parity.problems(report.max_abs_diff, report.pixel_agreement)
     if problems:
         engine_path.unlink(missing_ok=True)
         sidecar_path(engine_path).unlink(missing_ok=True)
@@ -101,6 +115,28 @@ def check_engine(engine_path: Path, onnx_path: Path, images: np.ndarray, precisi
                           "version, --opt-level, or the fp32 file")
     log.info("%s: %s", engine_path.name, report)
     return report
+
+
+def _engine_check(engine, onnx_path: Path, images: np.ndarray) -> EngineCheck:
+    from gkd_deploy.runtime.agreement import compare_predictors
+    from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimePredictor
+
+    agreement = compare_predictors(OnnxRuntimePredictor(onnx_path, "cpu"), engine, images)
+    return EngineCheck(images=len(images), max_abs_diff=agreement.max_abs_diff,
+                       pixel_agreement=agreement.pixel_agreement)
+
+
+def _instance_engine_check(engine, onnx_path: Path, images: np.ndarray, tolerance, metadata) -> EngineCheck:
+    """The engine against the file run by ONNX Runtime, its Q/DQ pairs as written where it is an
+    int8 file for TensorRT (`runs_qdq_as_written`), as the export check runs it."""
+    from gkd_deploy.runtime.agreement import compare_instance_predictors
+    from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimeInstancePredictor, runs_qdq_as_written
+
+    reference = OnnxRuntimeInstancePredictor(onnx_path, "cpu", as_written=runs_qdq_as_written(metadata))
+    agreement = compare_instance_predictors(reference, engine, images, margin=tolerance.max_score_diff,
+                                            mask_threshold=metadata.segmenter_config.mask_threshold)
+    return EngineCheck(images=len(images), max_abs_diff=agreement.max_abs_diff, pixel_agreement=agreement.mask_iou,
+                       kind="instances", instances=agreement.required, matched=agreement.matched)
 
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path, options: EngineOptions = EngineOptions(),

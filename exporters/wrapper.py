@@ -17,7 +17,7 @@ from gkd_deploy.models.decoders.mask2former.deformable_attention import SAMPLING
 from gkd_deploy.models.instance_segmenter import InstanceSegmenter
 from gkd_deploy.models.patch_grid import resize_pos_embed
 from gkd_deploy.models.segmenter import Segmenter
-from gkd_deploy.runtime.metadata import INSTANCE_OUTPUT_NAMES, OUTPUT_NAMES
+from gkd_deploy.runtime.metadata import INSTANCE_NETWORK_OUTPUTS, INSTANCE_OUTPUT_NAMES, OUTPUT_NAMES
 
 
 class ExportWrapper(nn.Module):
@@ -25,6 +25,7 @@ class ExportWrapper(nn.Module):
     argmax in the graph: a quarter of a float per pixel to copy back instead of K floats)."""
 
     output_names = OUTPUT_NAMES
+    traced_names = OUTPUT_NAMES  # what the trace names: the outputs, and tensors inside to name
 
     def __init__(self, segmenter: Segmenter, input_size: tuple[int, int]) -> None:
         super().__init__()
@@ -40,9 +41,12 @@ class ExportWrapper(nn.Module):
 class InstanceExportWrapper(nn.Module):
     """(B, 3, H, W) float32 RGB 0-255 -> masks (B, K, H, W) uint8 0/1, classes (B, K) int64, scores
     (B, K) float32: the model's raw queries post-processed in the graph (`InstancePostprocess`, the
-    config's top_k and mask threshold, masks at the input size). The projection head is not traced."""
+    config's top_k and mask threshold, masks at the input size). The projection head is not traced.
+    The raw class and mask logits are traced as outputs too, so that they carry the names
+    `INSTANCE_NETWORK_OUTPUTS` in the graph; the export drops them as outputs (`traced_names`)."""
 
     output_names = INSTANCE_OUTPUT_NAMES
+    traced_names = INSTANCE_OUTPUT_NAMES + INSTANCE_NETWORK_OUTPUTS
 
     def __init__(self, segmenter: InstanceSegmenter, input_size: tuple[int, int]) -> None:
         super().__init__()
@@ -51,9 +55,11 @@ class InstanceExportWrapper(nn.Module):
         config = segmenter.config
         self.postprocess = InstancePostprocess(tuple(input_size), config.top_k, config.mask_threshold)
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        masks, classes, scores = self.postprocess(*self.segmenter(images))
-        return masks.to(torch.uint8), classes, scores  # uint8: bool outputs are not taken by every runtime
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        class_logits, mask_logits = self.segmenter(images)
+        masks, classes, scores = self.postprocess(class_logits, mask_logits)
+        # uint8: bool outputs are not taken by every runtime
+        return masks.to(torch.uint8), classes, scores, class_logits, mask_logits
 
 
 WRAPPERS = {"semantic": ExportWrapper, "instance": InstanceExportWrapper}

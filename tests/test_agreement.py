@@ -62,3 +62,69 @@ def test_torch_predictor_runs_a_model_in_memory_with_autocast():
     assert 0 < np.abs(lower - expected).max() < 0.1  # bfloat16 keeps ~3 digits: close, not equal
     with pytest.raises(ConfigError, match="unknown precision 'int8'"):
         TorchPredictor.of_model(model, precision="int8")
+
+
+# -- instance models: matched by class and mask IoU --------------------------------------------------
+def instances(specs, size=8):
+    """One image's (masks (K, size, size), classes (K,), scores (K,)) from (row0, row1, class, score)
+    specs: the mask covers rows row0..row1 (empty when row0 == row1)."""
+    masks = np.zeros((len(specs), size, size), bool)
+    for index, (first, last, _, _) in enumerate(specs):
+        masks[index, first:last] = True
+    classes = np.array([spec[2] for spec in specs], np.int64)
+    scores = np.array([spec[3] for spec in specs], np.float32)
+    return masks[None], classes[None], scores[None]
+
+
+REFERENCE = [(0, 2, 0, 0.90), (2, 5, 1, 0.62), (5, 8, 2, 0.61), (0, 1, 3, 0.05), (0, 0, 4, 0.0)]
+
+
+def test_swapped_slots_of_near_equal_scores_still_match():
+    from gkd_deploy.runtime.agreement import InstanceAgreement
+
+    swapped = [REFERENCE[0], (5, 8, 2, 0.63), (2, 5, 1, 0.60), *REFERENCE[3:]]  # slots 1 and 2 trade places
+    agreement = InstanceAgreement(margin=0.05)
+    agreement.add(instances(REFERENCE), instances(swapped))
+    assert agreement.required == 6 and agreement.matched == 100.0 and agreement.mask_iou == 100.0
+    assert agreement.max_abs_diff == pytest.approx(0.02, abs=1e-6)
+    slots = Agreement()  # the slot-by-slot measure counts the swap as mask pixels that disagree
+    slots.add_labels(instances(REFERENCE)[0], instances(swapped)[0])
+    assert slots.pixel_agreement < 90.0
+
+
+def test_a_lost_instance_a_changed_class_and_a_moved_mask_are_counted():
+    from gkd_deploy.runtime.agreement import InstanceAgreement
+
+    other = [(0, 2, 0, 0.90), (2, 5, 3, 0.62), (6, 8, 2, 0.61), (0, 1, 3, 0.05), (0, 0, 4, 0.0)]
+    agreement = InstanceAgreement(margin=0.05)
+    agreement.add(instances(REFERENCE), instances(other))
+    # Class 1 became class 3 (neither side's instance is found: 2 of 6 lost); rows 5-8 -> 6-8: IoU 2/3.
+    assert agreement.required == 6 and agreement.matched == pytest.approx(400 / 6)
+    assert agreement.mask_iou == pytest.approx(100 * (1 + 2 / 3) / 2)
+    assert agreement.max_abs_diff == 0.0
+
+
+def test_instances_near_the_top_k_cut_or_under_the_floor_need_not_be_found():
+    from gkd_deploy.runtime.agreement import SCORE_FLOOR, InstanceAgreement
+
+    # The other side's lowest non-empty score is 0.05, so its k-th class probability is below 0.1
+    # (mask threshold 0.5): a 0.12 instance may fairly fall out of its top k with a margin of 0.05.
+    reference = [(0, 2, 0, 0.90), (2, 5, 1, 0.12), (5, 8, 2, SCORE_FLOOR / 2)]
+    other = [(0, 2, 0, 0.90), (5, 6, 5, 0.05), (0, 0, 4, 0.0)]
+    agreement = InstanceAgreement(margin=0.05)
+    agreement.add(instances(reference), instances(other))
+    assert agreement.required == 2 and agreement.matched == 100.0  # the 0.90 instance, both ways
+    strict = InstanceAgreement(margin=0.0)
+    strict.add(instances(reference), instances(other))
+    # Now the 0.12 instance is missed, and so is the other side's 0.05 one (the reference's lowest
+    # non-empty score, 0.01, puts its cut under 0.02).
+    assert strict.required == 4 and strict.matched == 50.0
+
+
+def test_mask_iou_of_empty_masks():
+    from gkd_deploy.runtime.agreement import mask_iou
+
+    empty, full = np.zeros((1, 2, 2), bool), np.ones((1, 2, 2), bool)
+    assert mask_iou(empty, empty).tolist() == [[1.0]] and mask_iou(empty, full).tolist() == [[0.0]]
+    half = np.array([[[True, False], [True, False]]])
+    assert mask_iou(half, full).tolist() == [[0.5]]

@@ -74,6 +74,10 @@ def test_instances_below_the_threshold_are_dropped_and_the_rest_come_best_first(
     resized = joined.at_size(96, 128)
     assert len(resized) == 2 and resized.masks.shape == (2, 96, 128)
     assert resized.boxes().tolist() == [[10, 50, 50, 80], [75, 50, 115, 80]]
+    # A frame where nothing clears the threshold, at the model's own size or another.
+    nothing = FrameInstances(np.zeros((0, 192, 256), bool), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    assert [len(nothing.at_size(*size)) for size in ((192, 256), (96, 128))] == [0, 0]
+    assert nothing.at_size(192, 256).masks.shape == (0, 192, 256)
 
 
 def test_the_segmenter_keeps_what_the_model_scores_above_the_threshold_at_the_frames_size(model):

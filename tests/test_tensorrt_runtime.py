@@ -13,6 +13,7 @@ are large enough, and everything allocated is freed on `release`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import textwrap
@@ -146,10 +147,14 @@ class TensorIOMode(enum.Enum):
 class DataType(enum.Enum):
     FLOAT = 0
     UINT8 = 5
+    INT64 = 10
+
+
+ONNX_TYPES = {"tensor(float)": DataType.FLOAT, "tensor(uint8)": DataType.UINT8, "tensor(int64)": DataType.INT64}
 
 
 def nptype(dtype):
-    return {DataType.FLOAT: np.float32, DataType.UINT8: np.uint8}[dtype]
+    return {DataType.FLOAT: np.float32, DataType.UINT8: np.uint8, DataType.INT64: np.int64}[dtype]
 
 
 class Runtime:
@@ -178,7 +183,7 @@ class Engine:
 
     def get_tensor_dtype(self, name):
         kind = "tensor(float)" if name in self.inputs else next(o.type for o in self.outputs if o.name == name)
-        return DataType.UINT8 if kind == "tensor(uint8)" else DataType.FLOAT
+        return ONNX_TYPES[kind]
 
     def create_execution_context(self):
         return Context(self)
@@ -345,6 +350,16 @@ def test_the_engine_check_after_a_build_runs_the_torch_free_predictor(exported, 
     assert not cudart.ALLOCATIONS and not cudart.STREAMS  # the check's predictor gave its GPU memory back
 
 
+def assert_benchmarked_without_torch(engine, tmp_path, environment):
+    """`gkd benchmark` on `engine` (tensorrt, the stand-ins on the path) times it and imports no torch."""
+    result = probe(["benchmark", "--model", str(engine), "--backends", "tensorrt", "--device", "cuda",
+                    "--min-runs", "3", "--min-time", "0", "--warmup", "1", "--json", str(tmp_path / "b.json"),
+                    "--csv", str(tmp_path / "b.csv")], tmp_path, environment)
+    assert result["heavy"] == [], result
+    row = json.loads((tmp_path / "b.json").read_text())["rows"][0]
+    assert row["status"] == "ok" and row["p50_ms"] > 0 and row["compute_p50_ms"] > 0, row
+
+
 def test_gkd_infer_and_benchmark_on_an_engine_import_no_torch(exported, tmp_path):
     from gkd_deploy.data.synthetic import write_synthetic
 
@@ -357,9 +372,75 @@ def test_gkd_infer_and_benchmark_on_an_engine_import_no_torch(exported, tmp_path
                    environment)
     assert result == {"code": 0, "heavy": []}
     assert (tmp_path / "seg.mp4").stat().st_size > 0
-    result = probe(["benchmark", "--model", str(engine), "--backends", "tensorrt", "--device", "cuda",
-                    "--min-runs", "3", "--min-time", "0", "--warmup", "1", "--json", str(tmp_path / "b.json"),
-                    "--csv", str(tmp_path / "b.csv")], tmp_path, environment)
-    assert result["heavy"] == [], result
-    row = json.loads((tmp_path / "b.json").read_text())["rows"][0]
-    assert row["status"] == "ok" and row["p50_ms"] > 0 and row["compute_p50_ms"] > 0, row
+    assert_benchmarked_without_torch(engine, tmp_path, environment)
+
+
+@pytest.fixture(scope="module")
+def instance_exported(tmp_path_factory):
+    """(checkpoint, fp32 .onnx at 64 x 64) of a tiny instance segmenter with confident heads (its
+    instances clear the top-k cut, so the engine check has instances to find)."""
+    import torch
+
+    from gkd_deploy.models.checkpoint import save_instance_segmenter
+    from gkd_deploy.models.instance_segmenter import build_instance_segmenter
+    from tests.fixtures_models import INSTANCE_SIZE, confident_instance_heads
+    from tests.test_instance_model import tiny_config
+
+    root = tmp_path_factory.mktemp("trt-instance")
+    torch.manual_seed(0)
+    model = confident_instance_heads(build_instance_segmenter(tiny_config()).eval())
+    checkpoint = save_instance_segmenter(model, root / "instance.safetensors")
+    outcome = export_model(checkpoint, precisions=("fp32",), input_size=(INSTANCE_SIZE, INSTANCE_SIZE), check_count=1)
+    return checkpoint, outcome.files[0].path
+
+
+def test_an_instance_engine_gives_the_instances_onnx_runtime_gives(instance_exported, stand_ins, tmp_path):
+    from gkd_deploy.runtime.loader import load_predictor
+    from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimeInstancePredictor
+    from gkd_deploy.runtime.tensorrt_backend import TensorRTInstancePredictor
+
+    _, cudart = stand_ins
+    onnx_path = instance_exported[1]
+    predictor = load_predictor(engine_of(onnx_path, tmp_path), "cuda:0")
+    assert isinstance(predictor, TensorRTInstancePredictor) and predictor.info.task == "instance"
+    assert predictor.output_dtypes == {"masks": np.uint8, "classes": np.int64, "scores": np.float32}
+    images = np.random.default_rng(3).uniform(0, 255, (3, 3, 64, 64)).astype(np.float32)
+    masks, classes, scores = predictor(images)
+    expected = OnnxRuntimeInstancePredictor(onnx_path, "cpu")(images)
+    assert masks.dtype == bool and masks.shape == (3, 10, 64, 64) and classes.dtype == np.int64
+    for got, want in zip((masks, classes, scores), expected):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ModelError, match="instance segmenter"):
+        predictor.labels(images)
+    predictor.release()
+    assert not cudart.ALLOCATIONS and not cudart.STREAMS
+
+
+def test_gkd_export_builds_and_checks_an_instance_engine(instance_exported, stand_ins, tmp_path, monkeypatch, caplog):
+    from gkd_deploy.exporters.tensorrt import EngineCheck
+    from gkd_deploy.runtime.metadata import read_sidecar_metadata
+
+    tensorrt, cudart = stand_ins
+    builder = stand_in_tensorrt([])
+    for name in ("Builder", "OnnxParser", "NetworkDefinitionCreationFlag", "MemoryPoolType"):
+        monkeypatch.setattr(tensorrt, name, getattr(builder, name), raising=False)
+    caplog.set_level(logging.INFO, logger="gkd_deploy.exporters.tensorrt")
+    outcome = export_model(instance_exported[0], precisions=("fp32",), formats=("onnx", "trt"),
+                           input_size=(64, 64), check_count=4, out_dir=tmp_path)
+    onnx_file, engine_file = outcome.files
+    assert (engine_file.format, engine_file.outputs) == ("trt", ("masks", "classes", "scores"))
+    assert engine_file.output_bytes == onnx_file.output_bytes == 10 * (64 * 64 + 12)
+    assert engine_file.path.is_file() and read_sidecar_metadata(engine_file.path).task == "instance"
+    (report,) = [record.args[1] for record in caplog.records if isinstance(record.args, tuple)
+                 and len(record.args) == 2 and isinstance(record.args[1], EngineCheck)]
+    assert report.kind == "instances" and report.instances > 0 and report.matched == 100.0
+    assert report.pixel_agreement == 100.0 and report.max_abs_diff == 0.0
+    assert onnx_file.parity.instances > 0  # the checked ONNX file had instances to find too
+    assert not cudart.ALLOCATIONS and not cudart.STREAMS
+
+
+def test_benchmarking_an_instance_engine_imports_no_torch(instance_exported, tmp_path):
+    folder = write_stand_ins(tmp_path / "stand-ins")
+    engine = engine_of(instance_exported[1], tmp_path)
+    environment = {**os.environ, "PYTHONPATH": str(folder)}
+    assert_benchmarked_without_torch(engine, tmp_path, environment)

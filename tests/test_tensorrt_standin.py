@@ -147,18 +147,64 @@ class _EngineStandIn:
         return self(images).argmax(1).astype(np.uint8)
 
 
-def test_an_engine_that_computes_something_else_is_deleted(exported, tmp_path):
-    images = np.random.default_rng(0).uniform(0, 255, (5, 3, 64, 64)).astype(np.float32)
-    engine = tmp_path / "model-fp32.engine"
+def checked_good_and_wrong(stand_in, onnx_path, images, folder):
+    """`check_engine` on an 'engine' standing in for a correct one (`stand_in(onnx_path, False)`),
+    which is kept (its report returned), and on a wrong one, which is deleted with an ExportError
+    (returned)."""
+    engine = folder / "model-fp32.engine"
+    reports = []
     for wrong in (False, True):
         engine.write_bytes(b"engine")
         sidecar_path(engine).write_text("{}")
-        load = lambda path, wrong=wrong: _EngineStandIn(exported, wrong)  # noqa: E731
+        load = lambda path, wrong=wrong: stand_in(onnx_path, wrong)  # noqa: E731
         if not wrong:
-            report = check_engine(engine, exported, images, "fp32", load=load)
-            assert report.images == 5 and report.pixel_agreement == 100.0 and report.max_abs_diff < 1e-6
+            reports.append(check_engine(engine, onnx_path, images, "fp32", load=load))
             assert engine.exists()
             continue
-        with pytest.raises(ExportError, match=r"does not compute what the ONNX file computes: .*it was deleted"):
-            check_engine(engine, exported, images, "fp32", load=load)
+        with pytest.raises(ExportError, match=r"does not compute what the ONNX file computes: .*it was deleted") as error:
+            check_engine(engine, onnx_path, images, "fp32", load=load)
         assert not engine.exists() and not sidecar_path(engine).exists()
+        reports.append(error.value)
+    return reports
+
+
+def test_an_engine_that_computes_something_else_is_deleted(exported, tmp_path):
+    images = np.random.default_rng(0).uniform(0, 255, (5, 3, 64, 64)).astype(np.float32)
+    report, _ = checked_good_and_wrong(_EngineStandIn, exported, images, tmp_path)
+    assert report.images == 5 and report.pixel_agreement == 100.0 and report.max_abs_diff < 1e-6
+
+
+class _InstanceEngineStandIn:
+    """An instance 'engine' that runs the ONNX file with its slots in reverse order (a correct engine
+    may order near-equal scores differently), or with every class moved to the next one (a wrong one)."""
+
+    def __init__(self, onnx_path, wrong: bool) -> None:
+        from gkd_deploy.runtime.onnxruntime_backend import OnnxRuntimeInstancePredictor
+
+        self.reference, self.wrong = OnnxRuntimeInstancePredictor(onnx_path, "cpu"), wrong
+        self.info = self.reference.info
+
+    def __call__(self, images):
+        masks, classes, scores = self.reference(images)
+        if self.wrong:
+            return masks, (classes + 1) % self.info.class_set.num_classes, scores
+        return masks[:, ::-1], classes[:, ::-1], scores[:, ::-1]
+
+
+def test_an_instance_engine_is_checked_instance_by_instance(tmp_path):
+    import torch
+
+    from gkd_deploy.exporters.onnx_export import export_onnx
+    from gkd_deploy.exporters.pipeline import synthetic_images
+    from gkd_deploy.models.instance_segmenter import build_instance_segmenter
+    from tests.fixtures_models import confident_instance_heads
+    from tests.test_instance_model import tiny_config
+
+    torch.manual_seed(0)
+    model = confident_instance_heads(build_instance_segmenter(tiny_config()).eval())
+    onnx_path = export_onnx(model, tmp_path / "model-fp32.onnx", input_size=64)
+    images = synthetic_images(4, (64, 64), seed=100).astype(np.float32)
+    report, error = checked_good_and_wrong(_InstanceEngineStandIn, onnx_path, images, tmp_path)
+    assert report.kind == "instances" and report.instances > 10 and report.matched == 100.0
+    assert report.pixel_agreement == 100.0 and report.max_abs_diff == 0.0
+    assert "instances found 0.00% <" in str(error)

@@ -10,7 +10,7 @@ Every combination a backend cannot run gets a reason instead of a result: the ba
 installed or has no device here, the precision does not exist for it (int8 lives in the Q/DQ ONNX
 file, not in PyTorch), the file is not exported yet (the reason names the `gkd export` command),
 or the file was exported at another input size. An instance segmenter runs on the same backends
-but tensorrt, at fp32 and fp16 (its export writes neither int8 files nor engines).
+and precisions.
 
 A loaded model is a `Runner`: the predictor call (images (B, 3, H, W) float32 RGB 0..255 -> class
 scores or labels; an instance model's masks, classes and scores, post-processing included), how
@@ -176,11 +176,11 @@ def _load_onnxruntime_cuda(file: Path, precision: str, device: str) -> Runner:
 
 
 def _load_tensorrt(file: Path, precision: str, device: str) -> Runner:
-    from gkd_deploy.runtime.tensorrt_backend import TensorRTPredictor
+    from gkd_deploy.runtime.tensorrt_backend import tensorrt_predictor
 
     # As onnxruntime-cuda: host images in, the application's output copied back (the call waits for
     # the GPU); `resident` gives the engine's compute time without the copies.
-    predictor = TensorRTPredictor(file, device)
+    predictor = tensorrt_predictor(file, device)
     return Runner(_application_call(predictor), _as_is, WallClock(), "device", file, predictor.release,
                   predictor=predictor)
 
@@ -214,19 +214,6 @@ def _device_reason(precision: str, device: str) -> str | None:
     return None
 
 
-def _instance_reason(backend: Backend, source: ModelSource, precision: str) -> str | None:
-    """What no `gkd export` writes for an instance segmenter: int8 files and TensorRT engines."""
-    if source.task != "instance":
-        return None
-    if precision == "int8":
-        return ("an instance segmenter has no int8 model (gkd export writes its fp32 and fp16 files): drop int8 "
-                "from --precision")
-    if backend.runs == "engine":
-        return ("gkd export builds no TensorRT engine of an instance segmenter: time its ONNX file with "
-                "--backends onnxruntime or onnxruntime-cuda")
-    return None
-
-
 def _kind_reason(backend: Backend, source: ModelSource) -> str | None:
     if backend.runs == "checkpoint" and source.kind != "checkpoint":
         return (f"{source.path.name} is an exported file; {backend.name} runs the checkpoint it came from: "
@@ -254,8 +241,6 @@ def missing_file_command(backend: Backend, source: ModelSource, precision: str, 
     setting) the combination could not run here even with the file."""
     if backend.runs == "checkpoint" or precision not in backend.precisions:
         return None
-    if _instance_reason(backend, source, precision):
-        return None  # no export writes that file
     if device is not None and (backend.unavailable(device) or _kind_reason(backend, source)):
         return None
     engine = backend.runs == "engine"
@@ -282,8 +267,7 @@ def _size_reason(backend: Backend, source: ModelSource, file: Path, input_size: 
 def resolve_file(backend: Backend, source: ModelSource, precision: str, input_size: tuple[int, int],
                  device: str) -> tuple[Path | None, str | None]:
     """(file to run, None), or (None, the reason this combination is skipped)."""
-    reason = (backend.unavailable(device) or _kind_reason(backend, source)
-              or _instance_reason(backend, source, precision))
+    reason = backend.unavailable(device) or _kind_reason(backend, source)
     if reason:
         return None, reason
     if precision not in backend.precisions:

@@ -379,8 +379,6 @@ def next_commands(report: BenchmarkReport) -> list[str]:
         commands.append(f"gkd infer VIDEO --model {fastest.file} --out out.mp4")
     elif not commands:
         first = report.settings.models[0]
-        # An instance segmenter has no int8 export.
-        precisions = "fp32,fp16" if resolved[0].task == "instance" else "fp32,fp16,int8"
-        commands.append(f"gkd export {first} --precision {precisions}" if Path(first).suffix in ("", ".safetensors")
+        commands.append(f"gkd export {first} --precision fp32,fp16,int8" if Path(first).suffix in ("", ".safetensors")
                         else f"gkd validate {first} --targets NAME=PATH")
     return commands

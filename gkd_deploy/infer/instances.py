@@ -68,7 +68,7 @@ class FrameInstances:
         else:
             masks = np.stack([cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
                               for mask in self.masks]).astype(bool)
-        present = masks.reshape(len(masks), -1).any(axis=1)
+        present = masks.any(axis=(1, 2))  # (reshape(0, -1) fails for a frame without instances)
         return FrameInstances(masks[present], self.classes[present], self.scores[present])
 
     def boxes(self) -> np.ndarray:

@@ -21,10 +21,10 @@ def _onnxruntime(path: Path, device: str) -> Predictor | InstancePredictor:
     return onnxruntime_predictor(path, device)
 
 
-def _tensorrt(path: Path, device: str) -> Predictor:
-    from gkd_deploy.runtime.tensorrt_backend import TensorRTPredictor
+def _tensorrt(path: Path, device: str) -> Predictor | InstancePredictor:
+    from gkd_deploy.runtime.tensorrt_backend import tensorrt_predictor
 
-    return TensorRTPredictor(path, device)
+    return tensorrt_predictor(path, device)
 
 
 BACKENDS: dict[str, Callable[[Path, str], Predictor]] = {

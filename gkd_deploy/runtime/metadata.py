@@ -28,6 +28,10 @@ INPUT_NAME = "images"
 OUTPUT_NAMES = ("scores", "labels")
 # An instance model's outputs: masks (B, K, H, W) uint8 0/1, classes (B, K) int64, scores (B, K) float32.
 INSTANCE_OUTPUT_NAMES = ("masks", "classes", "scores")
+# Inside an instance file's graph: the network's raw class and mask logits, the tensors its
+# post-processing starts from (named by the export, so that int8 calibration can leave what
+# follows them, top-k, casts and the mask threshold, in float).
+INSTANCE_NETWORK_OUTPUTS = ("class_logits", "mask_logits")
 # What a file's model does, and the outputs its export holds.
 TASK_OUTPUTS = {"semantic": OUTPUT_NAMES, "instance": INSTANCE_OUTPUT_NAMES}
 # `gkd export --outputs`: which of them a file returns.

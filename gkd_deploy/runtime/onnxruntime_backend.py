@@ -29,16 +29,32 @@ def available_providers(device: str = "auto") -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-class _OnnxRuntimeSession:
-    """An exported file opened for inference: its metadata, a session on the chosen providers, its `ModelInfo`."""
+def runs_qdq_as_written(metadata) -> bool:
+    """Whether a check should run this file's Q/DQ pairs as written rather than fused into ONNX
+    Runtime's int8 kernels: an int8 file for TensorRT (which computes Q/DQ exactly, int32 sums).
+    Its int8 activations make ONNX Runtime's x86 CPU provider fuse signed x signed int8 kernels,
+    whose pairwise int16 sums saturate on CPUs without VNNI (`calib.qdq_insert`): measured on such
+    a CPU (AVX2), an instance file with an fp32 remainder found 66.7% of PyTorch's instances fused
+    and 100% as written. The onnxruntime target's files are made for those kernels and keep them."""
+    calibration = metadata.extra.get("calibration") or {}
+    return metadata.precision == "int8" and calibration.get("target") == "tensorrt"
 
-    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None) -> None:
+
+class _OnnxRuntimeSession:
+    """An exported file opened for inference: its metadata, a session on the chosen providers, its
+    `ModelInfo`. `as_written`: no graph optimisations (Q/DQ pairs run as the file has them, not
+    fused into int8 kernels; slower: for checks, see `runs_qdq_as_written`)."""
+
+    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None,
+                 as_written: bool = False) -> None:
         import onnxruntime
 
         self.path = Path(path)
         self.metadata = metadata = read_onnx_metadata(self.path)
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only: ORT warns about initializers it removes itself
+        if as_written:
+            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
         self.providers = available_providers(device)

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from gkd_deploy.errors import ModelError
-from gkd_deploy.runtime.base import ModelInfo, require_scores
+from gkd_deploy.runtime.base import ModelInfo, no_label_map, require_scores
 from gkd_deploy.runtime.cuda_memory import CudaDevice, cuda_index
 from gkd_deploy.runtime.metadata import read_sidecar_metadata
 
@@ -59,7 +59,7 @@ class TensorRTPredictor:
         self.buffers = {n: self.cuda.buffer() for n in names}
         self.info = ModelInfo(class_set=metadata.class_set, input_size=metadata.input_size,
                               precision=metadata.precision, backend="tensorrt", source=str(self.path),
-                              patch_size=metadata.patch_size, outputs=tuple(metadata.outputs))
+                              patch_size=metadata.patch_size, outputs=tuple(metadata.outputs), task=metadata.task)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         require_scores(self.info, "this call")
@@ -112,3 +112,21 @@ class TensorRTPredictor:
     def _run(self) -> None:
         if not self.context.execute_async_v3(self.cuda.stream_handle):
             raise ModelError(f"TensorRT failed to run {self.path}")
+
+
+class TensorRTInstancePredictor(TensorRTPredictor):
+    """An engine of an instance file: the K instances of every image (post-processing in the engine)."""
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        outputs = self.execute(images, tuple(self.info.outputs))
+        masks, classes, scores = (outputs[name] for name in self.info.outputs)
+        return masks.astype(bool), classes.astype(np.int64, copy=False), scores
+
+    def labels(self, images: np.ndarray) -> np.ndarray:
+        raise no_label_map(self.info)
+
+
+def tensorrt_predictor(path: str | Path, device: str = "auto") -> TensorRTPredictor | TensorRTInstancePredictor:
+    """The predictor of an engine, by the task its metadata sidecar names."""
+    predictor = TensorRTInstancePredictor if read_sidecar_metadata(path).is_instance else TensorRTPredictor
+    return predictor(path, device)
