@@ -319,3 +319,20 @@ def test_benchmark_and_infer_take_the_int8_file(fixture, tmp_path):
     assert [[r["score"] for r in record] for record in records] == [
         [round(float(s), 4) for s in instances.scores] for instances in expected]
     assert sum(len(record) for record in records) > 0  # the int8 file finds the overfitted model's instances
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_real_tensorrt_engines_of_the_instance_files_pass_their_check(fixture, tmp_path, precision):
+    """Where TensorRT and a GPU are: each file's engine is built, checked against ONNX Runtime on
+    the fixture's images (deleted over tolerance) and run by the instance predictor."""
+    from gkd_deploy.calib import calibration_images
+    from gkd_deploy.exporters.tensorrt import build_engine
+
+    _, targets, outcome = fixture
+    onnx_file = next(file.path for file in outcome.files if file.precision == precision)
+    images = calibration_images([targets], 3, (HEIGHT, WIDTH), seed=1, warn_small=False).images.astype(np.float32)
+    engine = build_engine(onnx_file, tmp_path / f"model-{precision}.engine", check_images=images)
+    masks, classes, scores = load_predictor(engine)(images)
+    assert masks.shape == (3, 20, HEIGHT, WIDTH) and classes.dtype == np.int64 and scores.shape == (3, 20)
