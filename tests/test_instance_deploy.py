@@ -297,6 +297,17 @@ def test_parity_of_random_models_matches_instances_not_slots(tmp_path):
         assert_parity(report)
 
 
+def test_gkd_export_writes_an_int8_instance_file_and_prints_its_check(fixture, tmp_path):
+    checkpoint, targets, _ = fixture
+    result = CliRunner().invoke(app, ["export", str(checkpoint), "--precision", "int8", "--calib", targets,
+                                      "--calib-count", "3", "--size", f"{WIDTH}x{HEIGHT}", "--out", str(tmp_path)],
+                                env={"COLUMNS": "200"})  # the table's headers on one line each
+    assert result.exit_code == 0, result.output
+    assert "instances found %" in result.output and "mask IoU %" in result.output
+    assert "int8 calibrated on 3 images (minmax), Q/DQ placed for tensorrt" in result.output
+    assert read_onnx_metadata(tmp_path / "model-int8-128x64.onnx").precision == "int8"
+
+
 def test_benchmark_and_infer_take_the_int8_file(fixture, tmp_path):
     from gkd_deploy.benchmark import run_benchmark
     from gkd_deploy.infer.instances import InstanceFrameSegmenter
