@@ -63,15 +63,20 @@ def export(
     outcome = export_model(model, settings, out_dir=out)
     table = Table(title=f"exported {outcome.checkpoint.name} (checked against PyTorch on {outcome.check_images} images)")
     checked = outcome.files[0].parity
-    agreement = f"{'mask' if checked and checked.kind == 'masks' else 'label'} agreement %"  # instance: mask pixels
-    for column in ("file", "precision", "size MB", "output MB/img", "seconds", "max |diff|", agreement):
+    # An instance file: its instances matched to PyTorch's (found, their mean mask IoU, score difference).
+    instances = bool(checked and checked.kind == "instances")
+    agreement = ("instances found %", "mask IoU %") if instances else ("label agreement %",)
+    for column in ("file", "precision", "size MB", "output MB/img", "seconds", "max |diff|", *agreement):
         table.add_column(column, justify="left" if column == "file" else "right")
     for file in outcome.files:
         parity = file.parity
+        if parity is None:
+            measured = ("-",) * len(agreement)
+        else:
+            measured = ((f"{parity.matched:.2f}",) if instances else ()) + (f"{parity.pixel_agreement:.2f}",)
         table.add_row(file.path.name, file.precision, f"{file.size_bytes / 1e6:.2f}",
                       f"{file.output_bytes / 1e6:.2f} ({'+'.join(file.outputs)})", f"{file.seconds:.1f}",
-                      f"{parity.max_abs_diff:.2e}" if parity and parity.max_abs_diff is not None else "-",
-                      f"{parity.pixel_agreement:.2f}" if parity else "-")
+                      f"{parity.max_abs_diff:.2e}" if parity and parity.max_abs_diff is not None else "-", *measured)
     console.print(table)
     console.print(f"files in {escape(str(outcome.files[0].path.parent))}")
     if outcome.engine_commands:

@@ -297,6 +297,17 @@ def test_parity_of_random_models_matches_instances_not_slots(tmp_path):
         assert_parity(report)
 
 
+def test_gkd_export_writes_an_int8_instance_file_and_prints_its_check(fixture, tmp_path):
+    checkpoint, targets, _ = fixture
+    result = CliRunner().invoke(app, ["export", str(checkpoint), "--precision", "int8", "--calib", targets,
+                                      "--calib-count", "3", "--size", f"{WIDTH}x{HEIGHT}", "--out", str(tmp_path)],
+                                env={"COLUMNS": "200"})  # the table's headers on one line each
+    assert result.exit_code == 0, result.output
+    assert "instances found %" in result.output and "mask IoU %" in result.output
+    assert "int8 calibrated on 3 images (minmax), Q/DQ placed for tensorrt" in result.output
+    assert read_onnx_metadata(tmp_path / "model-int8-128x64.onnx").precision == "int8"
+
+
 def test_benchmark_and_infer_take_the_int8_file(fixture, tmp_path):
     from gkd_deploy.benchmark import run_benchmark
     from gkd_deploy.infer.instances import InstanceFrameSegmenter
@@ -319,3 +330,20 @@ def test_benchmark_and_infer_take_the_int8_file(fixture, tmp_path):
     assert [[r["score"] for r in record] for record in records] == [
         [round(float(s), 4) for s in instances.scores] for instances in expected]
     assert sum(len(record) for record in records) > 0  # the int8 file finds the overfitted model's instances
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_real_tensorrt_engines_of_the_instance_files_pass_their_check(fixture, tmp_path, precision):
+    """Where TensorRT and a GPU are: each file's engine is built, checked against ONNX Runtime on
+    the fixture's images (deleted over tolerance) and run by the instance predictor."""
+    from gkd_deploy.calib import calibration_images
+    from gkd_deploy.exporters.tensorrt import build_engine
+
+    _, targets, outcome = fixture
+    onnx_file = next(file.path for file in outcome.files if file.precision == precision)
+    images = calibration_images([targets], 3, (HEIGHT, WIDTH), seed=1, warn_small=False).images.astype(np.float32)
+    engine = build_engine(onnx_file, tmp_path / f"model-{precision}.engine", check_images=images)
+    masks, classes, scores = load_predictor(engine)(images)
+    assert masks.shape == (3, 20, HEIGHT, WIDTH) and classes.dtype == np.int64 and scores.shape == (3, 20)
