@@ -297,11 +297,15 @@ def test_parity_of_random_models_matches_instances_not_slots(tmp_path):
         assert_parity(report)
 
 
-def test_gkd_export_writes_an_int8_instance_file_and_prints_its_check(fixture, tmp_path):
+def test_gkd_export_writes_an_int8_instance_file_and_prints_its_check(fixture, tmp_path, monkeypatch):
+    from gkd_deploy.cli.console import console
+
     checkpoint, targets, _ = fixture
+    # The table's headers on one line each (the shared console's width is fixed when it is made,
+    # so COLUMNS at invoke time does not reach it once another test has imported it).
+    monkeypatch.setattr(console, "width", 200)
     result = CliRunner().invoke(app, ["export", str(checkpoint), "--precision", "int8", "--calib", targets,
-                                      "--calib-count", "3", "--size", f"{WIDTH}x{HEIGHT}", "--out", str(tmp_path)],
-                                env={"COLUMNS": "200"})  # the table's headers on one line each
+                                      "--calib-count", "3", "--size", f"{WIDTH}x{HEIGHT}", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "instances found %" in result.output and "mask IoU %" in result.output
     assert "int8 calibrated on 3 images (minmax), Q/DQ placed for tensorrt" in result.output
